@@ -1,0 +1,131 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace CondenseCluster.Shared.Model;
+
+/// <summary>Training form (learned group convolutions with masks) or converted form (index + grouped conv + shuffle).</summary>
+public enum ModelForm { Training, Converted }
+
+/// <summary>
+/// CondenseNet (DESIGN.md §1.2), built with the official module tree so that state-dict keys match the PyTorch code:
+/// <c>features.{init_conv, denseblock_b.denselayer_l.{conv_1, conv_2}, transition_b, norm_last}</c> and <c>classifier</c>.
+/// </summary>
+public sealed class CondenseNet : nn.Module<Tensor, Tensor>
+{
+    private readonly Sequential features;
+    private readonly nn.Module<Tensor, Tensor> classifier;
+
+    public CondenseNetConfig Config { get; }
+    public ModelForm Form { get; }
+
+    public CondenseNet(CondenseNetConfig config, ModelForm form = ModelForm.Training) : base(nameof(CondenseNet))
+    {
+        config.Validate();
+        (Config, Form) = (config, form);
+
+        var layers = new List<(string, nn.Module<Tensor, Tensor>)>
+        {
+            ("init_conv", nn.Conv2d(config.InChannels, 2 * config.Growth[0], 3, stride: config.InitStride, padding: 1, bias: false)),
+        };
+        int channels = 2 * config.Growth[0];
+        for (int b = 0; b < config.Stages.Length; b++)
+        {
+            var block = new List<(string, nn.Module<Tensor, Tensor>)>();
+            for (int l = 0; l < config.Stages[b]; l++)
+            {
+                block.Add(($"denselayer_{l + 1}", new DenseLayer(channels, config.Growth[b], config, form)));
+                channels += config.Growth[b];
+            }
+            layers.Add(($"denseblock_{b + 1}", nn.Sequential(block)));
+            if (b < config.Stages.Length - 1)
+                layers.Add(($"transition_{b + 1}", nn.AvgPool2d(2, 2)));
+        }
+        layers.Add(("norm_last", nn.BatchNorm2d(channels)));
+        layers.Add(("relu_last", nn.ReLU()));
+        layers.Add(("pool_last", nn.AvgPool2d(config.FinalMapSize)));
+        features = nn.Sequential(layers);
+        classifier = form == ModelForm.Training
+            ? nn.Linear(channels, config.NumClasses)
+            : new CondensedLinear(channels, channels / 2, config.NumClasses);
+        RegisterComponents();
+        InitializeWeights();
+    }
+
+    /// <summary>Pooled features [N, final channels], the classifier's input.</summary>
+    public Tensor Features(Tensor input) => features.forward(input).flatten(1);
+
+    public override Tensor forward(Tensor input) => classifier.forward(Features(input));
+
+    public nn.Module<Tensor, Tensor> Classifier => classifier;
+
+    /// <summary>Every learned group convolution with its state-dict prefix, in network order (training form).</summary>
+    public IEnumerable<(string Name, LearnedGroupConv Layer)> LearnedLayers => LayersOf<LearnedGroupConv>();
+
+    /// <summary>Every converted learned layer with its state-dict prefix, in network order (converted form).</summary>
+    public IEnumerable<(string Name, CondensedConv Layer)> CondensedLayers => LayersOf<CondensedConv>();
+
+    /// <summary>Summed group-lasso term of all learned layers (DESIGN.md §1.1).</summary>
+    public Tensor GroupLasso()
+    {
+        var terms = LearnedLayers.Select(l => l.Layer.LassoLoss()).ToArray();
+        return terms.Length == 0 ? torch.zeros(1).sum() : torch.stack(terms).sum();
+    }
+
+    IEnumerable<(string, T)> LayersOf<T>() where T : nn.Module =>
+        named_modules().Where(m => m.module is T).Select(m => (m.name, (T)m.module));
+
+    // Convolutions ~ N(0, sqrt(2 / (kh·kw·out))); BatchNorm 1 and 0; Linear bias 0 (the official initialisation).
+    void InitializeWeights()
+    {
+        using var _ = torch.no_grad();
+        foreach (var (_, module) in named_modules())
+        {
+            switch (module)
+            {
+                case Conv2d conv:
+                    var w = conv.weight!;
+                    nn.init.normal_(w, 0, Math.Sqrt(2.0 / (w.shape[2] * w.shape[3] * w.shape[0])));
+                    break;
+                case Linear linear when linear.bias is not null:
+                    nn.init.zeros_(linear.bias);
+                    break;
+            }
+        }
+    }
+}
+
+/// <summary>One dense layer: learned group conv 1x1 (in → 4k) then BN-ReLU-3x3 group conv (4k → k), output appended to the input.</summary>
+public sealed class DenseLayer : nn.Module<Tensor, Tensor>
+{
+    private readonly nn.Module<Tensor, Tensor> conv_1;
+    private readonly BnReluConv conv_2;
+
+    public DenseLayer(int inChannels, int growth, CondenseNetConfig config, ModelForm form) : base(nameof(DenseLayer))
+    {
+        int bottleneck = config.Bottleneck * growth;
+        conv_1 = form == ModelForm.Training
+            ? new LearnedGroupConv(inChannels, bottleneck, config.Group1x1, config.CondenseFactor, config.DropoutRate)
+            : new CondensedConv(inChannels, bottleneck, config.Group1x1, config.CondenseFactor);
+        conv_2 = new BnReluConv(bottleneck, growth, kernelSize: 3, padding: 1, groups: config.Group3x3);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor input) => torch.cat([input, conv_2.forward(conv_1.forward(input))], 1);
+}
+
+/// <summary>BN → ReLU → conv (the official <c>Conv</c> block).</summary>
+public sealed class BnReluConv : nn.Module<Tensor, Tensor>
+{
+    private readonly BatchNorm2d norm;
+    private readonly Conv2d conv;
+
+    public BnReluConv(int inChannels, int outChannels, int kernelSize, int padding, int groups) : base(nameof(BnReluConv))
+    {
+        norm = nn.BatchNorm2d(inChannels);
+        conv = nn.Conv2d(inChannels, outChannels, kernelSize, padding: padding, groups: groups, bias: false);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor input) => conv.forward(nn.functional.relu(norm.forward(input)));
+}
