@@ -1,0 +1,63 @@
+using System.Diagnostics;
+using System.Text.Json;
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Storage;
+using TorchSharp;
+using Xunit;
+
+namespace CondenseCluster.Tests;
+
+/// <summary>
+/// The exported files load into PyTorch itself (Debian's python3-torch, which .ci/run installs) with the official module
+/// tree and strict=True, give the same logits there, and a file PyTorch saves loads back here.
+/// </summary>
+public class PyTorchInteropTests : IDisposable
+{
+    readonly string folder = Directory.CreateTempSubdirectory("cc-pytorch-").FullName;
+    public void Dispose() => Directory.Delete(folder, recursive: true);
+
+    [Theory]
+    [InlineData(ModelForm.Training)]
+    [InlineData(ModelForm.Converted)]
+    public void ExportLoadsStrictlyIntoPyTorchAndPyTorchsFileLoadsBack(ModelForm form)
+    {
+        torch.manual_seed(11);
+        using var trained = new CondenseNet(TinyModels.Reference);
+        TinyModels.RandomizeBatchNorm(trained, seed: 2);
+        foreach (double p in new[] { 0.2, 0.34, 0.5 }) ModelCondensing.Apply(trained, p);
+        using var model = form == ModelForm.Training ? trained : Conversion.Convert(trained);
+        model.eval();
+
+        string config = Path.Combine(folder, "config.json"), exported = Path.Combine(folder, "model.pt"), back = Path.Combine(folder, "back.pt");
+        File.WriteAllText(config, JsonSerializer.Serialize(TinyModels.Reference));
+        PyTorchStateDict.Export(model, exported);
+
+        string output = RunPython(config, form.ToString().ToLowerInvariant(), exported, SafeTensors.Reference("input.safetensors"), back);
+        var pytorchLogits = JsonSerializer.Deserialize<float[][]>(output)!;
+        using var ours = model.forward(SafeTensors.Read(SafeTensors.Reference("input.safetensors"))["x"]);
+        var expected = ours.data<float>().ToArray();
+        var actual = pytorchLogits.SelectMany(row => row).ToArray();
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4f);
+
+        using var imported = PyTorchStateDict.Import(back, TinyModels.Reference, form);
+        var bias = imported.state_dict()[form == ModelForm.Training ? "classifier.bias" : "classifier.linear.bias"];
+        var original = model.state_dict()[form == ModelForm.Training ? "classifier.bias" : "classifier.linear.bias"];
+        Assert.True(Tensors.Identical(original + 1, bias), "PyTorch's change to the classifier bias did not come back");
+    }
+
+    static string RunPython(params string[] args)
+    {
+        const string python = "/usr/bin/python3";
+        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "PyTorch", "condensenet_statedict.py"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {python}");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        string stderr = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0,
+            $"PyTorch check failed (exit {process.ExitCode}); it needs Debian's python3-torch (apt-get install python3-torch):\n{stderr}");
+        return stdout.Result;
+    }
+}
