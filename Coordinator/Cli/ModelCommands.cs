@@ -1,0 +1,107 @@
+using System.CommandLine;
+using System.Diagnostics;
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Runtime;
+using CondenseCluster.Shared.Storage;
+using Spectre.Console;
+using TorchSharp;
+
+namespace CondenseCluster.Coordinator.Cli;
+
+/// <summary><c>model info</c> and <c>model convert</c>.</summary>
+static class ModelCommands
+{
+    public static Command Create()
+    {
+        var model = new Command("model", "inspect and convert CondenseNet models");
+        model.Subcommands.Add(Info());
+        model.Subcommands.Add(Convert());
+        return model;
+    }
+
+    static Command Info()
+    {
+        var options = new ModelOptions();
+        var converted = new Option<bool>("--converted") { Description = "count the converted (deployable) model instead of the training form" };
+        var command = new Command("info", "parameters and FLOPs (multiply-adds, batch 1) per block and in total");
+        foreach (var option in options.All) command.Options.Add(option);
+        command.Options.Add(converted);
+        command.SetAction(result =>
+        {
+            var config = options.Build(result);
+            var form = result.GetValue(converted) ? ModelForm.Converted : ModelForm.Training;
+            var console = AnsiConsole.Console;
+            console.MarkupLine($"[bold]{Markup.Escape(options.Describe(result))}[/], {form.ToString().ToLowerInvariant()} form: {Markup.Escape(config.ToString())}");
+            console.Write(CostTable(ModelCost.PerBlock(config, form), ModelCost.Total(config, form)));
+            return 0;
+        });
+        return command;
+    }
+
+    static Command Convert()
+    {
+        var options = new ModelOptions();
+        var input = new Option<FileInfo>("--in") { Description = "training-form model: a native .ccm file, or a PyTorch state dict (.pt/.pth, with --arch/--dataset)", Required = true };
+        var output = new Option<FileInfo>("--out") { Description = "converted model: native .ccm, or a PyTorch state dict when it ends with .pt/.pth", Required = true };
+        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+        var command = new Command("convert", "convert a fully condensed training-form model into the deployable condensed model");
+        foreach (var option in options.All) command.Options.Add(option);
+        command.Options.Add(input);
+        command.Options.Add(output);
+        command.Options.Add(device);
+        command.SetAction(result =>
+        {
+            var clock = Stopwatch.StartNew();
+            var target = TorchRuntime.ParseDevice(result.GetValue(device)!);
+            string from = result.GetValue(input)!.FullName, to = result.GetValue(output)!.FullName;
+            using var trained = IsPyTorchFile(from)
+                ? PyTorchStateDict.Import(from, options.Build(result), ModelForm.Training).to(target)
+                : ModelFile.Load(from, target);
+            if (trained.Form != ModelForm.Training)
+                throw new ArgumentException($"'{from}' already holds a converted model");
+
+            using var converted = Conversion.Convert(trained);
+            double difference = FeatureDifference(trained, converted, target);
+            if (IsPyTorchFile(to)) PyTorchStateDict.Export(converted, to);
+            else ModelFile.Save(converted, to);
+
+            var console = AnsiConsole.Console;
+            var before = ModelCost.Total(trained.Config, ModelForm.Training);
+            var after = ModelCost.Total(trained.Config, ModelForm.Converted);
+            var table = new Table().AddColumns("", "training form", "converted");
+            table.AddRow("parameters", Millions(before.Parameters), Millions(after.Parameters));
+            table.AddRow("FLOPs", Millions(before.Flops), Millions(after.Flops));
+            console.Write(table);
+            console.MarkupLine($"features of the two forms agree to {difference:E1} (relative, random batch of 2)");
+            console.MarkupLine($"wrote [bold]{Markup.Escape(to)}[/] in {clock.Elapsed.TotalSeconds:F1} s");
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Largest feature difference between the two forms on a random batch, relative to the feature scale.</summary>
+    static double FeatureDifference(CondenseNet trained, CondenseNet converted, torch.Device device)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.no_grad();
+        trained.eval();
+        converted.eval();
+        var c = trained.Config;
+        var x = torch.randn(2, c.InChannels, c.InputSize, c.InputSize, device: device);
+        var a = trained.Features(x);
+        var b = converted.Features(x);
+        return (a - b).abs().max().item<float>() / Math.Max(1e-12, a.abs().max().item<float>());
+    }
+
+    static bool IsPyTorchFile(string path) => Path.GetExtension(path) is ".pt" or ".pth";
+
+    public static Table CostTable(IEnumerable<CostRow> rows, CostRow total)
+    {
+        var table = new Table().AddColumn("block").AddColumn(new TableColumn("parameters").RightAligned()).AddColumn(new TableColumn("FLOPs").RightAligned());
+        foreach (var row in rows) table.AddRow(row.Name, row.Parameters.ToString("N0"), row.Flops.ToString("N0"));
+        table.AddRow($"[bold]{total.Name}[/]", $"[bold]{total.Parameters:N0} ({Millions(total.Parameters)})[/]", $"[bold]{total.Flops:N0} ({Millions(total.Flops)})[/]");
+        return table;
+    }
+
+    static string Millions(long value) => $"{value / 1e6:F2}M";
+}

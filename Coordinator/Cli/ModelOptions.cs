@@ -1,0 +1,66 @@
+using System.CommandLine;
+using CondenseCluster.Shared.Model;
+
+namespace CondenseCluster.Coordinator.Cli;
+
+/// <summary>The options that describe a model: a preset architecture and dataset, optionally overridden field by field.</summary>
+sealed class ModelOptions
+{
+    public Option<string> Arch { get; } = new("--arch")
+    {
+        Description = $"architecture preset: {string.Join(", ", CondenseNetConfig.PresetNames)}",
+        DefaultValueFactory = _ => "condensenet-86",
+    };
+    public Option<string> Dataset { get; } = new("--dataset")
+    {
+        Description = $"dataset the model is for (input channels, size, classes): {string.Join(", ", CondenseNetConfig.DatasetNames)}",
+        DefaultValueFactory = _ => "cifar10",
+    };
+    public Option<int[]?> Stages { get; } = new("--stages") { Description = "layers per dense block, e.g. 14,14,14 (overrides the preset)", CustomParser = ParseList };
+    public Option<int[]?> Growth { get; } = new("--growth") { Description = "growth rate per block, e.g. 8,16,32 (overrides the preset)", CustomParser = ParseList };
+    public Option<int?> Groups { get; } = new("--groups") { Description = "G of the learned 1x1 group convolutions" };
+    public Option<int?> Groups3x3 { get; } = new("--groups-3x3") { Description = "groups of the 3x3 convolutions" };
+    public Option<int?> CondenseFactor { get; } = new("--condense-factor") { Description = "C: each group keeps 1/C of its inputs" };
+
+    public IEnumerable<Option> All => [Arch, Dataset, Stages, Growth, Groups, Groups3x3, CondenseFactor];
+
+    public CondenseNetConfig Build(ParseResult result)
+    {
+        var config = CondenseNetConfig.Preset(result.GetValue(Arch)!, result.GetValue(Dataset)!);
+        config = config with
+        {
+            Stages = NonEmpty(result.GetValue(Stages)) ?? config.Stages,
+            Growth = NonEmpty(result.GetValue(Growth)) ?? config.Growth,
+            Group1x1 = result.GetValue(Groups) ?? config.Group1x1,
+            Group3x3 = result.GetValue(Groups3x3) ?? config.Group3x3,
+            CondenseFactor = result.GetValue(CondenseFactor) ?? config.CondenseFactor,
+        };
+        config.Validate();
+        return config;
+    }
+
+    /// <summary>The preset's name, or "custom" when a field was overridden.</summary>
+    public string Describe(ParseResult result) =>
+        new Option[] { Stages, Growth, Groups, Groups3x3, CondenseFactor }.Any(o => result.GetResult(o) is not null)
+            ? $"custom (from {result.GetValue(Arch)})"
+            : result.GetValue(Arch)!;
+
+    static int[]? NonEmpty(int[]? values) => values is { Length: > 0 } ? values : null;
+
+    static int[]? ParseList(System.CommandLine.Parsing.ArgumentResult argument)
+    {
+        if (argument.Tokens.Count == 0) return null;
+        string text = string.Join(",", argument.Tokens.Select(t => t.Value));
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var values = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], out values[i]) || values[i] <= 0)
+            {
+                argument.AddError($"'{parts[i]}' in '{text}' is not a positive integer; give a comma-separated list such as 14,14,14");
+                return null;
+            }
+        }
+        return values;
+    }
+}

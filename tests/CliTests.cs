@@ -1,0 +1,92 @@
+using System.Diagnostics;
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Storage;
+using TorchSharp;
+using Xunit;
+
+namespace CondenseCluster.Tests;
+
+/// <summary>The coordinator's <c>model</c> commands, run as a separate process the way a user runs them.</summary>
+public class CliTests : IDisposable
+{
+    readonly string folder = Directory.CreateTempSubdirectory("cc-cli-").FullName;
+    public void Dispose() => Directory.Delete(folder, recursive: true);
+
+    [Fact]
+    public void ModelInfoPrintsEveryBlockAndThePapersTotals()
+    {
+        var (code, output) = Coordinator("model", "info", "--arch", "condensenet-86", "--converted");
+        Assert.Equal(0, code);
+        foreach (var block in new[] { "init_conv", "denseblock_1", "transition_1", "denseblock_2", "transition_2", "denseblock_3", "classifier" })
+            Assert.Contains(block, output);
+        Assert.Contains("516,202 (0.52M)", output);
+        Assert.Contains("65,812,394 (65.81M)", output);
+    }
+
+    [Fact]
+    public void ModelInfoForImageNetC8()
+    {
+        var (code, output) = Coordinator("model", "info", "--arch", "condensenet-74-c8", "--dataset", "imagenet", "--converted");
+        Assert.Equal(0, code);
+        Assert.Contains("(2.94M)", output);
+        Assert.Contains("(274.", output);
+    }
+
+    [Fact]
+    public void AnInvalidConfigurationIsOneClearErrorLine()
+    {
+        var (code, output) = Coordinator("model", "info", "--groups", "3");
+        Assert.Equal(1, code);
+        Assert.Contains("error: features.denseblock_1.denselayer_1.conv_1: 16 input channels are not divisible by G1x1=3", output);
+        Assert.DoesNotContain("   at ", output); // no stack trace
+    }
+
+    [Fact]
+    public void ConvertWritesAConvertedModelThatLoadsOnItsOwn()
+    {
+        torch.manual_seed(4);
+        using var model = new CondenseNet(TinyModels.Reference);
+        foreach (double p in new[] { 0.2, 0.34, 0.5 }) ModelCondensing.Apply(model, p);
+        string input = Path.Combine(folder, "trained.ccm"), native = Path.Combine(folder, "converted.ccm"), pytorch = Path.Combine(folder, "converted.pt");
+        ModelFile.Save(model, input);
+
+        var (code, output) = Coordinator("model", "convert", "--in", input, "--out", native);
+        Assert.True(code == 0, output);
+        Assert.Contains("features of the two forms agree", output);
+        using var converted = ModelFile.Load(native);
+        Assert.Equal(ModelForm.Converted, converted.Form);
+        using var expected = Conversion.Convert(model);
+        foreach (var (name, tensor) in expected.state_dict())
+            Assert.True(Tensors.Identical(tensor, converted.state_dict()[name]), name);
+
+        (code, output) = Coordinator("model", "convert", "--in", input, "--out", pytorch);
+        Assert.True(code == 0, output);
+        using var fromPyTorch = PyTorchStateDict.Import(pytorch, TinyModels.Reference, ModelForm.Converted);
+    }
+
+    [Fact]
+    public void ConvertRefusesATruncatedModelFile()
+    {
+        string input = Path.Combine(folder, "broken.ccm");
+        using (var model = new CondenseNet(TinyModels.Reference)) ModelFile.Save(model, input);
+        var bytes = File.ReadAllBytes(input);
+        File.WriteAllBytes(input, bytes[..^100]);
+        var (code, output) = Coordinator("model", "convert", "--in", input, "--out", Path.Combine(folder, "out.ccm"));
+        Assert.Equal(1, code);
+        Assert.Contains("truncated", output);
+        Assert.False(File.Exists(Path.Combine(folder, "out.ccm")));
+    }
+
+    static (int Code, string Output) Coordinator(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "condense-coordinator.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        start.Environment["COLUMNS"] = "200";
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, stdout + stderr.Result);
+    }
+}
