@@ -1,0 +1,44 @@
+namespace CondenseCluster.Shared.Training;
+
+/// <summary>
+/// The fixed micro-batch plan (DESIGN.md §2): a global step of B = M·b samples is M micro-batches of b; micro-batch m
+/// takes positions [i·B + m·b, i·B + (m+1)·b) of the epoch's permutation and is computed by live worker m mod N.
+/// M does not depend on N, so who computes a micro-batch changes with membership but the math does not.
+/// </summary>
+public sealed record MicroBatchPlan(int BatchSize, int MicroBatches, int TrainCount, int Epochs)
+{
+    public int MicroBatchSize => BatchSize / MicroBatches;
+
+    /// <summary>Full global batches per epoch; the incomplete tail of the permutation is left out, as every step needs M equal micro-batches.</summary>
+    public int StepsPerEpoch => TrainCount / BatchSize;
+
+    public long TotalSteps => (long)StepsPerEpoch * Epochs;
+
+    public int EpochOf(long step) => (int)(step / StepsPerEpoch);
+
+    public int StepInEpoch(long step) => (int)(step % StepsPerEpoch);
+
+    /// <summary>Throws a clear error when the plan cannot be carried out.</summary>
+    public void Validate()
+    {
+        if (MicroBatches < 1) throw new ArgumentException($"--micro-batches {MicroBatches} must be at least 1");
+        if (BatchSize < 1 || BatchSize % MicroBatches != 0)
+            throw new ArgumentException($"--batch-size {BatchSize} must be a positive multiple of --micro-batches {MicroBatches}");
+        if (Epochs < 1) throw new ArgumentException($"--epochs {Epochs} must be at least 1");
+        if (StepsPerEpoch < 1)
+            throw new ArgumentException($"the training set has {TrainCount} samples, fewer than one batch of {BatchSize}; lower --batch-size");
+    }
+
+    /// <summary>Dataset indices of micro-batch <paramref name="microBatch"/> of a step, given that epoch's permutation.</summary>
+    public int[] Indices(int[] epochPermutation, long step, int microBatch)
+    {
+        int start = StepInEpoch(step) * BatchSize + microBatch * MicroBatchSize;
+        return epochPermutation.AsSpan(start, MicroBatchSize).ToArray();
+    }
+
+    /// <summary>The micro-batches of a step that worker <paramref name="rank"/> of <paramref name="workers"/> computes.</summary>
+    public IEnumerable<int> MicroBatchesOf(int rank, int workers)
+    {
+        for (int m = rank; m < MicroBatches; m += workers) yield return m;
+    }
+}

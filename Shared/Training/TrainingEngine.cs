@@ -1,0 +1,110 @@
+using CondenseCluster.Shared.Data;
+using CondenseCluster.Shared.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CondenseCluster.Shared.Training;
+
+/// <summary>What one micro-batch contributed: summed cross-entropy, correct predictions, samples.</summary>
+public readonly record struct MicroBatchResult(double LossSum, int Correct, int Samples);
+
+/// <summary>
+/// One model replica and its optimizer, driven as the distributed step needs it (DESIGN.md §2): accumulate gradients
+/// of this replica's micro-batches into one flat buffer → (reduce across replicas) → divide by M and apply the same
+/// update everywhere. On one node the reduce is a local sum, i.e. nothing to do.
+/// </summary>
+public sealed class TrainingEngine : IDisposable
+{
+    readonly TrainingOptions options;
+
+    public TrainingEngine(TrainingOptions options, Device device)
+    {
+        options.Validate();
+        this.options = options;
+        Device = device;
+        torch.manual_seed(options.Seed);
+        Model = new CondenseNet(options.Model).to(device);
+        Model.train();
+        var parameters = Model.parameters().ToArray();
+        Optimizer = new NesterovSgd(parameters, options.Momentum, options.WeightDecay);
+        Gradients = new GradientBuffer(parameters, device);
+    }
+
+    public Device Device { get; }
+    public CondenseNet Model { get; }
+    public NesterovSgd Optimizer { get; }
+    public GradientBuffer Gradients { get; }
+
+    /// <summary>Starts a step: clears the accumulated gradients.</summary>
+    public void BeginStep() => Gradients.Zero();
+
+    /// <summary>Forward and backward of one micro-batch (BN in training mode), adding its gradient to the buffer.</summary>
+    public MicroBatchResult Accumulate(Tensor images, Tensor labels, long step, int microBatch)
+    {
+        using var scope = torch.NewDisposeScope();
+        Model.train();
+        // Dropout masks depend on (seed, step, micro-batch), not on which replica computes the micro-batch.
+        if (options.Model.DropoutRate > 0) torch.manual_seed(SampleOrder.Mix(options.Seed, (int)step, microBatch));
+        var x = images.to(Device);
+        var y = labels.to(Device);
+        var logits = Model.forward(x);
+        var crossEntropy = nn.functional.cross_entropy(logits, y);
+        var loss = options.Lasso > 0 ? crossEntropy + options.Lasso * Model.GroupLasso() : crossEntropy;
+        loss.backward();
+        int correct = (int)logits.argmax(1).eq(y).sum().item<long>();
+        return new(crossEntropy.item<float>() * y.shape[0], correct, (int)y.shape[0]);
+    }
+
+    /// <summary>Finishes a step whose gradients hold the sum over all M micro-batches: average and apply the update.</summary>
+    public void ApplyUpdate(double learningRate)
+    {
+        Gradients.Scale(1.0 / options.MicroBatches);
+        Optimizer.Step(learningRate);
+    }
+
+    /// <summary>Single-node condensing: layers behind the schedule at <paramref name="progress"/> drop on their own weights.</summary>
+    public int Condense(double progress) => ModelCondensing.Apply(Model, progress);
+
+    /// <summary>Writes weights, buffers (masks, BN statistics) and momentum.</summary>
+    public void SaveState(BinaryWriter writer)
+    {
+        Model.save(writer);
+        writer.Write(Optimizer.Buffers.Length);
+        foreach (var buffer in Optimizer.Buffers) WriteTensor(writer, buffer);
+    }
+
+    /// <summary>Restores what <see cref="SaveState"/> wrote, into this engine's tensors (gradient views stay attached).</summary>
+    public void LoadState(BinaryReader reader)
+    {
+        Model.load(reader, strict: true);
+        int count = reader.ReadInt32();
+        if (count != Optimizer.Buffers.Length)
+            throw new InvalidDataException($"the state holds {count} momentum buffers, this model has {Optimizer.Buffers.Length} parameters");
+        foreach (var buffer in Optimizer.Buffers) ReadTensor(reader, buffer);
+    }
+
+    static void WriteTensor(BinaryWriter writer, Tensor tensor)
+    {
+        using var cpu = tensor.detach().cpu().contiguous();
+        writer.Write(cpu.numel());
+        writer.Write(cpu.bytes);
+    }
+
+    static void ReadTensor(BinaryReader reader, Tensor into)
+    {
+        long n = reader.ReadInt64();
+        if (n != into.numel()) throw new InvalidDataException($"a saved tensor has {n} elements where {into.numel()} are expected");
+        byte[] bytes = reader.ReadBytes(checked((int)(n * sizeof(float))));
+        if (bytes.Length != n * sizeof(float)) throw new EndOfStreamException("the state ends inside a tensor");
+        using var loaded = torch.tensor(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray(), into.shape);
+        using var _ = torch.no_grad();
+        into.copy_(loaded);
+    }
+
+    public void Dispose()
+    {
+        Gradients.Dispose();
+        Optimizer.Dispose();
+        Model.Dispose();
+    }
+}

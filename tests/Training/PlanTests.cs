@@ -1,0 +1,67 @@
+using CondenseCluster.Shared.Data;
+using CondenseCluster.Shared.Training;
+using Xunit;
+
+namespace CondenseCluster.Tests.Training;
+
+public class PlanTests
+{
+    [Fact]
+    public void CosineLearningRateFollowsTheOfficialFormula()
+    {
+        Assert.Equal(0.1, LearningRate.Cosine(0.1, 0, 100), 12);
+        Assert.Equal(0.05, LearningRate.Cosine(0.1, 50, 100), 12);
+        Assert.Equal(0.5 * 0.1 * (1 + Math.Cos(Math.PI * 0.25)), LearningRate.Cosine(0.1, 25, 100), 12);
+        Assert.Equal(0, LearningRate.Cosine(0.1, 100, 100), 12);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(4)]
+    [InlineData(8)]
+    public void AnEpochSeesAPermutationWhateverTheMicroBatchSplit(int microBatches)
+    {
+        var plan = new MicroBatchPlan(BatchSize: 16, MicroBatches: microBatches, TrainCount: 100, Epochs: 2);
+        plan.Validate();
+        var order = SampleOrder.Permutation(100, seed: 3, epoch: 1);
+        var seen = new List<int>();
+        for (long step = plan.StepsPerEpoch; step < 2 * plan.StepsPerEpoch; step++)
+            for (int m = 0; m < microBatches; m++)
+                seen.AddRange(plan.Indices(order, step, m));
+        Assert.Equal(6 * 16, seen.Count);
+        Assert.Equal(seen.Count, seen.Distinct().Count());
+        // The same positions of the permutation, in the same order, for every split.
+        Assert.Equal(order[..96], seen);
+    }
+
+    [Fact]
+    public void PermutationsDependOnSeedAndEpochOnly()
+    {
+        var a = SampleOrder.Permutation(50, 1, 0);
+        Assert.Equal(a, SampleOrder.Permutation(50, 1, 0));
+        Assert.NotEqual(a, SampleOrder.Permutation(50, 1, 1));
+        Assert.NotEqual(a, SampleOrder.Permutation(50, 2, 0));
+        Assert.Equal(Enumerable.Range(0, 50), a.Order());
+    }
+
+    [Fact]
+    public void MicroBatchMGoesToLiveWorkerMModN()
+    {
+        var plan = new MicroBatchPlan(64, 8, 1000, 1);
+        Assert.Equal([0, 3, 6], plan.MicroBatchesOf(0, 3));
+        Assert.Equal([1, 4, 7], plan.MicroBatchesOf(1, 3));
+        Assert.Equal([2, 5], plan.MicroBatchesOf(2, 3));
+        Assert.Equal(Enumerable.Range(0, 8), plan.MicroBatchesOf(0, 1));
+    }
+
+    [Theory]
+    [InlineData(64, 3, 1000, "multiple of --micro-batches 3")]
+    [InlineData(64, 0, 1000, "--micro-batches 0")]
+    [InlineData(64, 4, 10, "fewer than one batch")]
+    public void ImpossiblePlansAreExplained(int batch, int micro, int count, string message)
+    {
+        var error = Assert.Throws<ArgumentException>(() => new MicroBatchPlan(batch, micro, count, 1).Validate());
+        Assert.Contains(message, error.Message);
+    }
+}
