@@ -5,6 +5,11 @@ using static TorchSharp.torch;
 
 namespace CondenseCluster.Tests;
 
+/// <summary>Measures the whole process's resident memory, so nothing else may run meanwhile: the data tests alone move it by tens of MiB.</summary>
+[CollectionDefinition(nameof(NativeMemoryTests), DisableParallelization = true)]
+public class NativeMemoryCollection;
+
+[Collection(nameof(NativeMemoryTests))]
 public class NativeMemoryTests
 {
     [Fact]

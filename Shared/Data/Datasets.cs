@@ -1,0 +1,29 @@
+namespace CondenseCluster.Shared.Data;
+
+/// <summary>Opens a dataset's train and test splits by the names the command line uses.</summary>
+public static class Datasets
+{
+    public static IReadOnlyList<string> Names { get; } = ["fashion-mnist", "cifar10", "cifar100", "imagenet"];
+
+    /// <summary>
+    /// Fashion-MNIST searches <paramref name="dataDir"/>, then Debian's package, then the bundled subset; the others need
+    /// <paramref name="dataDir"/>. Logs what was loaded.
+    /// </summary>
+    public static (IImageDataset Train, IImageDataset Test) Open(string dataset, string? dataDir, Action<string> log)
+    {
+        (IImageDataset Train, IImageDataset Test) splits = dataset switch
+        {
+            "fashion-mnist" => FashionMnist.Open(dataDir, log),
+            "cifar10" => CifarBinary.OpenCifar10(Required(dataset, dataDir, "data_batch_1.bin … data_batch_5.bin and test_batch.bin")),
+            "cifar100" => CifarBinary.OpenCifar100(Required(dataset, dataDir, "train.bin and test.bin")),
+            "imagenet" => ImageFolderDataset.Open(Required(dataset, dataDir, "train/<class>/*.JPEG and val/<class>/*.JPEG")),
+            _ => throw new ArgumentException($"unknown dataset '{dataset}'; choose one of {string.Join(", ", Names)}", nameof(dataset)),
+        };
+        log(splits.Train.Description);
+        log(splits.Test.Description);
+        return splits;
+    }
+
+    static string Required(string dataset, string? dataDir, string expected) =>
+        dataDir ?? throw new ArgumentException($"{dataset} needs --data DIR, a folder holding {expected}", nameof(dataDir));
+}
