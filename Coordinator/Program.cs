@@ -1,6 +1,11 @@
 using System.CommandLine;
 using CondenseCluster.Coordinator.Cli;
+using CondenseCluster.Shared.Runtime;
+
+// Before any tensor exists: keep freed tensor memory in the heap (see NativeAllocator).
+string allocator = NativeAllocator.Configure();
 
 var root = new RootCommand("CondenseCluster coordinator: trains CondenseNet on a cluster of workers");
 root.Subcommands.Add(ModelCommands.Create());
+root.Subcommands.Add(TrainCommand.Create(allocator));
 return Cli.Run(root, args);

@@ -76,6 +76,6 @@ public class ConversionTests
     {
         using var _ = torch.no_grad();
         foreach (var (_, layer) in model.LearnedLayers)
-            layer.Weight.add_(torch.randn(layer.Weight.shape) * 0.01);
+            layer.Weight.add_(torch.empty(layer.Weight.shape).normal_(0, 0.01));
     }
 }

@@ -1,4 +1,5 @@
 using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Training;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -15,23 +16,22 @@ public class NativeMemoryTests
     [Fact]
     public void TwoThousandTrainingStepsKeepTheProcessMemoryFlat()
     {
-        torch.manual_seed(1);
-        using var model = new CondenseNet(new CondenseNetConfig
+        var options = new TrainingOptions
         {
-            Stages = [2, 2], Growth = [4, 4], InChannels = 1, InputSize = 8, NumClasses = 10, DropoutRate = 0.1,
-        });
-        using var optimizer = optim.SGD(model.parameters(), 0.01, momentum: 0.9, nesterov: true, weight_decay: 1e-4);
-        using var x = torch.randn(8, 1, 8, 8);
-        using var y = torch.randint(0, 10, [8], dtype: ScalarType.Int64);
+            Model = new CondenseNetConfig { Stages = [2, 2], Growth = [4, 4], InChannels = 1, InputSize = 8, NumClasses = 10, DropoutRate = 0.1 },
+            BatchSize = 8, MicroBatches = 2, Lasso = 1e-5, LearningRate = 0.01,
+        };
+        using var engine = new TrainingEngine(options, CPU);
+        using var x = torch.randn(4, 1, 8, 8);
+        using var y = torch.randint(0, 10, [4], dtype: ScalarType.Int64);
 
-        void Step(int i)
+        void Step(int step)
         {
-            using var scope = NewDisposeScope();
-            optimizer.zero_grad();
-            var loss = nn.functional.cross_entropy(model.forward(x), y) + 1e-5 * model.GroupLasso();
-            loss.backward();
-            optimizer.step();
-            if (i == 1000) ModelCondensing.Apply(model, 0.3);
+            engine.BeginStep();
+            engine.Accumulate(x, y, step, 0);
+            engine.Accumulate(x, y, step, 1);
+            engine.ApplyUpdate(0.01);
+            if (step == 1000) engine.Condense(0.3);
         }
 
         for (int i = 0; i < 200; i++) Step(i);

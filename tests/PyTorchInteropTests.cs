@@ -43,7 +43,8 @@ public class PyTorchInteropTests : IDisposable
         using var imported = PyTorchStateDict.Import(back, TinyModels.Reference, form);
         var bias = imported.state_dict()[form == ModelForm.Training ? "classifier.bias" : "classifier.linear.bias"];
         var original = model.state_dict()[form == ModelForm.Training ? "classifier.bias" : "classifier.linear.bias"];
-        Assert.True(Tensors.Identical(original + 1, bias), "PyTorch's change to the classifier bias did not come back");
+        using var one = 1f.ToScalar();
+        Assert.True(Tensors.Identical(original.add(one), bias), "PyTorch's change to the classifier bias did not come back");
     }
 
     static string RunPython(params string[] args)

@@ -26,13 +26,16 @@ static class TinyModels
         var generator = new Generator((ulong)seed);
         foreach (var (_, module) in model.named_modules())
         {
-            if (module is not TorchSharp.Modules.BatchNorm2d bn) continue;
-            bn.weight!.copy_(torch.rand(bn.weight.shape, generator: generator) + 0.5);
-            bn.bias!.copy_(torch.randn(bn.bias!.shape, generator: generator) * 0.2);
-            bn.running_mean!.copy_(torch.randn(bn.running_mean!.shape, generator: generator) * 0.2);
-            bn.running_var!.copy_(torch.rand(bn.running_var!.shape, generator: generator) + 0.5);
+            if (module is not BatchNorm bn) continue;
+            bn.Weight.copy_(Uniform(bn.Weight.shape, 0.5, 1.5, generator));
+            bn.Bias.copy_(Uniform(bn.Bias.shape, -0.3, 0.3, generator));
+            bn.RunningMean.copy_(Uniform(bn.RunningMean.shape, -0.3, 0.3, generator));
+            bn.RunningVar.copy_(Uniform(bn.RunningVar.shape, 0.5, 1.5, generator));
         }
     }
+
+    static Tensor Uniform(long[] shape, double low, double high, Generator generator) =>
+        torch.empty(shape).uniform_(low, high, generator);
 }
 
 static class Tensors

@@ -4,7 +4,7 @@ using CondenseCluster.Shared.Model;
 namespace CondenseCluster.Coordinator.Cli;
 
 /// <summary>The options that describe a model: a preset architecture and dataset, optionally overridden field by field.</summary>
-sealed class ModelOptions
+sealed class ModelOptions(string defaultDataset = "cifar10")
 {
     public Option<string> Arch { get; } = new("--arch")
     {
@@ -14,7 +14,7 @@ sealed class ModelOptions
     public Option<string> Dataset { get; } = new("--dataset")
     {
         Description = $"dataset the model is for (input channels, size, classes): {string.Join(", ", CondenseNetConfig.DatasetNames)}",
-        DefaultValueFactory = _ => "cifar10",
+        DefaultValueFactory = _ => defaultDataset,
     };
     public Option<int[]?> Stages { get; } = new("--stages") { Description = "layers per dense block, e.g. 14,14,14 (overrides the preset)", CustomParser = ParseList };
     public Option<int[]?> Growth { get; } = new("--growth") { Description = "growth rate per block, e.g. 8,16,32 (overrides the preset)", CustomParser = ParseList };

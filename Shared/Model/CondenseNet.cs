@@ -41,7 +41,7 @@ public sealed class CondenseNet : nn.Module<Tensor, Tensor>
             if (b < config.Stages.Length - 1)
                 layers.Add(($"transition_{b + 1}", nn.AvgPool2d(2, 2)));
         }
-        layers.Add(("norm_last", nn.BatchNorm2d(channels)));
+        layers.Add(("norm_last", new BatchNorm(channels)));
         layers.Add(("relu_last", nn.ReLU()));
         layers.Add(("pool_last", nn.AvgPool2d(config.FinalMapSize)));
         features = nn.Sequential(layers);
@@ -117,12 +117,12 @@ public sealed class DenseLayer : nn.Module<Tensor, Tensor>
 /// <summary>BN → ReLU → conv (the official <c>Conv</c> block).</summary>
 public sealed class BnReluConv : nn.Module<Tensor, Tensor>
 {
-    private readonly BatchNorm2d norm;
+    private readonly BatchNorm norm;
     private readonly Conv2d conv;
 
     public BnReluConv(int inChannels, int outChannels, int kernelSize, int padding, int groups) : base(nameof(BnReluConv))
     {
-        norm = nn.BatchNorm2d(inChannels);
+        norm = new BatchNorm(inChannels);
         conv = nn.Conv2d(inChannels, outChannels, kernelSize, padding: padding, groups: groups, bias: false);
         RegisterComponents();
     }

@@ -11,7 +11,7 @@ namespace CondenseCluster.Shared.Model;
 public sealed class CondensedConv : nn.Module<Tensor, Tensor>
 {
     private readonly Tensor index;
-    private readonly BatchNorm2d norm;
+    private readonly BatchNorm norm;
     private readonly Conv2d conv;
 
     public int Groups { get; }
@@ -21,13 +21,13 @@ public sealed class CondensedConv : nn.Module<Tensor, Tensor>
         Groups = groups;
         int gathered = inChannels * groups / condenseFactor;
         index = torch.zeros(gathered, dtype: ScalarType.Int64);
-        norm = nn.BatchNorm2d(gathered);
+        norm = new BatchNorm(gathered);
         conv = nn.Conv2d(gathered, outChannels, 1, groups: groups, bias: false);
         RegisterComponents();
     }
 
     public Tensor Index => index;
-    public BatchNorm2d Norm => norm;
+    public BatchNorm Norm => norm;
     public Tensor Weight => conv.weight!;
 
     public override Tensor forward(Tensor input)

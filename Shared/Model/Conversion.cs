@@ -72,8 +72,8 @@ public static class Conversion
         foreach (var block in blocks) block.Dispose();
 
         var (from, to) = (learned.Norm, condensed.Norm);
-        using var onDevice = indexTensor.to(from.weight!.device);
-        foreach (var (source, target) in new[] { (from.weight!, to.weight!), (from.bias!, to.bias!), (from.running_mean!, to.running_mean!), (from.running_var!, to.running_var!) })
+        using var onDevice = indexTensor.to(from.Weight.device);
+        foreach (var (source, target) in new[] { (from.Weight, to.Weight), (from.Bias, to.Bias), (from.RunningMean, to.RunningMean), (from.RunningVar, to.RunningVar) })
         {
             using var gathered = source.index_select(0, onDevice);
             target.copy_(gathered);

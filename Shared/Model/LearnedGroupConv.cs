@@ -11,8 +11,11 @@ namespace CondenseCluster.Shared.Model;
 /// </summary>
 public sealed class LearnedGroupConv : nn.Module<Tensor, Tensor>
 {
+    // Scalars passed to native code are kept alive here: a temporary one can be finalized during the call.
+    static readonly Scalar LassoFloor = 1e-6.ToScalar();
+
     // Field names are the state-dict keys of the official code.
-    private readonly BatchNorm2d norm;
+    private readonly BatchNorm norm;
     private readonly Conv2d conv;
     private readonly Tensor _mask;
     private readonly Tensor _count;
@@ -28,7 +31,7 @@ public sealed class LearnedGroupConv : nn.Module<Tensor, Tensor>
         : base(nameof(LearnedGroupConv))
     {
         (InChannels, OutChannels, Groups, CondenseFactor, DropoutRate) = (inChannels, outChannels, groups, condenseFactor, dropoutRate);
-        norm = nn.BatchNorm2d(inChannels);
+        norm = new BatchNorm(inChannels);
         conv = nn.Conv2d(inChannels, outChannels, 1, bias: false);
         _mask = torch.ones(outChannels, inChannels, 1, 1);
         _count = torch.zeros(1);
@@ -36,7 +39,7 @@ public sealed class LearnedGroupConv : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public BatchNorm2d Norm => norm;
+    public BatchNorm Norm => norm;
     public Tensor Weight => conv.weight!;
     public Tensor Mask => _mask;
 
@@ -69,17 +72,19 @@ public sealed class LearnedGroupConv : nn.Module<Tensor, Tensor>
         int dropped = Enumerable.Range(0, InChannels).Count(j => !kept[0, j]);
         using var _ = torch.no_grad();
         using var mask = torch.tensor(DropCriterion.ExpandMask(kept, OutChannels), OutChannels, InChannels, 1, 1);
+        using var count = ((float)dropped).ToScalar();
+        using var reached = ((float)stage).ToScalar();
         _mask.copy_(mask);
-        _count.fill_(dropped);
-        _stage.fill_(stage);
+        _count.fill_(count);
+        _stage.fill_(reached);
     }
 
     /// <summary>Group lasso Σ_g Σ_j sqrt(max(Σ_{o≡g} (W·mask)², 1e-6)); zero once the stage reaches G-1.</summary>
     public Tensor LassoLoss()
     {
         if (Stage >= Groups - 1) return torch.zeros(1, device: _mask.device).sum();
-        return (conv.weight! * _mask).pow(2).view(OutChannels / Groups, Groups, InChannels)
-            .sum(0L).clamp_min(1e-6).sqrt().sum();
+        var masked = conv.weight! * _mask;
+        return (masked * masked).view(OutChannels / Groups, Groups, InChannels).sum(0L).clamp_min(LassoFloor).sqrt().sum();
     }
 
     static float[] Flat(Tensor t)

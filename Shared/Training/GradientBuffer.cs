@@ -28,7 +28,8 @@ public sealed class GradientBuffer : IDisposable
     public void Scale(double factor)
     {
         using var _ = torch.no_grad();
-        Flat.mul_(factor);
+        using var scalar = factor.ToScalar();
+        Flat.mul_(scalar);
     }
 
     void Attach()

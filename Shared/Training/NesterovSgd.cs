@@ -11,12 +11,16 @@ namespace CondenseCluster.Shared.Training;
 public sealed class NesterovSgd : IDisposable
 {
     readonly Tensor[] parameters;
+    // Kept alive for the native calls (a temporary Scalar can be finalized during one).
+    readonly Scalar momentum, weightDecay;
 
     public NesterovSgd(IEnumerable<Tensor> parameters, double momentum = 0.9, double weightDecay = 1e-4)
     {
         this.parameters = parameters.ToArray();
         Momentum = momentum;
         WeightDecay = weightDecay;
+        this.momentum = momentum.ToScalar();
+        this.weightDecay = weightDecay.ToScalar();
         Buffers = this.parameters.Select(p => torch.zeros_like(p).DetachFromDisposeScope()).ToArray();
     }
 
@@ -30,18 +34,21 @@ public sealed class NesterovSgd : IDisposable
     {
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();
+        using var step = (-learningRate).ToScalar();
         for (int i = 0; i < parameters.Length; i++)
         {
             var p = parameters[i];
-            var d = p.grad!.add(p, alpha: WeightDecay);
-            Buffers[i].mul_(Momentum).add_(d);
-            d.add_(Buffers[i], alpha: Momentum);
-            p.add_(d, alpha: -learningRate);
+            var d = p.grad!.add(p, alpha: weightDecay);
+            Buffers[i].mul_(momentum).add_(d);
+            d.add_(Buffers[i], alpha: momentum);
+            p.add_(d, alpha: step);
         }
     }
 
     public void Dispose()
     {
         foreach (var b in Buffers) b.Dispose();
+        momentum.Dispose();
+        weightDecay.Dispose();
     }
 }

@@ -16,11 +16,13 @@ public readonly record struct MicroBatchResult(double LossSum, int Correct, int 
 public sealed class TrainingEngine : IDisposable
 {
     readonly TrainingOptions options;
+    readonly Scalar lasso;  // kept alive for the native call (a temporary Scalar can be finalized during one)
 
     public TrainingEngine(TrainingOptions options, Device device)
     {
         options.Validate();
         this.options = options;
+        lasso = options.Lasso.ToScalar();
         Device = device;
         torch.manual_seed(options.Seed);
         Model = new CondenseNet(options.Model).to(device);
@@ -49,7 +51,7 @@ public sealed class TrainingEngine : IDisposable
         var y = labels.to(Device);
         var logits = Model.forward(x);
         var crossEntropy = nn.functional.cross_entropy(logits, y);
-        var loss = options.Lasso > 0 ? crossEntropy + options.Lasso * Model.GroupLasso() : crossEntropy;
+        var loss = options.Lasso > 0 ? crossEntropy + Model.GroupLasso().mul(lasso) : crossEntropy;
         loss.backward();
         int correct = (int)logits.argmax(1).eq(y).sum().item<long>();
         return new(crossEntropy.item<float>() * y.shape[0], correct, (int)y.shape[0]);
@@ -105,6 +107,7 @@ public sealed class TrainingEngine : IDisposable
     {
         Gradients.Dispose();
         Optimizer.Dispose();
+        lasso.Dispose();
         Model.Dispose();
     }
 }

@@ -59,11 +59,13 @@ public class TrainingEngineTests
                 reference.zero_grad();
                 reference.train();
                 var loss = nn.functional.cross_entropy(reference.forward(x.narrow(0, 4 * micro, 4)), y.narrow(0, 4 * micro, 4));
-                if (lasso > 0) loss = loss + lasso * reference.GroupLasso();
+                using var coefficient = lasso.ToScalar();
+                if (lasso > 0) loss = loss + reference.GroupLasso().mul(coefficient);
                 loss.backward();
                 for (int i = 0; i < sums.Length; i++) sums[i].add_(referenceParameters[i].grad!);
             }
-            for (int i = 0; i < sums.Length; i++) referenceParameters[i].grad = sums[i] / m;
+            using var divisor = ((double)m).ToScalar();
+            for (int i = 0; i < sums.Length; i++) referenceParameters[i].grad = sums[i].div(divisor);
             sgd.step();
         }
 

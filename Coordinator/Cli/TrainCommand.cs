@@ -1,0 +1,85 @@
+using System.CommandLine;
+using CondenseCluster.Shared.Runtime;
+using CondenseCluster.Shared.Training;
+
+namespace CondenseCluster.Coordinator.Cli;
+
+/// <summary><c>train --local</c>: a whole training job in this process.</summary>
+static class TrainCommand
+{
+    public static Command Create(string allocator)
+    {
+        var model = new ModelOptions(defaultDataset: "fashion-mnist");
+        var local = new Option<bool>("--local") { Description = "train in this single process" };
+        var data = new Option<string?>("--data") { Description = "dataset folder (Fashion-MNIST: default /usr/share/datasets/fashion-mnist, else the bundled subset)" };
+        var epochs = new Option<int>("--epochs") { Description = "epochs", DefaultValueFactory = _ => 1 };
+        var batch = new Option<int>("--batch-size") { Description = "global batch size B", DefaultValueFactory = _ => 64 };
+        var micro = new Option<int>("--micro-batches") { Description = "M micro-batches per step (gradient accumulation)", DefaultValueFactory = _ => 1 };
+        var lr = new Option<double>("--lr") { Description = "initial learning rate (cosine schedule per iteration)", DefaultValueFactory = _ => 0.1 };
+        var lasso = new Option<double>("--lasso") { Description = "group-lasso coefficient (official: 0 on CIFAR, 1e-5 on ImageNet)" };
+        var dropout = new Option<double>("--dropout") { Description = "dropout rate inside the learned group convolutions" };
+        var seed = new Option<int>("--seed") { Description = "seed of weights, data order, augmentation and dropout" };
+        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+        var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads (0: libtorch default)" };
+        var loaderThreads = new Option<int>("--loader-threads") { Description = "threads that decode and augment images", DefaultValueFactory = _ => 1 };
+        var output = new Option<string?>("--out") { Description = "output folder (default runs/<time>; with --resume, the run's folder)" };
+        var resume = new Option<string?>("--resume") { Description = "checkpoint file, or run/checkpoint folder, to continue exactly" };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "checkpoint every N steps (0: at the end of each epoch)" };
+        var recoverySteps = new Option<int>("--recovery-steps") { Description = "steps refitting the pruned classifier after conversion (0: official conversion only)", DefaultValueFactory = _ => 300 };
+        var recoverySamples = new Option<int>("--recovery-samples") { Description = "training samples the classifier recovery fits on", DefaultValueFactory = _ => 10_000 };
+        var stopAfter = new Option<long?>("--stop-after") { Description = "stop with a checkpoint after this global step (resume later)" };
+
+        var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
+        foreach (var option in model.All.Concat([local, data, epochs, batch, micro, lr, lasso, dropout, seed, device, threads, loaderThreads,
+                     output, resume, checkpointEvery, recoverySteps, recoverySamples, stopAfter]))
+            command.Options.Add(option);
+
+        command.SetAction(result =>
+        {
+            TorchRuntime.SetThreads(result.GetValue(threads));
+            var options = new TrainingOptions
+            {
+                Arch = model.Describe(result),
+                Model = model.Build(result) with { DropoutRate = result.GetValue(dropout) },
+                Dataset = result.GetValue(model.Dataset)!,
+                DataDir = result.GetValue(data),
+                Epochs = result.GetValue(epochs),
+                BatchSize = result.GetValue(batch),
+                MicroBatches = result.GetValue(micro),
+                LearningRate = result.GetValue(lr),
+                Lasso = result.GetValue(lasso),
+                Seed = result.GetValue(seed),
+                CheckpointEverySteps = result.GetValue(checkpointEvery),
+                RecoverySteps = result.GetValue(recoverySteps),
+                RecoverySamples = result.GetValue(recoverySamples),
+            };
+            string? resumeFrom = result.GetValue(resume);
+            var settings = new RunSettings
+            {
+                Device = TorchRuntime.ParseDevice(result.GetValue(device)!),
+                OutputFolder = Path.GetFullPath(result.GetValue(output) ?? DefaultOutput(resumeFrom)),
+                Threads = result.GetValue(threads),
+                LoaderThreads = Math.Max(1, result.GetValue(loaderThreads)),
+                ResumeFrom = resumeFrom,
+                StopAfterStep = result.GetValue(stopAfter),
+                Allocator = allocator,
+            };
+            if (!result.GetValue(local))
+                Console.WriteLine("note: the multi-process cluster is not built yet; training in this process (as --local)");
+
+            using var log = new MetricsLog(Path.Combine(settings.OutputFolder, "metrics.jsonl"));
+            var console = new ConsoleProgress(Console.Out, interactive: !Console.IsOutputRedirected, TimeSpan.FromSeconds(10));
+            LocalTraining.Run(options, settings, new Observers(console, log));
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>A resumed run writes next to its checkpoints; a new one into runs/ with a timestamp.</summary>
+    static string DefaultOutput(string? resumeFrom)
+    {
+        if (resumeFrom is null) return Path.Combine("runs", DateTime.Now.ToString("yyyyMMdd-HHmmss"));
+        string folder = File.Exists(resumeFrom) ? Path.GetDirectoryName(Path.GetFullPath(resumeFrom))! : Path.GetFullPath(resumeFrom);
+        return Path.GetFileName(folder) == "checkpoints" ? Path.GetDirectoryName(folder)! : folder;
+    }
+}

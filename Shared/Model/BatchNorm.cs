@@ -1,0 +1,46 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace CondenseCluster.Shared.Model;
+
+/// <summary>
+/// BatchNorm2d (momentum 0.1, eps 1e-5) with PyTorch's parameter and buffer names. TorchSharp's own BatchNorm passes a
+/// temporary <see cref="Scalar"/> to native code when it counts batches; under GC pressure (data loader threads) the
+/// finalizer can free that scalar during the call and the native add reads garbage. This one keeps its scalar alive.
+/// </summary>
+public sealed class BatchNorm : nn.Module<Tensor, Tensor>
+{
+    static readonly Scalar One = 1L.ToScalar();
+
+    private readonly Parameter weight;
+    private readonly Parameter bias;
+    private readonly Tensor running_mean;
+    private readonly Tensor running_var;
+    private readonly Tensor num_batches_tracked;
+
+    public BatchNorm(long features) : base(nameof(BatchNorm))
+    {
+        weight = new Parameter(torch.ones(features));
+        bias = new Parameter(torch.zeros(features));
+        running_mean = torch.zeros(features);
+        running_var = torch.ones(features);
+        num_batches_tracked = torch.tensor(0L);
+        RegisterComponents();
+    }
+
+    public Parameter Weight => weight;
+    public Parameter Bias => bias;
+    public Tensor RunningMean => running_mean;
+    public Tensor RunningVar => running_var;
+
+    public override Tensor forward(Tensor input)
+    {
+        if (training)
+        {
+            using var _ = torch.no_grad();
+            num_batches_tracked.add_(One);
+        }
+        return nn.functional.batch_norm(input, running_mean, running_var, weight, bias, training, 0.1, 1e-5);
+    }
+}

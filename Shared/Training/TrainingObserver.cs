@@ -1,0 +1,42 @@
+namespace CondenseCluster.Shared.Training;
+
+/// <summary>What a run is about to do.</summary>
+public sealed record RunStarted(
+    string Description, long FirstStep, long TotalSteps, int StepsPerEpoch, int Epochs, int BatchSize, int MicroBatches,
+    string Device, int Threads, string Allocator, string OutputFolder);
+
+/// <summary>One global step. Times in milliseconds: compute = forward/backward/update, data = waiting for the loader.</summary>
+public sealed record StepMetrics(
+    long Step, int Epoch, double Loss, double Accuracy, double LearningRate, int Stage, int FinalStage,
+    double ImagesPerSecond, double ComputeMs, double DataWaitMs);
+
+/// <summary>Test-set accuracy of the masked model after an epoch.</summary>
+public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, Accuracy Test, double Seconds);
+
+/// <summary>The end of a run: accuracies before and after conversion, model sizes, time.</summary>
+public sealed record TrainingSummary(
+    long Steps, double Seconds, double MedianImagesPerSecond, double MedianStepMs, string Allocator,
+    Accuracy? Masked, Accuracy? OfficialConverted, Accuracy? Recovered, double Sparsity,
+    long ParametersBefore, long FlopsBefore, long ParametersAfter, long FlopsAfter,
+    IReadOnlyList<string> Files, string? StoppedEarly);
+
+/// <summary>Receives progress of a training run: a console display, a metrics log, later the cluster dashboard.</summary>
+public interface ITrainingObserver
+{
+    void Started(RunStarted run);
+    void Step(StepMetrics step);
+    void Epoch(EpochMetrics epoch);
+    /// <summary>A notable event: condensing, checkpoints, conversion, data fallbacks.</summary>
+    void Event(string message);
+    void Finished(TrainingSummary summary);
+}
+
+/// <summary>Forwards to several observers.</summary>
+public sealed class Observers(params ITrainingObserver[] all) : ITrainingObserver
+{
+    public void Started(RunStarted run) { foreach (var o in all) o.Started(run); }
+    public void Step(StepMetrics step) { foreach (var o in all) o.Step(step); }
+    public void Epoch(EpochMetrics epoch) { foreach (var o in all) o.Epoch(epoch); }
+    public void Event(string message) { foreach (var o in all) o.Event(message); }
+    public void Finished(TrainingSummary summary) { foreach (var o in all) o.Finished(summary); }
+}

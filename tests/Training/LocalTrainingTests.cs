@@ -1,0 +1,123 @@
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Storage;
+using CondenseCluster.Shared.Training;
+using TorchSharp;
+using Xunit;
+
+namespace CondenseCluster.Tests.Training;
+
+/// <summary>Whole single-node runs on the bundled Fashion-MNIST subset, with a tiny model.</summary>
+public class LocalTrainingTests : IDisposable
+{
+    readonly string folder = Directory.CreateTempSubdirectory("cc-train-").FullName;
+    public void Dispose() => Directory.Delete(folder, recursive: true);
+
+    internal static TrainingOptions Tiny(int microBatches = 1) => new()
+    {
+        Arch = "tiny",
+        Model = new CondenseNetConfig { Stages = [2, 2], Growth = [4, 8], InChannels = 1, InputSize = 32, NumClasses = 10 },
+        Dataset = "fashion-mnist",
+        DataDir = BundledData.FashionMnistSubset,
+        BatchSize = 64,
+        MicroBatches = microBatches,
+        Seed = 7,
+        RecoverySteps = 100,
+        RecoverySamples = 2000,
+    };
+
+    RunSettings Settings(string name, long? stopAfter = null, string? resume = null) => new()
+    {
+        Device = torch.CPU, OutputFolder = Path.Combine(folder, name), StopAfterStep = stopAfter, ResumeFrom = resume,
+    };
+
+    [Fact]
+    public void TheSameSeedGivesTheSameLossSequence()
+    {
+        var first = new RecordingObserver();
+        var second = new RecordingObserver();
+        LocalTraining.Run(Tiny(), Settings("a", stopAfter: 12), first);
+        LocalTraining.Run(Tiny(), Settings("b", stopAfter: 12), second);
+        Assert.Equal(12, first.Steps.Count);
+        Assert.Equal(first.Steps.Select(s => s.Loss), second.Steps.Select(s => s.Loss));
+
+        var otherSeed = new RecordingObserver();
+        LocalTraining.Run(Tiny() with { Seed = 8 }, Settings("c", stopAfter: 12), otherSeed);
+        Assert.NotEqual(first.Steps.Select(s => s.Loss), otherSeed.Steps.Select(s => s.Loss));
+    }
+
+    [Fact]
+    public void ResumingFromACheckpointContinuesExactlyAcrossACondensingBoundary()
+    {
+        // 6,000 samples / 64 = 93 steps; with C = 4 the boundaries are at steps 16, 31 and 47.
+        var straight = new RecordingObserver();
+        LocalTraining.Run(Tiny(), Settings("straight", stopAfter: 40), straight);
+
+        var firstHalf = new RecordingObserver();
+        LocalTraining.Run(Tiny(), Settings("resumed", stopAfter: 20), firstHalf);
+        var secondHalf = new RecordingObserver();
+        LocalTraining.Run(Tiny() with { Seed = 12345 }, Settings("resumed", stopAfter: 40, resume: Path.Combine(folder, "resumed")), secondHalf);
+
+        Assert.Contains(secondHalf.Events, e => e.StartsWith("condensing: stage 2"));
+        Assert.Equal(straight.Steps.Select(s => s.Step), firstHalf.Steps.Concat(secondHalf.Steps).Select(s => s.Step));
+        using var a = ModelFile.Load(Path.Combine(folder, "straight", "model-trained.ccm"));
+        using var b = ModelFile.Load(Path.Combine(folder, "resumed", "model-trained.ccm"));
+        foreach (var (name, tensor) in a.state_dict())
+        {
+            var other = b.state_dict()[name];
+            Assert.True(torch.allclose(tensor.to(torch.float64), other.to(torch.float64), rtol: 0, atol: 1e-6), $"{name} differs after resume");
+        }
+    }
+
+    [Fact]
+    public void ACorruptCheckpointIsRefusedAndThePreviousOneIsUsed()
+    {
+        var options = Tiny() with { CheckpointEverySteps = 5 };
+        LocalTraining.Run(options, Settings("run", stopAfter: 10), new RecordingObserver());
+        var store = new CheckpointStore(Path.Combine(folder, "run", "checkpoints"));
+        Assert.Equal([store.PathFor(10), store.PathFor(5)], store.List());
+
+        var bytes = File.ReadAllBytes(store.PathFor(10));
+        File.WriteAllBytes(store.PathFor(10), bytes[..(bytes.Length - 1000)]);
+        var error = Assert.Throws<CorruptFileException>(() => Checkpoint.ReadHeader(store.PathFor(10)));
+        Assert.Contains("truncated", error.Message);
+
+        var resumed = new RecordingObserver();
+        LocalTraining.Run(options, Settings("run", stopAfter: 12, resume: Path.Combine(folder, "run")), resumed);
+        Assert.Contains(resumed.Events, e => e.Contains("skipping damaged checkpoint") && e.Contains("checkpoint-000000010"));
+        Assert.Equal(5, resumed.Steps[0].Step);
+    }
+
+    [Fact]
+    public void ATinyModelLearnsFashionMnistAndKeepsItsAccuracyAfterConversion()
+    {
+        var observer = new RecordingObserver();
+        var summary = LocalTraining.Run(Tiny(), Settings("learn"), observer);
+
+        double firstLosses = observer.Steps.Take(10).Average(s => s.Loss);
+        double lastLosses = observer.Steps.TakeLast(10).Average(s => s.Loss);
+        Assert.True(lastLosses < 0.75 * firstLosses, $"loss went from {firstLosses:F3} to {lastLosses:F3}");
+        // Chance is 10 %; this tiny model reaches about 47 % in its one epoch of 93 steps.
+        Assert.True(summary.Masked!.Value.Top1 > 0.35, $"masked test accuracy {summary.Masked.Value.Top1:P1}");
+        Assert.True(summary.Recovered!.Value.Top1 > summary.Masked.Value.Top1 - 0.05, $"recovered {summary.Recovered.Value.Top1:P1}");
+        Assert.Equal(0.75, summary.Sparsity, 3);
+        Assert.Equal(["model-trained.ccm", "model-converted.ccm", "model-converted.pt", "model-trained.pt"], summary.Files.Select(Path.GetFileName));
+        Assert.All(summary.Files, f => Assert.True(File.Exists(f), f));
+        Assert.Contains(observer.Events, e => e.StartsWith("classifier recovery"));
+    }
+}
+
+/// <summary>Keeps what a run reports, for assertions.</summary>
+sealed class RecordingObserver : ITrainingObserver
+{
+    public List<StepMetrics> Steps { get; } = [];
+    public List<EpochMetrics> Epochs { get; } = [];
+    public List<string> Events { get; } = [];
+    public RunStarted? Run { get; private set; }
+    public TrainingSummary? Summary { get; private set; }
+
+    public void Started(RunStarted run) => Run = run;
+    public void Step(StepMetrics step) => Steps.Add(step);
+    public void Epoch(EpochMetrics epoch) => Epochs.Add(epoch);
+    public void Event(string message) => Events.Add(message);
+    public void Finished(TrainingSummary summary) => Summary = summary;
+}
