@@ -77,6 +77,25 @@ public class CliTests : IDisposable
         Assert.False(File.Exists(Path.Combine(folder, "out.ccm")));
     }
 
+    [Fact]
+    public void TrainLocalShowsProgressWritesMetricsAndEndsWithASummary()
+    {
+        string output = Path.Combine(folder, "run");
+        var (code, text) = Coordinator("train", "--local", "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
+            "--epochs", "1", "--recovery-steps", "20", "--recovery-samples", "500", "--out", output);
+        Assert.True(code == 0, text);
+        Assert.Contains("allocator: glibc malloc without mmap", text);
+        Assert.Contains("step 93/93 (100 %)", text);               // plain progress lines without a terminal
+        Assert.Contains("condensing: stage 3 of 3 at step 47", text);
+        Assert.Contains("epoch 1: train loss", text);
+        Assert.Contains("converted + recovery", text);  // the summary table
+        var types = File.ReadLines(Path.Combine(output, "metrics.jsonl"))
+            .Select(line => System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("type").GetString()).ToList();
+        Assert.Equal(93, types.Count(t => t == "step"));
+        Assert.Equal(["start", "epoch", "summary"], types.Where(t => t is "start" or "epoch" or "summary"));
+        Assert.True(File.Exists(Path.Combine(output, "model-converted.pt")));
+    }
+
     static (int Code, string Output) Coordinator(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };

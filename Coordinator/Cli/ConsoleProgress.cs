@@ -54,18 +54,21 @@ sealed class ConsoleProgress(TextWriter output, bool interactive, TimeSpan plain
     {
         Line($"finished {s.Steps} steps in {s.Seconds:F0} s: median {s.MedianStepMs:F0} ms per step, {s.MedianImagesPerSecond:F0} images/s; allocator: {s.Allocator}");
         if (s.StoppedEarly is not null) Line(s.StoppedEarly);
-        var table = new Table().AddColumns("", "masked model", "converted (official)", "converted + recovered classifier");
+        var table = new Table().AddColumns("", "masked model", "converted (official)", "converted + recovery");
         table.AddRow("test top-1", Percent(s.Masked?.Top1), Percent(s.OfficialConverted?.Top1), Percent(s.Recovered?.Top1));
         if (s.Masked is { Top5: < 1 } m) table.AddRow("test top-5", Percent(m.Top5), Percent(s.OfficialConverted?.Top5), Percent(s.Recovered?.Top5));
-        table.AddRow("parameters", $"{s.ParametersBefore / 1e6:F3}M", $"{s.ParametersAfter / 1e6:F3}M", $"{s.ParametersAfter / 1e6:F3}M");
-        table.AddRow("FLOPs", $"{s.FlopsBefore / 1e6:F1}M", $"{s.FlopsAfter / 1e6:F1}M", $"{s.FlopsAfter / 1e6:F1}M");
-        table.AddRow("sparsity of learned convs", $"{s.Sparsity:P1}", "", "");
+        table.AddRow("parameters", Count(s.ParametersBefore), Count(s.ParametersAfter), Count(s.ParametersAfter));
+        table.AddRow("FLOPs", Count(s.FlopsBefore), Count(s.FlopsAfter), Count(s.FlopsAfter));
+        table.AddRow("learned-conv sparsity", $"{s.Sparsity:P1}", "", "");
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) });
+        console.Profile.Width = Math.Max(console.Profile.Width, 100);
         console.Write(table);
         foreach (var file in s.Files) Line($"wrote {file}");
     }
 
     static string Percent(double? value) => value is null ? "-" : $"{value:P2}";
+
+    static string Count(long value) => value >= 1_000_000 ? $"{value / 1e6:F2}M" : value.ToString("N0");
 
     string Status(StepMetrics s)
     {
