@@ -1,44 +1,43 @@
 using System.Diagnostics;
 using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace CondenseCluster.Worker;
 
 /// <summary>
-/// Checks that this machine can run a worker: TorchSharp loads, and a CondenseNet trains a few steps on the device.
-/// Useful on a new node before it joins a cluster.
+/// Checks that this machine can run a worker: TorchSharp loads, and the training engine runs CondenseNet-86 steps on
+/// the device, on one repeated synthetic batch. Prints each step's time and the median, the figure to compare with
+/// bench/pytorch/step_time.py run the same way.
 /// </summary>
 static class SelfTest
 {
-    public static int Run(Device device, int steps, TextWriter output)
+    public static int Run(Device device, string dataset, int batchSize, int steps, TextWriter output)
     {
-        torch.manual_seed(0);
-        var config = CondenseNetConfig.Preset("condensenet-86", "cifar10");
-        using var model = new CondenseNet(config).to(device);
-        using var optimizer = optim.SGD(model.parameters(), 0.02, momentum: 0.9);
-        using var x = torch.randn(16, config.InChannels, config.InputSize, config.InputSize, device: device);
-        using var y = torch.randint(0, config.NumClasses, [16], dtype: ScalarType.Int64, device: device);
+        var config = CondenseNetConfig.Preset("condensenet-86", dataset);
+        var options = new TrainingOptions { Model = config, Dataset = dataset, BatchSize = batchSize };
+        using var engine = new TrainingEngine(options, device);
+        using var x = torch.randn(batchSize, config.InChannels, config.InputSize, config.InputSize);
+        using var y = torch.randint(0, config.NumClasses, [batchSize], dtype: ScalarType.Int64);
 
-        output.WriteLine($"libtorch threads: {torch.get_num_threads()}, device: {device}, model: condensenet-86 ({config})");
+        output.WriteLine($"libtorch threads: {torch.get_num_threads()}, device: {device}, condensenet-86 ({config}), batch {batchSize}");
         var times = new List<double>();
-        float firstLoss = 0, lastLoss = 0;
+        double firstLoss = 0, lastLoss = 0;
         for (int step = 0; step < steps; step++)
         {
-            using var scope = NewDisposeScope();
             var clock = Stopwatch.StartNew();
-            optimizer.zero_grad();
-            var loss = nn.functional.cross_entropy(model.forward(x), y);
-            loss.backward();
-            optimizer.step();
-            float value = loss.item<float>();
+            engine.BeginStep();
+            var result = engine.Accumulate(x, y, step, 0);
+            engine.ApplyUpdate(0.02);
             times.Add(clock.Elapsed.TotalMilliseconds);
-            if (step == 0) firstLoss = value;
-            lastLoss = value;
-            output.WriteLine($"step {step + 1}/{steps}: loss {value:F4}, {times[^1]:F0} ms");
+            double loss = result.LossSum / result.Samples;
+            if (step == 0) firstLoss = loss;
+            lastLoss = loss;
+            output.WriteLine($"step {step + 1}/{steps}: loss {loss:F4}, {times[^1]:F0} ms");
         }
-        times.Sort();
-        output.WriteLine($"summary: {steps} steps of batch 16, median {times[times.Count / 2]:F0} ms per step, loss {firstLoss:F3} -> {lastLoss:F3}");
+        var measured = times.Skip(Math.Min(2, steps - 1)).Order().ToArray();  // the first steps warm the allocator up
+        output.WriteLine($"summary: median {measured[measured.Length / 2]:F0} ms per step over {measured.Length} steps after warm-up, loss {firstLoss:F3} -> {lastLoss:F3}");
         if (!(lastLoss < firstLoss))
         {
             output.WriteLine("self-test failed: the loss did not fall on a repeated batch");
