@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 using TorchSharp;
@@ -7,11 +6,8 @@ using Xunit;
 namespace CondenseCluster.Tests;
 
 /// <summary>The coordinator's <c>model</c> commands, run as a separate process the way a user runs them.</summary>
-public class CliTests : IDisposable
+public class CliTests : TempFolderTest
 {
-    readonly string folder = Directory.CreateTempSubdirectory("cc-cli-").FullName;
-    public void Dispose() => Directory.Delete(folder, recursive: true);
-
     [Fact]
     public void ModelInfoPrintsEveryBlockAndThePapersTotals()
     {
@@ -47,7 +43,7 @@ public class CliTests : IDisposable
         torch.manual_seed(4);
         using var model = new CondenseNet(TinyModels.Reference);
         foreach (double p in new[] { 0.2, 0.34, 0.5 }) ModelCondensing.Apply(model, p);
-        string input = Path.Combine(folder, "trained.ccm"), native = Path.Combine(folder, "converted.ccm"), pytorch = Path.Combine(folder, "converted.pt");
+        string input = Path.Combine(Folder, "trained.ccm"), native = Path.Combine(Folder, "converted.ccm"), pytorch = Path.Combine(Folder, "converted.pt");
         ModelFile.Save(model, input);
 
         var (code, output) = Coordinator("model", "convert", "--in", input, "--out", native);
@@ -67,20 +63,20 @@ public class CliTests : IDisposable
     [Fact]
     public void ConvertRefusesATruncatedModelFile()
     {
-        string input = Path.Combine(folder, "broken.ccm");
+        string input = Path.Combine(Folder, "broken.ccm");
         using (var model = new CondenseNet(TinyModels.Reference)) ModelFile.Save(model, input);
         var bytes = File.ReadAllBytes(input);
         File.WriteAllBytes(input, bytes[..^100]);
-        var (code, output) = Coordinator("model", "convert", "--in", input, "--out", Path.Combine(folder, "out.ccm"));
+        var (code, output) = Coordinator("model", "convert", "--in", input, "--out", Path.Combine(Folder, "out.ccm"));
         Assert.Equal(1, code);
         Assert.Contains("truncated", output);
-        Assert.False(File.Exists(Path.Combine(folder, "out.ccm")));
+        Assert.False(File.Exists(Path.Combine(Folder, "out.ccm")));
     }
 
     [Fact]
     public void TrainLocalShowsProgressWritesMetricsAndEndsWithASummary()
     {
-        string output = Path.Combine(folder, "run");
+        string output = Path.Combine(Folder, "run");
         var (code, text) = Coordinator("train", "--local", "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
             "--epochs", "1", "--recovery-steps", "20", "--recovery-samples", "500", "--out", output);
         Assert.True(code == 0, text);
@@ -98,14 +94,7 @@ public class CliTests : IDisposable
 
     static (int Code, string Output) Coordinator(params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "condense-coordinator.dll"));
-        foreach (var a in args) start.ArgumentList.Add(a);
-        start.Environment["COLUMNS"] = "200";
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, stdout + stderr.Result);
+        var (code, stdout, stderr) = ChildProcess.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "condense-coordinator.dll"), .. args]);
+        return (code, stdout + stderr);
     }
 }

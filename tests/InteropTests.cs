@@ -5,11 +5,8 @@ using Xunit;
 
 namespace CondenseCluster.Tests;
 
-public class InteropTests : IDisposable
+public class InteropTests : TempFolderTest
 {
-    readonly string folder = Directory.CreateTempSubdirectory("cc-interop-").FullName;
-    public void Dispose() => Directory.Delete(folder, recursive: true);
-
     static CondenseNet CondensedTiny()
     {
         torch.manual_seed(3);
@@ -23,7 +20,7 @@ public class InteropTests : IDisposable
     public void TrainingFormPyTorchRoundTripIsExact()
     {
         using var model = CondensedTiny();
-        string path = Path.Combine(folder, "training.pt");
+        string path = Path.Combine(Folder, "training.pt");
         PyTorchStateDict.Export(model, path);
         using var back = PyTorchStateDict.Import(path, TinyModels.Reference, ModelForm.Training);
         AssertSameStateDict(model, back);
@@ -34,7 +31,7 @@ public class InteropTests : IDisposable
     {
         using var trained = CondensedTiny();
         using var model = Conversion.Convert(trained);
-        string path = Path.Combine(folder, "converted.pt");
+        string path = Path.Combine(Folder, "converted.pt");
         PyTorchStateDict.Export(model, path);
         using var back = PyTorchStateDict.Import(path, TinyModels.Reference, ModelForm.Converted);
         AssertSameStateDict(model, back);
@@ -61,7 +58,7 @@ public class InteropTests : IDisposable
     public void ImportingTheWrongFormIsRefusedWithAClearError()
     {
         using var model = CondensedTiny();
-        string path = Path.Combine(folder, "training.pt");
+        string path = Path.Combine(Folder, "training.pt");
         PyTorchStateDict.Export(model, path);
         var error = Assert.Throws<CorruptFileException>(() => PyTorchStateDict.Import(path, TinyModels.Reference, ModelForm.Converted));
         Assert.Contains("converted-form", error.Message);
@@ -75,7 +72,7 @@ public class InteropTests : IDisposable
     {
         using var trained = CondensedTiny();
         using var model = form == ModelForm.Training ? trained : Conversion.Convert(trained);
-        string path = Path.Combine(folder, "model.ccm");
+        string path = Path.Combine(Folder, "model.ccm");
         ModelFile.Save(model, path);
         using var back = ModelFile.Load(path);
         Assert.Equal(form, back.Form);
@@ -87,7 +84,7 @@ public class InteropTests : IDisposable
     public void CorruptAndTruncatedModelFilesAreRefused()
     {
         using var model = CondensedTiny();
-        string path = Path.Combine(folder, "model.ccm");
+        string path = Path.Combine(Folder, "model.ccm");
         ModelFile.Save(model, path);
         byte[] bytes = File.ReadAllBytes(path);
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
@@ -11,11 +10,8 @@ namespace CondenseCluster.Tests;
 /// The exported files load into PyTorch itself (Debian's python3-torch, which .ci/run installs) with the official module
 /// tree and strict=True, give the same logits there, and a file PyTorch saves loads back here.
 /// </summary>
-public class PyTorchInteropTests : IDisposable
+public class PyTorchInteropTests : TempFolderTest
 {
-    readonly string folder = Directory.CreateTempSubdirectory("cc-pytorch-").FullName;
-    public void Dispose() => Directory.Delete(folder, recursive: true);
-
     [Theory]
     [InlineData(ModelForm.Training)]
     [InlineData(ModelForm.Converted)]
@@ -28,7 +24,7 @@ public class PyTorchInteropTests : IDisposable
         using var model = form == ModelForm.Training ? trained : Conversion.Convert(trained);
         model.eval();
 
-        string config = Path.Combine(folder, "config.json"), exported = Path.Combine(folder, "model.pt"), back = Path.Combine(folder, "back.pt");
+        string config = Path.Combine(Folder, "config.json"), exported = Path.Combine(Folder, "model.pt"), back = Path.Combine(Folder, "back.pt");
         File.WriteAllText(config, JsonSerializer.Serialize(TinyModels.Reference));
         PyTorchStateDict.Export(model, exported);
 
@@ -49,16 +45,8 @@ public class PyTorchInteropTests : IDisposable
 
     static string RunPython(params string[] args)
     {
-        const string python = "/usr/bin/python3";
-        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "PyTorch", "condensenet_statedict.py"));
-        foreach (var a in args) start.ArgumentList.Add(a);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {python}");
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        string stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0,
-            $"PyTorch check failed (exit {process.ExitCode}); it needs Debian's python3-torch (apt-get install python3-torch):\n{stderr}");
-        return stdout.Result;
+        var (code, stdout, stderr) = ChildProcess.Run("/usr/bin/python3", [Path.Combine(AppContext.BaseDirectory, "PyTorch", "condensenet_statedict.py"), .. args]);
+        Assert.True(code == 0, $"PyTorch check failed (exit {code}); it needs Debian's python3-torch (apt-get install python3-torch):\n{stderr}");
+        return stdout;
     }
 }

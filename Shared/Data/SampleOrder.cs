@@ -23,9 +23,6 @@ public static class SampleOrder
     /// <summary>The generator of one sample's augmentation in one epoch.</summary>
     public static Random Augmentation(int seed, int epoch, int sampleIndex) => new(Mix(seed, epoch, sampleIndex));
 
-    /// <summary>Seed for the dropout masks of one micro-batch of one global step.</summary>
-    public static long DropoutSeed(int seed, long step, int microBatch) => (uint)Mix(seed, (int)(step & 0x7fffffff), microBatch) | ((long)(step >> 31) << 32);
-
     /// <summary>A well-spread 32-bit seed from three integers (SplitMix64 finaliser).</summary>
     public static int Mix(int a, int b, int c)
     {

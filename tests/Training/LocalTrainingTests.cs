@@ -7,11 +7,8 @@ using Xunit;
 namespace CondenseCluster.Tests.Training;
 
 /// <summary>Whole single-node runs on the bundled Fashion-MNIST subset, with a tiny model.</summary>
-public class LocalTrainingTests : IDisposable
+public class LocalTrainingTests : TempFolderTest
 {
-    readonly string folder = Directory.CreateTempSubdirectory("cc-train-").FullName;
-    public void Dispose() => Directory.Delete(folder, recursive: true);
-
     internal static TrainingOptions Tiny(int microBatches = 1) => new()
     {
         Arch = "tiny",
@@ -27,7 +24,7 @@ public class LocalTrainingTests : IDisposable
 
     RunSettings Settings(string name, long? stopAfter = null, string? resume = null) => new()
     {
-        Device = torch.CPU, OutputFolder = Path.Combine(folder, name), StopAfterStep = stopAfter, ResumeFrom = resume,
+        Device = torch.CPU, OutputFolder = Path.Combine(Folder, name), StopAfterStep = stopAfter, ResumeFrom = resume,
     };
 
     [Fact]
@@ -55,12 +52,12 @@ public class LocalTrainingTests : IDisposable
         var firstHalf = new RecordingObserver();
         LocalTraining.Run(Tiny(), Settings("resumed", stopAfter: 20), firstHalf);
         var secondHalf = new RecordingObserver();
-        LocalTraining.Run(Tiny() with { Seed = 12345 }, Settings("resumed", stopAfter: 40, resume: Path.Combine(folder, "resumed")), secondHalf);
+        LocalTraining.Run(Tiny() with { Seed = 12345 }, Settings("resumed", stopAfter: 40, resume: Path.Combine(Folder, "resumed")), secondHalf);
 
         Assert.Contains(secondHalf.Events, e => e.StartsWith("condensing: stage 2"));
         Assert.Equal(straight.Steps.Select(s => s.Step), firstHalf.Steps.Concat(secondHalf.Steps).Select(s => s.Step));
-        using var a = ModelFile.Load(Path.Combine(folder, "straight", "model-trained.ccm"));
-        using var b = ModelFile.Load(Path.Combine(folder, "resumed", "model-trained.ccm"));
+        using var a = ModelFile.Load(Path.Combine(Folder, "straight", "model-trained.ccm"));
+        using var b = ModelFile.Load(Path.Combine(Folder, "resumed", "model-trained.ccm"));
         foreach (var (name, tensor) in a.state_dict())
         {
             var other = b.state_dict()[name];
@@ -73,7 +70,7 @@ public class LocalTrainingTests : IDisposable
     {
         var options = Tiny() with { CheckpointEverySteps = 5 };
         LocalTraining.Run(options, Settings("run", stopAfter: 10), new RecordingObserver());
-        var store = new CheckpointStore(Path.Combine(folder, "run", "checkpoints"));
+        var store = new CheckpointStore(Path.Combine(Folder, "run", "checkpoints"));
         Assert.Equal([store.PathFor(10), store.PathFor(5)], store.List());
 
         var bytes = File.ReadAllBytes(store.PathFor(10));
@@ -82,7 +79,7 @@ public class LocalTrainingTests : IDisposable
         Assert.Contains("truncated", error.Message);
 
         var resumed = new RecordingObserver();
-        LocalTraining.Run(options, Settings("run", stopAfter: 12, resume: Path.Combine(folder, "run")), resumed);
+        LocalTraining.Run(options, Settings("run", stopAfter: 12, resume: Path.Combine(Folder, "run")), resumed);
         Assert.Contains(resumed.Events, e => e.Contains("skipping damaged checkpoint") && e.Contains("checkpoint-000000010"));
         Assert.Equal(5, resumed.Steps[0].Step);
     }
