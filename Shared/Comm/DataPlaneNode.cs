@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace CondenseCluster.Shared.Comm;
 
@@ -43,6 +44,8 @@ public sealed class DataPlaneNode : IAsyncDisposable
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
             kestrel.Listen(IPAddress.Parse(options.ListenAddress), options.Port, listen => listen.Protocols = HttpProtocols.Http2));
+        // Streams end with the node (RingPeerService); what is left of stopping is bounded like the outgoing streams.
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = ShutdownGrace);
         builder.Services.AddGrpc();
         builder.Services.AddSingleton(inbox);
         server = builder.Build();
@@ -77,7 +80,11 @@ public sealed class DataPlaneNode : IAsyncDisposable
     public Task AllReduceAsync(Memory<float> buffer, long operationId, CancellationToken cancellationToken = default)
     {
         RingAllReduce current;
-        lock (gate) current = ring ?? throw new InvalidOperationException("configure the ring before the first all-reduce");
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            current = ring ?? throw new InvalidOperationException("configure the ring before the first all-reduce");
+        }
         return current.AllReduceAsync(buffer, operationId, cancellationToken);
     }
 

@@ -43,18 +43,15 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
             await first;
             ring.EndOperation(succeeded: true);
         }
-        catch (Exception e) when (e is not AllReduceException && !cancellationToken.IsCancellationRequested)
+        catch (Exception e)
         {
             ring.EndOperation(succeeded: false);
+            if (e is AllReduceException) throw;
+            cancellationToken.ThrowIfCancellationRequested(); // the caller's own cancellation, whatever a cut write threw
             var (reason, what) = abort.IsCancellationRequested ? (AllReduceFailure.Aborted, "the ring was aborted")
                 : watchdog.IsCancellationRequested ? (AllReduceFailure.Timeout, $"no message moved for {options.ProgressTimeout.TotalSeconds:0.#} s")
                 : (AllReduceFailure.StreamBroken, e.Message);
             throw new AllReduceException(reason, $"rank {Rank}, all-reduce {operationId}, generation {ring.Generation}: {what}; {progress.Describe(ring)}", e);
-        }
-        catch
-        {
-            ring.EndOperation(succeeded: false);
-            throw;
         }
     }
 
