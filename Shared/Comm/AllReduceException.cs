@@ -18,8 +18,11 @@ public enum AllReduceFailure
 /// An all-reduce that cannot complete. The ring generation it ran on is finished after it: the owner configures a new
 /// ring (new generation) before the next all-reduce, and discards the buffer, which holds partial sums.
 /// </summary>
-public sealed class AllReduceException(AllReduceFailure reason, string message, Exception? inner = null)
-    : Exception($"{reason}: {message}", inner)
+public sealed class AllReduceException(AllReduceFailure reason, string detail, Exception? inner = null)
+    : Exception($"{reason}: {detail}", inner)
 {
     public AllReduceFailure Reason { get; } = reason;
+
+    /// <summary>The message without the reason.</summary>
+    public string Detail { get; } = detail;
 }

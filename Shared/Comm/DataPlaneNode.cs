@@ -71,7 +71,7 @@ public sealed class DataPlaneNode : IAsyncDisposable
             this.generation = generation;
             RetireCurrent("the ring was reconfigured");
             RingNeighbour Member(int r) => new((r + size) % size, endpoints[(r + size) % size]);
-            transport = size == 1 ? null : new RingTransport(rank, generation, Member(rank - 1), Member(rank + 1), inbox, options.ProgressTimeout);
+            transport = size == 1 ? null : new RingTransport(generation, Member(rank - 1), Member(rank + 1), inbox, options.ProgressTimeout);
             ring = new RingAllReduce(rank, size, transport, options);
         }
     }

@@ -46,9 +46,9 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
         catch (Exception e)
         {
             ring.EndOperation(succeeded: false);
-            if (e is AllReduceException) throw;
             cancellationToken.ThrowIfCancellationRequested(); // the caller's own cancellation, whatever a cut write threw
-            var (reason, what) = abort.IsCancellationRequested ? (AllReduceFailure.Aborted, "the ring was aborted")
+            var (reason, what) = e is AllReduceException failure ? (failure.Reason, failure.Detail)
+                : abort.IsCancellationRequested ? (AllReduceFailure.Aborted, "the ring was aborted")
                 : watchdog.IsCancellationRequested ? (AllReduceFailure.Timeout, $"no message moved for {options.ProgressTimeout.TotalSeconds:0.#} s")
                 : (AllReduceFailure.StreamBroken, e.Message);
             throw new AllReduceException(reason, $"rank {Rank}, all-reduce {operationId}, generation {ring.Generation}: {what}; {progress.Describe(ring)}", e);

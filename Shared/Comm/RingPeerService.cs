@@ -9,12 +9,10 @@ namespace CondenseCluster.Shared.Comm;
 sealed class RingPeerService(RingInbox inbox, IHostApplicationLifetime lifetime) : RingPeer.RingPeerBase
 {
     public const string GenerationHeader = "ring-generation";
-    public const string RankHeader = "ring-rank";
 
     public override async Task<PushReply> Push(IAsyncStreamReader<RingMessage> requestStream, ServerCallContext context)
     {
-        long generation = Header(context, GenerationHeader);
-        string sender = $"rank {Header(context, RankHeader)} ({context.Peer})";
+        long generation = Generation(context);
         // Ends with the node too: Kestrel would otherwise wait for these long-lived streams when it stops.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         try
@@ -24,10 +22,10 @@ sealed class RingPeerService(RingInbox inbox, IHostApplicationLifetime lifetime)
         }
         catch (Exception e)
         {
-            inbox.StreamEnded(generation, $"{sender}'s stream broke", e);
+            inbox.StreamEnded(generation, "its stream broke", e);
             throw;
         }
-        inbox.StreamEnded(generation, $"{sender} closed its stream");
+        inbox.StreamEnded(generation, "it closed its stream");
         return new PushReply();
     }
 
@@ -39,8 +37,8 @@ sealed class RingPeerService(RingInbox inbox, IHostApplicationLifetime lifetime)
         return new ProbeReply { Bytes = bytes };
     }
 
-    static long Header(ServerCallContext context, string key) =>
-        long.TryParse(context.RequestHeaders.GetValue(key), NumberStyles.Integer, CultureInfo.InvariantCulture, out long value)
+    static long Generation(ServerCallContext context) =>
+        long.TryParse(context.RequestHeaders.GetValue(GenerationHeader), NumberStyles.Integer, CultureInfo.InvariantCulture, out long value)
             ? value
-            : throw new RpcException(new Status(StatusCode.InvalidArgument, $"the '{key}' request header is missing or not a number"));
+            : throw new RpcException(new Status(StatusCode.InvalidArgument, $"the '{GenerationHeader}' request header is missing or not a number"));
 }

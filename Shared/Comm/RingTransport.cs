@@ -30,7 +30,7 @@ public sealed class RingTransport
     (AllReduceFailure Reason, string Why)? ended; // why no further all-reduce can run
     Task closed = Task.CompletedTask;
 
-    internal RingTransport(int rank, long generation, RingNeighbour left, RingNeighbour right, RingInbox inbox, TimeSpan closeTimeout)
+    internal RingTransport(long generation, RingNeighbour left, RingNeighbour right, RingInbox inbox, TimeSpan closeTimeout)
     {
         Generation = generation;
         Left = left;
@@ -40,7 +40,6 @@ public sealed class RingTransport
         call = new RingPeer.RingPeerClient(channel).Push(new Metadata
         {
             { RingPeerService.GenerationHeader, generation.ToString(CultureInfo.InvariantCulture) },
-            { RingPeerService.RankHeader, rank.ToString(CultureInfo.InvariantCulture) },
         });
         incoming = inbox.Open(generation, OnLeftEnded); // last: it may call back at once
     }
