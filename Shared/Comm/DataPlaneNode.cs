@@ -34,7 +34,7 @@ public sealed class DataPlaneNode : IAsyncDisposable
         inbox = new RingInbox(this.options.InboxMessages);
     }
 
-    /// <summary>The address peers reach this node at, e.g. http://127.0.0.1:41234; set by <see cref="StartAsync"/>.</summary>
+    /// <summary>The endpoint bound, e.g. http://127.0.0.1:41234; set by <see cref="StartAsync"/>. Listening on 0.0.0.0, peers need the host's own name or address with this port.</summary>
     public string Endpoint { get; private set; } = "";
 
     /// <summary>Binds and starts the server; returns the endpoint actually bound (the port chosen when it was 0).</summary>
