@@ -1,0 +1,28 @@
+namespace CondenseCluster.Shared.Comm;
+
+public enum AllReduceFailure
+{
+    /// <summary>The right neighbour could not be reached.</summary>
+    PeerUnreachable,
+    /// <summary>A neighbour's stream ended or broke (a dead peer, or one that gave the ring up).</summary>
+    StreamBroken,
+    /// <summary>No message moved either way for <see cref="DataPlaneOptions.ProgressTimeout"/>: a silent peer.</summary>
+    Timeout,
+    /// <summary>The owner aborted the ring (membership changed, shutdown), or an earlier failure ended this generation.</summary>
+    Aborted,
+    /// <summary>The left neighbour sent another message than expected: the ranks disagree on the operation or buffer length.</summary>
+    Mismatch,
+}
+
+/// <summary>
+/// An all-reduce that cannot complete. The ring generation it ran on is finished after it: the owner configures a new
+/// ring (new generation) before the next all-reduce, and discards the buffer, which holds partial sums.
+/// </summary>
+public sealed class AllReduceException(AllReduceFailure reason, string detail, Exception? inner = null)
+    : Exception($"{reason}: {detail}", inner)
+{
+    public AllReduceFailure Reason { get; } = reason;
+
+    /// <summary>The message without the reason.</summary>
+    public string Detail { get; } = detail;
+}

@@ -1,0 +1,28 @@
+using System.Diagnostics;
+using CondenseCluster.Shared.Comm.Wire;
+
+namespace CondenseCluster.Shared.Comm;
+
+/// <summary>
+/// The raw speed of a data-plane stream: the same messages as an all-reduce, pushed one way with nothing to add, so
+/// that all-reduce throughput can be reported as a ratio to it.
+/// </summary>
+static class StreamBandwidth
+{
+    public static async Task<double> MeasureAsync(RingPeer.RingPeerClient client, long bytes, int messageBytes, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        var payload = new float[messageBytes / sizeof(float)];
+        var watch = Stopwatch.StartNew();
+        using var call = client.Probe(cancellationToken: cancellationToken);
+        for (long sent = 0; sent < bytes; sent += messageBytes)
+        {
+            int floats = (int)Math.Min(payload.Length, (bytes - sent) / sizeof(float));
+            await call.RequestStream.WriteAsync(new RingMessage { Payload = FloatPayload.Wrap(payload.AsMemory(0, floats)) }, cancellationToken);
+        }
+        await call.RequestStream.CompleteAsync();
+        var reply = await call.ResponseAsync;
+        double seconds = watch.Elapsed.TotalSeconds;
+        return reply.Bytes / seconds;
+    }
+}

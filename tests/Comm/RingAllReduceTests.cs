@@ -1,0 +1,77 @@
+using CondenseCluster.Shared.Comm;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace CondenseCluster.Tests.Comm;
+
+/// <summary>The all-reduce over real gRPC streams on loopback.</summary>
+public class RingAllReduceTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData(1, 1 << 20)]
+    [InlineData(2, 1 << 20)]
+    [InlineData(3, 1 << 20)]
+    [InlineData(5, 1 << 20)]
+    [InlineData(3, 4096)] // 100,003 floats: ~10 messages per chunk
+    public async Task SumsExactlyAndBitIdenticallyForAnyLengthOverRepeatedAllReduces(int size, int messageBytes)
+    {
+        await using var ring = await TestRing.StartAsync(size, new DataPlaneOptions { MessageBytes = messageBytes });
+        int[] members = [.. Enumerable.Range(0, size)];
+        long operation = 0;
+        foreach (long length in RingPlanTests.Lengths)
+        {
+            var integers = RingPlanTests.Buffers(size, length, (r, i) => (i % 101) * (r + 1) - 3 * r);
+            await ring.AllReduceAsync(members, integers, ++operation);
+            for (int i = 0; i < length; i++)
+                Assert.Equal(Enumerable.Range(0, size).Sum(r => (i % 101) * (r + 1) - 3 * r), integers[0][i]);
+            RingPlanTests.AssertBitIdentical(integers);
+        }
+        var random = new Random(size);
+        var randoms = RingPlanTests.Buffers(size, 100_003, (_, _) => (float)random.NextDouble() * 2 - 1);
+        float expected = randoms.Sum(b => b[12_345]);
+        await ring.AllReduceAsync(members, randoms, ++operation);
+        RingPlanTests.AssertBitIdentical(randoms);
+        Assert.Equal(expected, randoms[^1][12_345], 4);
+    }
+
+    [Fact]
+    public async Task ATwentyMegabyteBufferTravelsInMessagesUnderTheGrpcLimit()
+    {
+        await using var ring = await TestRing.StartAsync(2);
+        const int length = 5 * 1024 * 1024; // 20 MiB of floats; a chunk of 10 MiB is 10 messages
+        var buffers = RingPlanTests.Buffers(2, length, (r, i) => r == 0 ? i % 1000 : 1);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        await ring.AllReduceAsync([0, 1], buffers, 1);
+        output.WriteLine($"20 MiB, N = 2: {watch.Elapsed.TotalMilliseconds:0} ms");
+        Assert.Equal(1, buffers[0][0]);
+        Assert.Equal((length - 1) % 1000 + 1, buffers[1][length - 1]);
+        RingPlanTests.AssertBitIdentical(buffers);
+    }
+
+    [Fact]
+    public async Task TheBandwidthProbePushesTheBytesToTheRightNeighbour()
+    {
+        await using var ring = await TestRing.StartAsync(2);
+        double bytesPerSecond = await ring.Nodes[0].MeasureStreamBandwidthAsync(64 << 20);
+        output.WriteLine($"raw stream: {bytesPerSecond / 1e6:0} MB/s");
+        Assert.True(bytesPerSecond > 0);
+    }
+
+    [Fact]
+    public async Task RanksThatDisagreeOnTheOperationFailWithMismatch()
+    {
+        await using var ring = await TestRing.StartAsync(2);
+        var buffers = RingPlanTests.Buffers(2, 10, (_, i) => i);
+        var failures = await Task.WhenAll(
+            Assert.ThrowsAsync<AllReduceException>(() => ring.Nodes[0].AllReduceAsync(buffers[0], 1)),
+            Assert.ThrowsAsync<AllReduceException>(() => ring.Nodes[1].AllReduceAsync(buffers[1], 2)));
+        Assert.All(failures, f => Assert.Equal(AllReduceFailure.Mismatch, f.Reason));
+    }
+
+    [Fact]
+    public async Task RingGenerationsMustGrow()
+    {
+        await using var ring = await TestRing.StartAsync(2);
+        Assert.Throws<ArgumentException>(() => ring.Configure([0, 1], generation: 1));
+    }
+}
