@@ -43,7 +43,7 @@ sealed class ConsoleProgress(TextWriter output, bool interactive, TimeSpan plain
 
     public void Epoch(EpochMetrics epoch)
     {
-        string top5 = run is not null && epoch.Test.Top5 < 1 ? $", top-5 {epoch.Test.Top5:P2}" : "";
+        string top5 = epoch.Test.Top5 < 1 ? $", top-5 {epoch.Test.Top5:P2}" : "";
         Line($"epoch {epoch.Epoch + 1}: train loss {epoch.TrainLoss:F4}, train accuracy {epoch.TrainAccuracy:P2}; " +
              $"test top-1 {epoch.Test.Top1:P2}{top5}, test loss {epoch.Test.Loss:F4} ({epoch.Seconds:F0} s)");
     }

@@ -58,7 +58,6 @@ static class TrainCommand
             {
                 Device = TorchRuntime.ParseDevice(result.GetValue(device)!),
                 OutputFolder = Path.GetFullPath(result.GetValue(output) ?? DefaultOutput(resumeFrom)),
-                Threads = result.GetValue(threads),
                 LoaderThreads = Math.Max(1, result.GetValue(loaderThreads)),
                 ResumeFrom = resumeFrom,
                 StopAfterStep = result.GetValue(stopAfter),

@@ -7,7 +7,6 @@ public sealed record RunSettings
 {
     public required torch.Device Device { get; init; }
     public required string OutputFolder { get; init; }
-    public int Threads { get; init; }
     public int LoaderThreads { get; init; } = 1;
     public int EvalBatchSize { get; init; } = 64;
     /// <summary>A checkpoint file, or a folder whose newest valid checkpoint is taken.</summary>

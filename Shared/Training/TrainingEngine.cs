@@ -17,6 +17,7 @@ public sealed class TrainingEngine : IDisposable
 {
     readonly TrainingOptions options;
     readonly Scalar lasso;  // kept alive for the native call (a temporary Scalar can be finalized during one)
+    int checkedStage = -1;  // the schedule's stage at the last Condense call; the layers need reading only when it changes
 
     public TrainingEngine(TrainingOptions options, Device device)
     {
@@ -64,8 +65,17 @@ public sealed class TrainingEngine : IDisposable
         Optimizer.Step(learningRate);
     }
 
-    /// <summary>Single-node condensing: layers behind the schedule at <paramref name="progress"/> drop on their own weights.</summary>
-    public int Condense(double progress) => ModelCondensing.Apply(Model, progress);
+    /// <summary>
+    /// Single-node condensing: layers behind the schedule at <paramref name="progress"/> drop on their own weights.
+    /// Called every step, it looks at the layers (a device sync per layer) only on the first call and when the stage changes.
+    /// </summary>
+    public int Condense(double progress)
+    {
+        int stage = CondensingSchedule.StageAt(progress, options.Model.CondenseFactor);
+        if (stage == checkedStage) return 0;
+        checkedStage = stage;
+        return ModelCondensing.Apply(Model, progress);
+    }
 
     /// <summary>Writes weights, buffers (masks, BN statistics) and momentum.</summary>
     public void SaveState(BinaryWriter writer)
