@@ -4,38 +4,22 @@ processes. Each of N processes trains the same CondenseNet (official module tree
 
 usage: python3 bench/pytorch/ddp_step.py [--processes 2] [--global-batch 64] [--channels 3] [--steps 20] [--warmup 3]"""
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'tests', 'PyTorch'))
-from condensenet_statedict import CondenseNet  # noqa: E402
+from training_steps import add_arguments, allocator, condensenet86, timed_steps
 
 
 def worker(rank, a):
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{a.port}', rank=rank, world_size=a.processes)
-    torch.manual_seed(0)
-    cfg = dict(Stages=[14, 14, 14], Growth=[8, 16, 32], Bottleneck=4, Group1x1=4, Group3x3=4, CondenseFactor=4,
-               InChannels=a.channels, InputSize=32, InitStride=1, NumClasses=10)
-    model = torch.nn.parallel.DistributedDataParallel(CondenseNet(cfg, converted=False))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    model = torch.nn.parallel.DistributedDataParallel(condensenet86(a.channels))
     local = a.global_batch // a.processes
-    x = torch.randn(local, a.channels, 32, 32)
-    y = torch.randint(0, 10, (local,))
-    times = []
-    for i in range(a.warmup + a.steps):
-        start = time.perf_counter()
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-        if i >= a.warmup:
-            times.append(time.perf_counter() - start)
+    times = timed_steps(model, local, a.channels, a.warmup, a.steps)
     grads = torch.zeros(sum(p.numel() for p in model.parameters()))
     reduce_times = []
     for _ in range(20):
@@ -47,8 +31,7 @@ def worker(rank, a):
         print(f'pytorch {torch.__version__} DDP gloo, {a.processes} processes x 1 thread x {local} images: '
               f'median step {statistics.median(times) * 1000:.0f} ms over {a.steps} steps; '
               f'all_reduce of {grads.numel():,} floats ({grads.numel() * 4 / 1e6:.1f} MB): median '
-              f'{statistics.median(reduce_times) * 1000:.2f} ms (allocator: {os.environ.get("GLIBC_TUNABLES", "glibc default")})',
-              flush=True)
+              f'{statistics.median(reduce_times) * 1000:.2f} ms (allocator: {allocator()})', flush=True)
     dist.destroy_process_group()
 
 
@@ -56,9 +39,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument('--processes', type=int, default=2)
     p.add_argument('--global-batch', type=int, default=64)
-    p.add_argument('--channels', type=int, default=3)
-    p.add_argument('--steps', type=int, default=20)
-    p.add_argument('--warmup', type=int, default=3)
+    add_arguments(p, channels=3, steps=20, warmup=3)
     p.add_argument('--port', type=int, default=29517)
     a = p.parse_args()
     mp.spawn(worker, args=(a,), nprocs=a.processes, join=True)
