@@ -24,32 +24,34 @@ public static class Checkpoint
             engine.SaveState(writer);
         });
 
-    /// <summary>Reads and verifies the header; the caller builds an engine from it and calls <see cref="Restore"/>.</summary>
-    public static CheckpointHeader ReadHeader(string path)
+    /// <summary>Reads and verifies a checkpoint once; build an engine from its header, then <see cref="LoadedCheckpoint.Restore"/>.</summary>
+    public static LoadedCheckpoint Read(string path)
     {
-        using var reader = Open(path);
-        return Header(reader, path);
+        var reader = new BinaryReader(new MemoryStream(ChecksummedFile.Read(path, Magic, "checkpoint")), Encoding.UTF8);
+        var header = JsonSerializer.Deserialize<CheckpointHeader>(reader.ReadString())
+            ?? throw new CorruptFileException($"checkpoint '{path}' has an empty header");
+        return new LoadedCheckpoint(path, header, reader);
     }
+}
 
-    /// <summary>Loads the checkpoint's tensors into an engine built from its header's options.</summary>
-    public static CheckpointHeader Restore(string path, TrainingEngine engine)
+/// <summary>A verified checkpoint in memory: its header, and its tensors ready to load.</summary>
+public sealed class LoadedCheckpoint(string path, CheckpointHeader header, BinaryReader tensors)
+{
+    public string Path { get; } = path;
+    public CheckpointHeader Header { get; } = header;
+
+    /// <summary>Loads the tensors into an engine built from <see cref="Header"/>'s options; once.</summary>
+    public void Restore(TrainingEngine engine)
     {
-        using var reader = Open(path);
-        var header = Header(reader, path);
-        try { engine.LoadState(reader); }
-        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or ArgumentException)
+        using (tensors)
         {
-            throw new CorruptFileException($"checkpoint '{path}' does not match its own configuration: {e.Message}");
+            try { engine.LoadState(tensors); }
+            catch (Exception e) when (e is InvalidDataException or EndOfStreamException or ArgumentException)
+            {
+                throw new CorruptFileException($"checkpoint '{Path}' does not match its own configuration: {e.Message}");
+            }
         }
-        return header;
     }
-
-    static BinaryReader Open(string path) =>
-        new(new MemoryStream(ChecksummedFile.Read(path, Magic, "checkpoint")), Encoding.UTF8);
-
-    static CheckpointHeader Header(BinaryReader reader, string path) =>
-        JsonSerializer.Deserialize<CheckpointHeader>(reader.ReadString())
-        ?? throw new CorruptFileException($"checkpoint '{path}' has an empty header");
 }
 
 /// <summary>
@@ -76,15 +78,14 @@ public sealed class CheckpointStore(string folder, int keep = 2)
             ? Directory.GetFiles(Folder, "checkpoint-*.ccc").OrderDescending(StringComparer.Ordinal).ToList()
             : [];
 
-    /// <summary>The newest checkpoint whose header verifies, warning about each newer one that does not; null if none.</summary>
-    public string? Latest(Action<string> warn)
+    /// <summary>The newest checkpoint that verifies, warning about each newer one that does not; null if none.</summary>
+    public LoadedCheckpoint? Latest(Action<string> warn)
     {
         foreach (var path in List())
         {
             try
             {
-                Checkpoint.ReadHeader(path);
-                return path;
+                return Checkpoint.Read(path);
             }
             catch (CorruptFileException e)
             {

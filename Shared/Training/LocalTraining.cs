@@ -17,8 +17,8 @@ public static class LocalTraining
     {
         var clock = Stopwatch.StartNew();
         var store = new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints"));
-        string? resume = ResolveResume(run.ResumeFrom, observer);
-        var options = resume is null ? requested : Checkpoint.ReadHeader(resume).Options;
+        var resume = ResolveResume(run.ResumeFrom, observer);
+        var options = resume?.Header.Options ?? requested;
         options.Validate();
 
         var (train, test) = Datasets.Open(options.Dataset, options.DataDir, observer.Event);
@@ -30,8 +30,9 @@ public static class LocalTraining
         long first = 0;
         if (resume is not null)
         {
-            first = Checkpoint.Restore(resume, engine).Step;
-            observer.Event($"resumed from {resume} at step {first} (its job configuration is used)");
+            resume.Restore(engine);
+            first = resume.Header.Step;
+            observer.Event($"resumed from {resume.Path} at step {first} (its job configuration is used)");
         }
         long last = Math.Min(plan.TotalSteps, run.StopAfterStep ?? plan.TotalSteps);
         observer.Started(new RunStarted($"{options.Arch} on {train.Description}", first, plan.TotalSteps, plan.StepsPerEpoch, options.Epochs,
@@ -96,12 +97,16 @@ public static class LocalTraining
         var before = ModelCost.Total(options.Model, ModelForm.Training);
         var after = ModelCost.Total(options.Model, ModelForm.Converted);
         double sparsity = Sparsity(engine.Model);
-        if (last < plan.TotalSteps)
+        TrainingSummary Finish(Accuracy? masked, Accuracy? official, Accuracy? recovered, string? stoppedEarly)
         {
-            return Finish(observer, new TrainingSummary(last - first, clock.Elapsed.TotalSeconds, Median(stepTimes, t => options.BatchSize / (t / 1000)),
-                Median(stepTimes, t => t), run.Allocator, lastTest, null, null, sparsity, before.Parameters, before.Flops, after.Parameters, after.Flops,
-                files, $"stopped after step {last} of {plan.TotalSteps}; resume with --resume {store.Folder}"));
+            var summary = new TrainingSummary(last - first, clock.Elapsed.TotalSeconds, Median(stepTimes, t => options.BatchSize / (t / 1000)),
+                Median(stepTimes, t => t), run.Allocator, masked, official, recovered, sparsity, before.Parameters, before.Flops,
+                after.Parameters, after.Flops, files, stoppedEarly);
+            observer.Finished(summary);
+            return summary;
         }
+        if (last < plan.TotalSteps)
+            return Finish(lastTest, null, null, $"stopped after step {last} of {plan.TotalSteps}; resume with --resume {store.Folder}");
 
         var masked = lastTest ?? Evaluation.Run(engine.Model, test, run.Device, run.EvalBatchSize, run.LoaderThreads);
         using var converted = Conversion.Convert(engine.Model);
@@ -128,9 +133,7 @@ public static class LocalTraining
             save(path);
             files.Add(path);
         }
-        return Finish(observer, new TrainingSummary(last - first, clock.Elapsed.TotalSeconds, Median(stepTimes, t => options.BatchSize / (t / 1000)),
-            Median(stepTimes, t => t), run.Allocator, masked, official, recovered, sparsity, before.Parameters, before.Flops, after.Parameters, after.Flops,
-            files, null));
+        return Finish(masked, official, recovered, null);
     }
 
     /// <summary>Every micro-batch request of steps [first, last), in order; each epoch's permutation is made once.</summary>
@@ -150,10 +153,10 @@ public static class LocalTraining
         }
     }
 
-    static string? ResolveResume(string? from, ITrainingObserver observer)
+    static LoadedCheckpoint? ResolveResume(string? from, ITrainingObserver observer)
     {
         if (from is null) return null;
-        if (File.Exists(from)) return from;
+        if (File.Exists(from)) return Checkpoint.Read(from);
         if (Directory.Exists(from))
         {
             var store = new CheckpointStore(Directory.Exists(Path.Combine(from, "checkpoints")) ? Path.Combine(from, "checkpoints") : from);
@@ -188,11 +191,5 @@ public static class LocalTraining
         if (values.Count == 0) return 0;
         var sorted = values.Select(map).Order().ToArray();
         return sorted[sorted.Length / 2];
-    }
-
-    static TrainingSummary Finish(ITrainingObserver observer, TrainingSummary summary)
-    {
-        observer.Finished(summary);
-        return summary;
     }
 }

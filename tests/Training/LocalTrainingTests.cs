@@ -75,7 +75,7 @@ public class LocalTrainingTests : TempFolderTest
 
         var bytes = File.ReadAllBytes(store.PathFor(10));
         File.WriteAllBytes(store.PathFor(10), bytes[..(bytes.Length - 1000)]);
-        var error = Assert.Throws<CorruptFileException>(() => Checkpoint.ReadHeader(store.PathFor(10)));
+        var error = Assert.Throws<CorruptFileException>(() => Checkpoint.Read(store.PathFor(10)));
         Assert.Contains("truncated", error.Message);
 
         var resumed = new RecordingObserver();
