@@ -1,3 +1,5 @@
+using CondenseCluster.Shared.Model;
+
 namespace CondenseCluster.Shared.Data;
 
 /// <summary>Opens a dataset's train and test splits by the names the command line uses.</summary>
@@ -22,6 +24,15 @@ public static class Datasets
         log(splits.Train.Description);
         log(splits.Test.Description);
         return splits;
+    }
+
+    /// <summary>Throws a clear error when the images or classes do not match what the model was built for.</summary>
+    public static void CheckFits(IImageDataset data, CondenseNetConfig model)
+    {
+        if (data.Channels != model.InChannels || data.Size != model.InputSize || data.NumClasses != model.NumClasses)
+            throw new ConfigurationException(
+                $"the data has {data.Channels}x{data.Size}x{data.Size} images in {data.NumClasses} classes, the model expects " +
+                $"{model.InChannels}x{model.InputSize}x{model.InputSize} and {model.NumClasses}; build the model for this dataset (--dataset)");
     }
 
     static string Required(string dataset, string? dataDir, string expected) =>

@@ -60,11 +60,7 @@ public sealed class LearnedGroupConv : nn.Module<Tensor, Tensor>
     /// <summary>Kept input columns per group [G, in], read from the mask.</summary>
     public bool[,] KeptColumns() => DropCriterion.KeptColumns(Flat(_mask), InChannels, Groups);
 
-    /// <summary>Moves to <paramref name="newStage"/> with one drop decided on this replica's own weights.</summary>
-    public void Drop(int newStage) =>
-        ApplyKeptColumns(DropCriterion.Drop(Importance(), KeptColumns(), CondensingSchedule.ColumnsPerDrop(InChannels, CondenseFactor)), newStage);
-
-    /// <summary>Installs a decided mask (from <see cref="Drop"/> or from the coordinator) and the stage it belongs to.</summary>
+    /// <summary>Installs a decided mask (<see cref="ModelCondensing"/>) and the stage it belongs to.</summary>
     public void ApplyKeptColumns(bool[,] kept, int stage)
     {
         if (kept.GetLength(0) != Groups || kept.GetLength(1) != InChannels)

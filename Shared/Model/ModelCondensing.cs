@@ -1,20 +1,92 @@
+using System.Security.Cryptography;
+
 namespace CondenseCluster.Shared.Model;
 
-/// <summary>Applies the condensing schedule to every learned group convolution of a model (single-node training).</summary>
+/// <summary>The mask of one learned group convolution: its condensing stage and kept input columns per group [G, in].</summary>
+public sealed record LayerMask(int Stage, bool[,] Kept);
+
+/// <summary>
+/// Moves learned group convolutions along the condensing schedule. One decision function serves both places that
+/// condense: a single node deciding on its own weights, and the coordinator deciding on importance averaged over
+/// workers (DESIGN.md §2), so both drop exactly the same columns for the same importance.
+/// </summary>
 public static class ModelCondensing
 {
-    /// <summary>Moves each layer whose stage is behind <paramref name="progress"/> forward with one drop; returns how many moved.</summary>
+    /// <summary>Single node: each layer behind the schedule at <paramref name="progress"/> drops on its own weights; returns how many moved.</summary>
     public static int Apply(CondenseNet model, double progress)
     {
-        int moved = 0;
-        foreach (var (_, layer) in model.LearnedLayers)
-        {
-            if (CondensingSchedule.NextStage(layer.Stage, progress, layer.CondenseFactor) is int stage)
-            {
-                layer.Drop(stage);
-                moved++;
-            }
-        }
+        var layers = model.LearnedLayers.Select(l => l.Layer).ToArray();
+        var (masks, moved) = Decide(Masks(model), progress, model.Config.CondenseFactor, i => layers[i].Importance());
+        if (moved > 0) Install(model, masks);
         return moved;
+    }
+
+    /// <summary>
+    /// The masks after <paramref name="progress"/>: a layer whose stage is behind moves with one drop of in/C columns per
+    /// group, decided on <paramref name="importance"/> of that layer (asked only for layers that move).
+    /// </summary>
+    public static (IReadOnlyList<LayerMask> Masks, int Moved) Decide(IReadOnlyList<LayerMask> current, double progress, int condenseFactor,
+        Func<int, float[,]> importance)
+    {
+        var next = new LayerMask[current.Count];
+        int moved = 0;
+        for (int i = 0; i < current.Count; i++)
+        {
+            var layer = current[i];
+            next[i] = layer;
+            if (CondensingSchedule.NextStage(layer.Stage, progress, condenseFactor) is not int stage) continue;
+            int delta = CondensingSchedule.ColumnsPerDrop(layer.Kept.GetLength(1), condenseFactor);
+            next[i] = new LayerMask(stage, DropCriterion.Drop(importance(i), layer.Kept, delta));
+            moved++;
+        }
+        return (next, moved);
+    }
+
+    /// <summary>The masks a model holds, in <see cref="CondenseNet.LearnedLayers"/> order.</summary>
+    public static IReadOnlyList<LayerMask> Masks(CondenseNet model) =>
+        model.LearnedLayers.Select(l => new LayerMask(l.Layer.Stage, l.Layer.KeptColumns())).ToArray();
+
+    /// <summary>Installs masks decided for this model (one per learned layer, in order).</summary>
+    public static void Install(CondenseNet model, IReadOnlyList<LayerMask> masks)
+    {
+        var layers = model.LearnedLayers.ToArray();
+        if (masks.Count != layers.Length)
+            throw new ArgumentException($"{masks.Count} masks for a model with {layers.Length} learned group convolutions");
+        for (int i = 0; i < layers.Length; i++) layers[i].Layer.ApplyKeptColumns(masks[i].Kept, masks[i].Stage);
+    }
+
+    /// <summary>A short digest of stages and kept columns: equal on two replicas exactly when their masks are.</summary>
+    public static string Checksum(IReadOnlyList<LayerMask> masks)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var mask in masks)
+        {
+            hash.AppendData(BitConverter.GetBytes(mask.Stage));
+            hash.AppendData(BitConverter.GetBytes(mask.Kept.GetLength(0)));
+            hash.AppendData(Pack(mask.Kept));
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset())[..16];
+    }
+
+    /// <summary>Kept columns [G, in] as bits, row-major: an eighth of a byte per column instead of a JSON boolean.</summary>
+    public static byte[] Pack(bool[,] kept)
+    {
+        int groups = kept.GetLength(0), inputs = kept.GetLength(1);
+        var bits = new byte[(groups * inputs + 7) / 8];
+        for (int g = 0; g < groups; g++)
+            for (int j = 0; j < inputs; j++)
+                if (kept[g, j]) bits[(g * inputs + j) / 8] |= (byte)(1 << ((g * inputs + j) % 8));
+        return bits;
+    }
+
+    public static bool[,] Unpack(byte[] bits, int groups, int inputs)
+    {
+        if (bits.Length != (groups * inputs + 7) / 8)
+            throw new ArgumentException($"{bits.Length} bytes of mask bits for a [{groups}, {inputs}] mask, {(groups * inputs + 7) / 8} expected");
+        var kept = new bool[groups, inputs];
+        for (int g = 0; g < groups; g++)
+            for (int j = 0; j < inputs; j++)
+                kept[g, j] = (bits[(g * inputs + j) / 8] & (1 << ((g * inputs + j) % 8))) != 0;
+        return kept;
     }
 }

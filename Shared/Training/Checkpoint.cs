@@ -16,12 +16,13 @@ public static class Checkpoint
 {
     static readonly byte[] Magic = "CCCKPT01"u8.ToArray();
 
-    public static void Save(string path, TrainingOptions options, long step, TrainingEngine engine) =>
+    /// <summary>Writes a checkpoint; <paramref name="writeState"/> writes the replica state (<see cref="TrainingEngine.SaveState"/>'s format).</summary>
+    public static void Save(string path, TrainingOptions options, long step, Action<BinaryWriter> writeState) =>
         ChecksummedFile.Write(path, Magic, stream =>
         {
             using var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
             writer.Write(JsonSerializer.Serialize(new CheckpointHeader(options, step, DateTimeOffset.UtcNow)));
-            engine.SaveState(writer);
+            writeState(writer);
         });
 
     /// <summary>Reads and verifies a checkpoint once; build an engine from its header, then <see cref="LoadedCheckpoint.Restore"/>.</summary>
@@ -39,6 +40,12 @@ public sealed class LoadedCheckpoint(string path, CheckpointHeader header, Binar
 {
     public string Path { get; } = path;
     public CheckpointHeader Header { get; } = header;
+
+    /// <summary>The tensors as <see cref="TrainingEngine.SaveState"/> wrote them, for a replica elsewhere; instead of <see cref="Restore"/>.</summary>
+    public byte[] ReadState()
+    {
+        using (tensors) return tensors.ReadBytes((int)(tensors.BaseStream.Length - tensors.BaseStream.Position));
+    }
 
     /// <summary>Loads the tensors into an engine built from <see cref="Header"/>'s options; once.</summary>
     public void Restore(TrainingEngine engine)
@@ -64,12 +71,28 @@ public sealed class CheckpointStore(string folder, int keep = 2)
 
     public string PathFor(long step) => Path.Combine(Folder, $"checkpoint-{step:D9}.ccc");
 
-    public string Save(TrainingOptions options, long step, TrainingEngine engine)
+    public string Save(TrainingOptions options, long step, Action<BinaryWriter> writeState)
     {
         string path = PathFor(step);
-        Checkpoint.Save(path, options, step, engine);
+        Checkpoint.Save(path, options, step, writeState);
         foreach (var old in List().Skip(keep)) File.Delete(old);
         return path;
+    }
+
+    /// <summary>
+    /// The checkpoint that <c>--resume</c> names: a file, or the newest valid one in a run folder or checkpoint folder;
+    /// null when nothing is to be resumed.
+    /// </summary>
+    public static LoadedCheckpoint? Resolve(string? from, Action<string> warn)
+    {
+        if (from is null) return null;
+        if (File.Exists(from)) return Checkpoint.Read(from);
+        if (Directory.Exists(from))
+        {
+            var store = new CheckpointStore(Directory.Exists(System.IO.Path.Combine(from, "checkpoints")) ? System.IO.Path.Combine(from, "checkpoints") : from);
+            return store.Latest(warn) ?? throw new FileNotFoundException($"no valid checkpoint in '{store.Folder}' to resume from");
+        }
+        throw new FileNotFoundException($"--resume '{from}' is neither a checkpoint file nor a folder");
     }
 
     /// <summary>Checkpoint files, newest first.</summary>

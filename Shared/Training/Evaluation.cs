@@ -6,23 +6,35 @@ using static TorchSharp.torch;
 namespace CondenseCluster.Shared.Training;
 
 /// <summary>Top-1 and top-5 accuracy (fractions) and mean cross-entropy on a set of samples.</summary>
-public readonly record struct Accuracy(double Top1, double Top5, double Loss, int Samples);
+public readonly record struct Accuracy(double Top1, double Top5, double Loss, int Samples)
+{
+    /// <summary>The accuracy of several disjoint shards together, weighted by their sizes.</summary>
+    public static Accuracy Combine(IReadOnlyCollection<Accuracy> shards)
+    {
+        int samples = shards.Sum(s => s.Samples);
+        double Weighted(Func<Accuracy, double> value) => samples == 0 ? 0 : shards.Sum(s => value(s) * s.Samples) / samples;
+        return new(Weighted(s => s.Top1), Weighted(s => s.Top5), Weighted(s => s.Loss), samples);
+    }
+}
 
 /// <summary>Runs a model over a dataset in evaluation mode, batch by batch, with no gradient and bounded memory.</summary>
 public static class Evaluation
 {
-    public static Accuracy Run(CondenseNet model, IImageDataset data, Device device, int batchSize, int loaderThreads)
+    /// <summary>Accuracy on <paramref name="indices"/> of <paramref name="data"/> (default: all of it).</summary>
+    public static Accuracy Run(CondenseNet model, IImageDataset data, Device device, int batchSize, int loaderThreads, int[]? indices = null)
     {
+        indices ??= Enumerable.Range(0, data.Count).ToArray();
         double loss = 0;
         long top1 = 0, top5 = 0;
         int k = Math.Min(5, data.NumClasses);
-        ForEachBatch(model, data, Enumerable.Range(0, data.Count).ToArray(), device, batchSize, loaderThreads, (features, logits, labels) =>
+        ForEachBatch(model, data, indices, device, batchSize, loaderThreads, (features, logits, labels) =>
         {
             loss += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
             top1 += logits.argmax(1).eq(labels).sum().item<long>();
             top5 += logits.topk(k).indexes.eq(labels.unsqueeze(1)).any(1).sum().item<long>();
         });
-        return new(top1 / (double)data.Count, top5 / (double)data.Count, loss / data.Count, data.Count);
+        int n = Math.Max(1, indices.Length);
+        return new(top1 / (double)n, top5 / (double)n, loss / n, indices.Length);
     }
 
     /// <summary>Pooled features [N, F] (on the device) and labels [N] of the given samples, without augmentation.</summary>

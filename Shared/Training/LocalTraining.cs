@@ -17,12 +17,12 @@ public static class LocalTraining
     {
         var clock = Stopwatch.StartNew();
         var store = new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints"));
-        var resume = ResolveResume(run.ResumeFrom, observer);
+        var resume = CheckpointStore.Resolve(run.ResumeFrom, observer.Event);
         var options = resume?.Header.Options ?? requested;
         options.Validate();
 
         var (train, test) = Datasets.Open(options.Dataset, options.DataDir, observer.Event);
-        CheckDataFitsModel(train, options.Model);
+        Datasets.CheckFits(train, options.Model);
         var plan = new MicroBatchPlan(options.BatchSize, options.MicroBatches, train.Count, options.Epochs);
         plan.Validate();
 
@@ -42,7 +42,7 @@ public static class LocalTraining
         double epochLoss = 0, epochCorrect = 0, epochSamples = 0;
         var epochClock = Stopwatch.StartNew();
         Accuracy? lastTest = null;
-        using (var prefetcher = new BatchPrefetcher(train, Requests(plan, first, last, train.Count, options.Seed), options.Seed, run.LoaderThreads, capacity: 2 * options.MicroBatches))
+        using (var prefetcher = new BatchPrefetcher(train, plan.Requests(first, last, options.Seed), options.Seed, run.LoaderThreads, capacity: 2 * options.MicroBatches))
         {
             for (long step = first; step < last; step++)
             {
@@ -86,110 +86,12 @@ public static class LocalTraining
                 }
                 bool periodic = options.CheckpointEverySteps > 0 && (step + 1) % options.CheckpointEverySteps == 0;
                 if (epochEnd || periodic || step + 1 == last)
-                    observer.Event($"checkpoint {store.Save(options, step + 1, engine)}");
+                    observer.Event($"checkpoint {store.Save(options, step + 1, engine.SaveState)}");
             }
         }
 
-        var files = new List<string>();
-        string trained = Path.Combine(run.OutputFolder, "model-trained.ccm");
-        ModelFile.Save(engine.Model, trained);
-        files.Add(trained);
-        var before = ModelCost.Total(options.Model, ModelForm.Training);
-        var after = ModelCost.Total(options.Model, ModelForm.Converted);
-        double sparsity = Sparsity(engine.Model);
-        TrainingSummary Finish(Accuracy? masked, Accuracy? official, Accuracy? recovered, string? stoppedEarly)
-        {
-            var summary = new TrainingSummary(last - first, clock.Elapsed.TotalSeconds, Median(stepTimes, t => options.BatchSize / (t / 1000)),
-                Median(stepTimes, t => t), run.Allocator, masked, official, recovered, sparsity, before.Parameters, before.Flops,
-                after.Parameters, after.Flops, files, stoppedEarly);
-            observer.Finished(summary);
-            return summary;
-        }
-        if (last < plan.TotalSteps)
-            return Finish(lastTest, null, null, $"stopped after step {last} of {plan.TotalSteps}; resume with --resume {store.Folder}");
-
-        var masked = lastTest ?? Evaluation.Run(engine.Model, test, run.Device, run.EvalBatchSize, run.LoaderThreads);
-        using var converted = Conversion.Convert(engine.Model);
-        var official = Evaluation.Run(converted, test, run.Device, run.EvalBatchSize, run.LoaderThreads);
-        observer.Event($"converted: test top-1 {official.Top1:P2} with the official pruned classifier (masked model {masked.Top1:P2})");
-        Accuracy? recovered = null;
-        if (options.RecoverySteps > 0)
-        {
-            var sample = SampleOrder.Permutation(train.Count, options.Seed, epoch: -1)[..Math.Min(options.RecoverySamples, train.Count)];
-            var (features, labels) = Evaluation.Features(converted, train, sample, run.Device, run.EvalBatchSize, run.LoaderThreads);
-            using (features)
-            using (labels)
-                ClassifierRecovery.Fit((CondensedLinear)converted.Classifier, features, labels, options.RecoverySteps, options.Seed);
-            recovered = Evaluation.Run(converted, test, run.Device, run.EvalBatchSize, run.LoaderThreads);
-            observer.Event($"classifier recovery ({options.RecoverySteps} steps on {sample.Length} training samples): test top-1 {recovered.Value.Top1:P2}");
-        }
-        foreach (var (path, save) in new (string, Action<string>)[]
-        {
-            (Path.Combine(run.OutputFolder, "model-converted.ccm"), p => ModelFile.Save(converted, p)),
-            (Path.Combine(run.OutputFolder, "model-converted.pt"), p => PyTorchStateDict.Export(converted, p)),
-            (Path.Combine(run.OutputFolder, "model-trained.pt"), p => PyTorchStateDict.Export(engine.Model, p)),
-        })
-        {
-            save(path);
-            files.Add(path);
-        }
-        return Finish(masked, official, recovered, null);
-    }
-
-    /// <summary>Every micro-batch request of steps [first, last), in order; each epoch's permutation is made once.</summary>
-    static IEnumerable<BatchRequest> Requests(MicroBatchPlan plan, long first, long last, int count, int seed)
-    {
-        int epoch = -1;
-        int[] order = [];
-        for (long step = first; step < last; step++)
-        {
-            if (plan.EpochOf(step) != epoch)
-            {
-                epoch = plan.EpochOf(step);
-                order = SampleOrder.Permutation(count, seed, epoch);
-            }
-            for (int m = 0; m < plan.MicroBatches; m++)
-                yield return new BatchRequest(plan.Indices(order, step, m), epoch, Augment: true);
-        }
-    }
-
-    static LoadedCheckpoint? ResolveResume(string? from, ITrainingObserver observer)
-    {
-        if (from is null) return null;
-        if (File.Exists(from)) return Checkpoint.Read(from);
-        if (Directory.Exists(from))
-        {
-            var store = new CheckpointStore(Directory.Exists(Path.Combine(from, "checkpoints")) ? Path.Combine(from, "checkpoints") : from);
-            return store.Latest(observer.Event)
-                ?? throw new FileNotFoundException($"no valid checkpoint in '{store.Folder}' to resume from");
-        }
-        throw new FileNotFoundException($"--resume '{from}' is neither a checkpoint file nor a folder");
-    }
-
-    static void CheckDataFitsModel(IImageDataset data, CondenseNetConfig model)
-    {
-        if (data.Channels != model.InChannels || data.Size != model.InputSize || data.NumClasses != model.NumClasses)
-            throw new ConfigurationException(
-                $"the data has {data.Channels}x{data.Size}x{data.Size} images in {data.NumClasses} classes, the model expects " +
-                $"{model.InChannels}x{model.InputSize}x{model.InputSize} and {model.NumClasses}; build the model for this dataset (--dataset)");
-    }
-
-    /// <summary>Fraction of learned-group-conv weights that the masks remove.</summary>
-    static double Sparsity(CondenseNet model)
-    {
-        double zeros = 0, total = 0;
-        foreach (var (_, layer) in model.LearnedLayers)
-        {
-            total += layer.Mask.numel();
-            zeros += layer.Mask.numel() - layer.Mask.count_nonzero().item<long>();
-        }
-        return total == 0 ? 0 : zeros / total;
-    }
-
-    static double Median(List<double> values, Func<double, double> map)
-    {
-        if (values.Count == 0) return 0;
-        var sorted = values.Select(map).Order().ToArray();
-        return sorted[sorted.Length / 2];
+        var stopped = last < plan.TotalSteps ? $"stopped after step {last} of {plan.TotalSteps}; resume with --resume {store.Folder}" : null;
+        return TrainingCompletion.Finish(engine.Model, options, run, (train, test), new RunTotals(last - first, clock.Elapsed.TotalSeconds, stepTimes, []),
+            lastTest, stopped, observer);
     }
 }

@@ -1,3 +1,5 @@
+using CondenseCluster.Shared.Data;
+
 namespace CondenseCluster.Shared.Training;
 
 /// <summary>
@@ -40,5 +42,25 @@ public sealed record MicroBatchPlan(int BatchSize, int MicroBatches, int TrainCo
     public IEnumerable<int> MicroBatchesOf(int rank, int workers)
     {
         for (int m = rank; m < MicroBatches; m += workers) yield return m;
+    }
+
+    /// <summary>
+    /// The batch requests of the micro-batches worker <paramref name="rank"/> of <paramref name="workers"/> computes in
+    /// steps [first, last), in order; each epoch's permutation is made once.
+    /// </summary>
+    public IEnumerable<BatchRequest> Requests(long first, long last, int seed, int rank = 0, int workers = 1)
+    {
+        int epoch = -1;
+        int[] order = [];
+        for (long step = first; step < last; step++)
+        {
+            if (EpochOf(step) != epoch)
+            {
+                epoch = EpochOf(step);
+                order = SampleOrder.Permutation(TrainCount, seed, epoch);
+            }
+            foreach (int m in MicroBatchesOf(rank, workers))
+                yield return new BatchRequest(Indices(order, step, m), epoch, Augment: true);
+        }
     }
 }

@@ -18,7 +18,10 @@ public sealed record TrainingSummary(
     long Steps, double Seconds, double MedianImagesPerSecond, double MedianStepMs, string Allocator,
     Accuracy? Masked, Accuracy? OfficialConverted, Accuracy? Recovered, double Sparsity,
     long ParametersBefore, long FlopsBefore, long ParametersAfter, long FlopsAfter,
-    IReadOnlyList<string> Files, string? StoppedEarly);
+    IReadOnlyList<string> Files, string? StoppedEarly, IReadOnlyList<WorkerTimings> Workers);
+
+/// <summary>Medians of one worker's steps in milliseconds: the whole step, and its compute, all-reduce wait and data wait.</summary>
+public sealed record WorkerTimings(string Worker, long Steps, double StepMs, double ComputeMs, double AllReduceMs, double DataWaitMs);
 
 /// <summary>Receives progress of a training run: a console display, a metrics log, later the cluster dashboard.</summary>
 public interface ITrainingObserver

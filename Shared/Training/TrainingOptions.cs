@@ -28,8 +28,6 @@ public sealed record TrainingOptions
     public int RecoverySteps { get; init; } = 300;
     /// <summary>Training samples whose features the classifier recovery fits on.</summary>
     public int RecoverySamples { get; init; } = 10_000;
-    /// <summary>End the run after this many global steps (the schedule still spans all epochs); for tests and staged runs.</summary>
-    public long? StopAfterStep { get; init; }
 
     public void Validate()
     {

@@ -1,0 +1,23 @@
+using System.Security.Cryptography;
+using CondenseCluster.Shared.Model;
+
+namespace CondenseCluster.Shared.Training;
+
+/// <summary>
+/// Digest of a replica's trainable weights. Replicas that apply the same bit-identical all-reduced gradients stay
+/// bit-identical, so equal digests are expected and a difference means a replica diverged (DESIGN.md §2).
+/// BatchNorm running statistics are left out: each replica updates them on its own micro-batches between averagings.
+/// </summary>
+public static class ReplicaChecksum
+{
+    public static string Weights(CondenseNet model)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var parameter in model.parameters())
+        {
+            using var cpu = parameter.detach().cpu().contiguous();
+            hash.AppendData(cpu.bytes);
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset())[..16];
+    }
+}
