@@ -1,5 +1,7 @@
+using System.CommandLine;
 using System.Diagnostics;
 using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -13,6 +15,24 @@ namespace CondenseCluster.Worker;
 /// </summary>
 static class SelfTest
 {
+    public static Command Command(string allocator)
+    {
+        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+        var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads (0: libtorch default)" };
+        var steps = new Option<int>("--steps") { Description = "training steps to run", DefaultValueFactory = _ => 5 };
+        var batch = new Option<int>("--batch-size") { Description = "images per step", DefaultValueFactory = _ => 16 };
+        var dataset = new Option<string>("--dataset") { Description = "input shape of: cifar10, fashion-mnist, imagenet", DefaultValueFactory = _ => "cifar10" };
+        var command = new Command("selftest", "load TorchSharp and train a CondenseNet-86 for a few steps on the device") { device, threads, steps, batch, dataset };
+        command.SetAction(result =>
+        {
+            TorchRuntime.SetThreads(result.GetValue(threads));
+            Console.WriteLine($"allocator: {allocator}");
+            return Run(TorchRuntime.ParseDevice(result.GetValue(device)!), result.GetValue(dataset)!, result.GetValue(batch),
+                Math.Max(3, result.GetValue(steps)), Console.Out);
+        });
+        return command;
+    }
+
     public static int Run(Device device, string dataset, int batchSize, int steps, TextWriter output)
     {
         var config = CondenseNetConfig.Preset("condensenet-86", dataset);

@@ -63,6 +63,14 @@ sealed class ConsoleProgress(TextWriter output, bool interactive, TimeSpan plain
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) });
         console.Profile.Width = Math.Max(console.Profile.Width, 100);
         console.Write(table);
+        if (s.Workers.Count > 0)
+        {
+            var workers = new Table().AddColumns("worker", "steps", "step ms", "compute ms", "all-reduce wait ms", "data wait ms");
+            foreach (var w in s.Workers)
+                workers.AddRow(w.Worker, w.Steps.ToString("N0"), $"{w.StepMs:F0}", $"{w.ComputeMs:F0}", $"{w.AllReduceMs:F1}", $"{w.DataWaitMs:F1}");
+            Line("per worker (medians):");
+            console.Write(workers);
+        }
         foreach (var file in s.Files) Line($"wrote {file}");
     }
 

@@ -1,16 +1,25 @@
 using System.CommandLine;
+using CondenseCluster.Coordinator.Cluster;
+using CondenseCluster.Shared.Cluster;
 using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Coordinator.Cli;
 
-/// <summary><c>train --local</c>: a whole training job in this process.</summary>
+/// <summary><c>train</c>: a job on an embedded local cluster (default), on external workers, or in this process (<c>--local</c>).</summary>
 static class TrainCommand
 {
     public static Command Create(string allocator)
     {
         var model = new ModelOptions(defaultDataset: "fashion-mnist");
-        var local = new Option<bool>("--local") { Description = "train in this single process" };
+        var local = new Option<bool>("--local") { Description = "train in this single process, without a cluster" };
+        var localWorkers = new Option<int>("--local-workers") { Description = "worker processes to start on this machine (0: only external workers)", DefaultValueFactory = _ => 2 };
+        var workers = new Option<int?>("--workers") { Description = "workers the job waits for before it starts (default: --local-workers, at least 1)" };
+        var workerThreads = new Option<int>("--worker-threads") { Description = "libtorch intra-op threads of each local worker", DefaultValueFactory = _ => 1 };
+        var host = new Option<string>("--host") { Description = "address workers reach the coordinator at", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "the coordinator's Akka port, which workers name as --seed (0: a free one)", DefaultValueFactory = _ => 4053 };
+        var config = new Option<string?>("--config") { Description = "HOCON file overriding the cluster defaults (ports, failure detector)" };
+        var checksumEvery = new Option<int>("--checksum-every") { Description = "workers report a weight checksum every N steps", DefaultValueFactory = _ => 10 };
         var data = new Option<string?>("--data") { Description = "dataset folder (Fashion-MNIST: default /usr/share/datasets/fashion-mnist, else the bundled subset)" };
         var epochs = new Option<int>("--epochs") { Description = "epochs", DefaultValueFactory = _ => 1 };
         var batch = new Option<int>("--batch-size") { Description = "global batch size B", DefaultValueFactory = _ => 64 };
@@ -30,7 +39,7 @@ static class TrainCommand
         var stopAfter = new Option<long?>("--stop-after") { Description = "stop with a checkpoint after this global step (resume later)" };
 
         var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
-        foreach (var option in model.All.Concat([local, data, epochs, batch, micro, lr, lasso, dropout, seed, device, threads, loaderThreads,
+        foreach (var option in model.All.Concat([local, localWorkers, workers, workerThreads, host, port, config, checksumEvery, data, epochs, batch, micro, lr, lasso, dropout, seed, device, threads, loaderThreads,
                      output, resume, checkpointEvery, recoverySteps, recoverySamples, stopAfter]))
             command.Options.Add(option);
 
@@ -63,13 +72,21 @@ static class TrainCommand
                 StopAfterStep = result.GetValue(stopAfter),
                 Allocator = allocator,
             };
-            if (!result.GetValue(local))
-                Console.WriteLine("note: the multi-process cluster is not built yet; training in this process (as --local)");
-
             using var log = new MetricsLog(Path.Combine(settings.OutputFolder, "metrics.jsonl"));
             var console = new ConsoleProgress(Console.Out, interactive: !Console.IsOutputRedirected, TimeSpan.FromSeconds(10));
-            LocalTraining.Run(options, settings, new Observers(console, log));
-            return 0;
+            var observer = new Observers(console, log);
+            if (result.GetValue(local))
+            {
+                LocalTraining.Run(options, settings, observer);
+                return 0;
+            }
+            int started = result.GetValue(localWorkers);
+            if (started < 0) throw new ArgumentException($"--local-workers {started} must not be negative");
+            int expected = result.GetValue(workers) ?? Math.Max(1, started);
+            if (expected < Math.Max(1, started)) throw new ArgumentException($"--workers {expected} must be at least 1 and at least --local-workers {started}");
+            var cluster = new ClusterSettings(new ClusterEndpoint(result.GetValue(host), result.GetValue(port), null, result.GetValue(config)),
+                started, expected, Math.Max(1, result.GetValue(workerThreads)), result.GetValue(device)!, Math.Max(1, result.GetValue(checksumEvery)));
+            return ClusterTraining.Run(options, settings, cluster, observer);
         });
         return command;
     }

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -37,8 +38,12 @@ public sealed class DataPlaneNode : IAsyncDisposable
     /// <summary>The endpoint bound, e.g. http://127.0.0.1:41234; set by <see cref="StartAsync"/>. Listening on 0.0.0.0, peers need the host's own name or address with this port.</summary>
     public string Endpoint { get; private set; } = "";
 
-    /// <summary>Binds and starts the server; returns the endpoint actually bound (the port chosen when it was 0).</summary>
-    public async Task<string> StartAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Binds and starts the server; returns the endpoint actually bound (the port chosen when it was 0).
+    /// <paramref name="services"/> and <paramref name="endpoints"/> add more gRPC services on the same endpoint.
+    /// </summary>
+    public async Task<string> StartAsync(Action<IServiceCollection>? services = null, Action<IEndpointRouteBuilder>? endpoints = null,
+        CancellationToken cancellationToken = default)
     {
         if (server != null) throw new InvalidOperationException("the data plane node is already started");
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
@@ -48,8 +53,10 @@ public sealed class DataPlaneNode : IAsyncDisposable
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = ShutdownGrace);
         builder.Services.AddGrpc();
         builder.Services.AddSingleton(inbox);
+        services?.Invoke(builder.Services);
         server = builder.Build();
         server.MapGrpcService<RingPeerService>();
+        endpoints?.Invoke(server);
         await server.StartAsync(cancellationToken);
         string address = server.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
         return Endpoint = address;

@@ -2,9 +2,10 @@ using System.CommandLine;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 
-namespace CondenseCluster.Coordinator.Cli;
+namespace CondenseCluster.Shared.Runtime;
 
-static class Cli
+/// <summary>The command-line entry both programs share.</summary>
+public static class Cli
 {
     /// <summary>Runs a command; expected failures (bad configuration, files, devices) print one clear line and exit 1.</summary>
     public static int Run(RootCommand root, string[] args)

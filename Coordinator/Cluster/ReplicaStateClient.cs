@@ -1,0 +1,40 @@
+using System.Collections.Concurrent;
+using CondenseCluster.Coordinator.Job;
+using CondenseCluster.Shared.Cluster.Wire;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace CondenseCluster.Coordinator.Cluster;
+
+/// <summary>Fetches and loads replica states over the workers' state services (Protos/replica_state.proto).</summary>
+sealed class ReplicaStateClient : IReplicaStates, IDisposable
+{
+    const int ChunkBytes = 1 << 20;
+    static readonly TimeSpan Deadline = TimeSpan.FromMinutes(5);
+    readonly ConcurrentDictionary<string, GrpcChannel> channels = new();
+
+    public async Task<byte[]> FetchAsync(string endpoint, long step)
+    {
+        using var call = Client(endpoint).Fetch(new FetchStateRequest { Step = step }, deadline: DateTime.UtcNow + Deadline);
+        using var state = new MemoryStream();
+        await foreach (var chunk in call.ResponseStream.ReadAllAsync()) chunk.Data.WriteTo(state);
+        return state.ToArray();
+    }
+
+    public async Task<string> LoadAsync(string endpoint, long step, byte[] state)
+    {
+        using var call = Client(endpoint).Load(deadline: DateTime.UtcNow + Deadline);
+        for (int offset = 0; offset < state.Length; offset += ChunkBytes)
+            await call.RequestStream.WriteAsync(new StateChunk { Step = step, Data = ByteString.CopyFrom(state, offset, Math.Min(ChunkBytes, state.Length - offset)) });
+        await call.RequestStream.CompleteAsync();
+        return (await call).WeightChecksum;
+    }
+
+    ReplicaState.ReplicaStateClient Client(string endpoint) => new(channels.GetOrAdd(endpoint, e => GrpcChannel.ForAddress(e)));
+
+    public void Dispose()
+    {
+        foreach (var channel in channels.Values) channel.Dispose();
+    }
+}

@@ -1,0 +1,64 @@
+using System.Reflection;
+using Akka.Actor;
+using Akka.Configuration;
+
+namespace CondenseCluster.Shared.Cluster;
+
+/// <summary>Where a node listens and whom it joins through; overrides of the configuration file.</summary>
+public sealed record ClusterEndpoint(string? Host = null, int? Port = null, IReadOnlyList<string>? Seeds = null, string? ConfigFile = null);
+
+/// <summary>Builds a node's Akka configuration (defaults ← --config file ← flags) and starts its actor system.</summary>
+public static class ClusterNode
+{
+    /// <summary>The actor system name: part of every address, e.g. akka.tcp://condense@10.0.0.5:4053.</summary>
+    public const string SystemName = "condense";
+
+    /// <summary>The coordinator actor's path on its node.</summary>
+    public const string CoordinatorPath = "/user/coordinator";
+
+    public static Config Configure(string role, ClusterEndpoint endpoint)
+    {
+        var overrides = new List<string> { $"akka.cluster.roles = [\"{role}\"]" };
+        if (endpoint.Host is not null) overrides.Add($"akka.remote.dot-netty.tcp.hostname = \"{endpoint.Host}\"");
+        if (endpoint.Port is int port)
+        {
+            if (port is < 0 or > 65535) throw new ArgumentException($"--port {port} is out of range (0 picks a free port)");
+            overrides.Add($"akka.remote.dot-netty.tcp.port = {port}");
+        }
+        if (endpoint.Seeds is { Count: > 0 } seeds)
+            overrides.Add($"akka.cluster.seed-nodes = [{string.Join(", ", seeds.Select(s => $"\"{SeedAddress(s)}\""))}]");
+        var config = ConfigurationFactory.ParseString(string.Join("\n", overrides));
+        if (endpoint.ConfigFile is not null)
+        {
+            if (!File.Exists(endpoint.ConfigFile)) throw new FileNotFoundException($"--config '{endpoint.ConfigFile}' does not exist");
+            try { config = config.WithFallback(ConfigurationFactory.ParseString(File.ReadAllText(endpoint.ConfigFile))); }
+            catch (Exception e) when (e is not IOException)
+            {
+                throw new ArgumentException($"--config '{endpoint.ConfigFile}' is not valid HOCON: {e.Message}");
+            }
+        }
+        return config.WithFallback(Defaults());
+    }
+
+    public static ActorSystem Start(string role, ClusterEndpoint endpoint) => ActorSystem.Create(SystemName, Configure(role, endpoint));
+
+    /// <summary>
+    /// Accepts host:port or a full address (akka.tcp://condense@host:port) and returns the full address, so users can
+    /// pass what the coordinator prints either way.
+    /// </summary>
+    public static string SeedAddress(string seed)
+    {
+        if (seed.StartsWith("akka.tcp://", StringComparison.Ordinal)) return seed.TrimEnd('/');
+        int colon = seed.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(seed[(colon + 1)..], out int port) || port is < 1 or > 65535)
+            throw new ArgumentException($"seed '{seed}' is neither host:port nor akka.tcp://{SystemName}@host:port");
+        return $"akka.tcp://{SystemName}@{seed}";
+    }
+
+    static Config Defaults()
+    {
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("CondenseCluster.Shared.Cluster.cluster.conf")
+            ?? throw new InvalidOperationException("the embedded cluster.conf is missing from the build");
+        return ConfigurationFactory.ParseString(new StreamReader(stream).ReadToEnd());
+    }
+}
