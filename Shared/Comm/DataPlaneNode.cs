@@ -99,7 +99,7 @@ public sealed class DataPlaneNode : IAsyncDisposable
     {
         RingTransport current;
         lock (gate) current = transport ?? throw new InvalidOperationException("the bandwidth probe needs a ring of at least two workers");
-        return StreamBandwidth.MeasureAsync(current.Client, bytes, options.MessageBytes, cancellationToken);
+        return StreamBandwidth.MeasureAsync(current.Invoker, bytes, options.MessageBytes, cancellationToken);
     }
 
     public async ValueTask DisposeAsync()
