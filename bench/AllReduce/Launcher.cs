@@ -32,10 +32,14 @@ static class Launcher
                     await ranks[rank].SendAsync($"ring {rank} {string.Join(' ', endpoints)}");
 
                 // Every rank pushes at once, as in an all-reduce, where each stream shares the machine with the others.
+                // The first round is not counted: it runs while the JIT is still compiling the stack.
                 var probes = new List<double[]>();
                 string probeBytes = ((long)(settings.ProbeMb * 1e6)).ToString(CultureInfo.InvariantCulture);
-                for (int round = 0; round < ProbeRounds; round++)
-                    probes.Add(await AllAsync(ranks, $"probe {probeBytes}", "probed"));
+                for (int round = 0; round <= ProbeRounds; round++)
+                {
+                    double[] rates = await AllAsync(ranks, $"probe {probeBytes}", "probed");
+                    if (round > 0) probes.Add(rates);
+                }
                 double[] rankRates = [.. Enumerable.Range(0, workers).Select(r => Median(probes.Select(p => p[r]).ToArray()) / 1e9)];
                 double rawGBps = Median([.. probes.Select(p => p.Average())]) / 1e9;
 

@@ -7,7 +7,7 @@ static class Report
     public static void PrintTable(IReadOnlyList<Result> results, BenchSettings settings)
     {
         Console.WriteLine($"ring all-reduce, one process per rank, {settings.Repeats} timed after {settings.Warmups} warm-ups; "
-            + $"time = slowest rank; raw stream = {settings.ProbeMb} MB pushed by every rank at once, median of 3");
+            + $"time = slowest rank; raw stream = {settings.ProbeMb} MB pushed by every rank at once, median of 3 after a warm-up");
         Console.WriteLine($"{"N",2} {"MB",6} {"floats",10} {"median ms",10} {"min ms",8} {"alg GB/s",9} {"bus GB/s",9} {"raw GB/s",9} {"bus/raw",8}");
         foreach (var r in results)
             Console.WriteLine($"{r.Workers,2} {r.Bytes / 1e6,6:0.0} {r.Floats,10:N0} {r.MedianMs,10:0.00} {r.MinMs,8:0.00} "
