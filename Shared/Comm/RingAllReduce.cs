@@ -61,11 +61,8 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
         {
             // From the second step on, each slice is one the left neighbour delivered at the previous step.
             if (slice is not { Phase: RingPhase.ReduceScatter, Step: 0 }) await received.WaitAsync(ct);
-            await ring.SendAsync(new RingMessage
-            {
-                Generation = ring.Generation, Operation = operationId, Phase = slice.Phase, Step = slice.Step,
-                Chunk = slice.Chunk, Offset = slice.Offset, Payload = FloatPayload.Wrap(buffer.Slice(slice.Offset, slice.Length)),
-            }, ct);
+            // Not copied: gRPC serializes the frame before the write completes, and no rank writes a slice while sending it.
+            await ring.SendAsync(RingFrame.Outgoing(ring.Generation, operationId, slice, buffer.Slice(slice.Offset, slice.Length)), ct);
             progress.Sent();
         }
     }
@@ -75,7 +72,7 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
         foreach (var slice in RingPlan.Receives(Rank, Size, buffer.Length, options.MessageFloats))
         {
             var message = await ring.ReceiveAsync(ct);
-            var payload = FloatPayload.Floats(message.Payload);
+            var payload = message.Payload.Span;
             if (message.Generation != ring.Generation || message.Operation != operationId || message.Phase != slice.Phase
                 || message.Step != slice.Step || message.Chunk != slice.Chunk || message.Offset != slice.Offset || payload.Length != slice.Length)
                 throw new AllReduceException(AllReduceFailure.Mismatch,
@@ -85,6 +82,7 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
             var target = buffer.Span.Slice(slice.Offset, slice.Length);
             if (slice.Phase == RingPhase.ReduceScatter) FloatPayload.AddTo(payload, target);
             else payload.CopyTo(target);
+            message.Release();
             progress.Received();
             received.Release();
         }

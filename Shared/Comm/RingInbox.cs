@@ -13,8 +13,8 @@ sealed class RingInbox(int capacity)
 {
     sealed class Queue(int capacity)
     {
-        public Channel<RingMessage> Messages { get; } =
-            Channel.CreateBounded<RingMessage>(new BoundedChannelOptions(capacity) { SingleReader = true });
+        public Channel<RingFrame> Messages { get; } =
+            Channel.CreateBounded<RingFrame>(new BoundedChannelOptions(capacity) { SingleReader = true });
         public Exception? Ended { get; set; }
         public Action<Exception>? OnEnded { get; set; }
     }
@@ -27,7 +27,7 @@ sealed class RingInbox(int capacity)
     /// Makes <paramref name="generation"/> current and returns its messages; <paramref name="onEnded"/> runs once, when
     /// the left neighbour's stream of that generation ends (at once if it already has).
     /// </summary>
-    public ChannelReader<RingMessage> Open(long generation, Action<Exception> onEnded)
+    public ChannelReader<RingFrame> Open(long generation, Action<Exception> onEnded)
     {
         Queue queue;
         lock (gate)
@@ -45,16 +45,21 @@ sealed class RingInbox(int capacity)
         return queue.Messages.Reader;
     }
 
-    public async ValueTask DeliverAsync(long generation, RingMessage message, CancellationToken cancellationToken)
+    /// <summary>Queues <paramref name="message"/>, or releases it when nobody will read it.</summary>
+    public async ValueTask DeliverAsync(long generation, RingFrame message, CancellationToken cancellationToken)
     {
-        ChannelWriter<RingMessage> writer;
+        ChannelWriter<RingFrame> writer;
         lock (gate)
         {
-            if (generation < current) return;
+            if (generation < current)
+            {
+                message.Release();
+                return;
+            }
             writer = QueueOf(generation).Messages.Writer;
         }
         try { await writer.WriteAsync(message, cancellationToken); }
-        catch (ChannelClosedException) { } // the generation ended meanwhile: nobody will read it
+        catch (ChannelClosedException) { message.Release(); } // the generation ended meanwhile: nobody will read it
     }
 
     /// <summary>The left neighbour's stream of <paramref name="generation"/> ended; queued messages stay readable first.</summary>

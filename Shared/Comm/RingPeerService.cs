@@ -5,12 +5,31 @@ using Microsoft.Extensions.Hosting;
 
 namespace CondenseCluster.Shared.Comm;
 
+/// <summary>
+/// The data-plane service as Grpc.AspNetCore binds it (<see cref="RingWire"/>): it calls the overrides of these
+/// methods on an instance it makes per call, found through the virtual methods of this class.
+/// </summary>
+[BindServiceMethod(typeof(RingPeerBase), nameof(BindService))]
+abstract class RingPeerBase
+{
+    public abstract Task<PushReply> Push(IAsyncStreamReader<RingFrame> requestStream, ServerCallContext context);
+
+    public abstract Task<ProbeReply> Probe(IAsyncStreamReader<RingFrame> requestStream, ServerCallContext context);
+
+    /// <summary>Declares the methods; Grpc.AspNetCore passes no instance, other binders may pass one.</summary>
+    public static void BindService(ServiceBinderBase binder, RingPeerBase? service)
+    {
+        binder.AddMethod(RingWire.Push, service == null ? null : new ClientStreamingServerMethod<RingFrame, PushReply>(service.Push));
+        binder.AddMethod(RingWire.Probe, service == null ? null : new ClientStreamingServerMethod<RingFrame, ProbeReply>(service.Probe));
+    }
+}
+
 /// <summary>The server side of the data plane: a worker's left neighbour pushes its ring traffic here.</summary>
-sealed class RingPeerService(RingInbox inbox, IHostApplicationLifetime lifetime) : RingPeer.RingPeerBase
+sealed class RingPeerService(RingInbox inbox, IHostApplicationLifetime lifetime) : RingPeerBase
 {
     public const string GenerationHeader = "ring-generation";
 
-    public override async Task<PushReply> Push(IAsyncStreamReader<RingMessage> requestStream, ServerCallContext context)
+    public override async Task<PushReply> Push(IAsyncStreamReader<RingFrame> requestStream, ServerCallContext context)
     {
         long generation = Generation(context);
         // Ends with the node too: Kestrel would otherwise wait for these long-lived streams when it stops.
@@ -29,11 +48,14 @@ sealed class RingPeerService(RingInbox inbox, IHostApplicationLifetime lifetime)
         return new PushReply();
     }
 
-    public override async Task<ProbeReply> Probe(IAsyncStreamReader<RingMessage> requestStream, ServerCallContext context)
+    public override async Task<ProbeReply> Probe(IAsyncStreamReader<RingFrame> requestStream, ServerCallContext context)
     {
         long bytes = 0;
-        await foreach (var message in requestStream.ReadAllAsync(context.CancellationToken))
-            bytes += message.Payload.Length;
+        await foreach (var frame in requestStream.ReadAllAsync(context.CancellationToken))
+        {
+            bytes += frame.Payload.Length * sizeof(float);
+            frame.Release();
+        }
         return new ProbeReply { Bytes = bytes };
     }
 

@@ -22,8 +22,8 @@ public sealed class RingTransport
 {
     readonly object gate = new();
     readonly GrpcChannel channel;
-    readonly AsyncClientStreamingCall<RingMessage, PushReply> call;
-    readonly ChannelReader<RingMessage> incoming;
+    readonly AsyncClientStreamingCall<RingFrame, PushReply> call;
+    readonly ChannelReader<RingFrame> incoming;
     readonly CancellationTokenSource aborted = new();
     readonly TimeSpan closeTimeout;
     bool busy, leftEnded, closing, anySent;
@@ -37,10 +37,10 @@ public sealed class RingTransport
         Right = right;
         this.closeTimeout = closeTimeout;
         channel = GrpcChannel.ForAddress(right.Endpoint);
-        call = new RingPeer.RingPeerClient(channel).Push(new Metadata
+        call = channel.CreateCallInvoker().AsyncClientStreamingCall(RingWire.Push, null, new CallOptions(new Metadata
         {
             { RingPeerService.GenerationHeader, generation.ToString(CultureInfo.InvariantCulture) },
-        });
+        }));
         incoming = inbox.Open(generation, OnLeftEnded); // last: it may call back at once
     }
 
@@ -48,7 +48,7 @@ public sealed class RingTransport
     public RingNeighbour Left { get; }
     public RingNeighbour Right { get; }
 
-    internal RingPeer.RingPeerClient Client => new(channel);
+    internal CallInvoker Invoker => channel.CreateCallInvoker();
 
     /// <summary>Completes once the outgoing stream is closed and its connection released.</summary>
     internal Task Closed { get { lock (gate) return closed; } }
@@ -92,7 +92,7 @@ public sealed class RingTransport
         }
     }
 
-    internal async ValueTask SendAsync(RingMessage message, CancellationToken cancellationToken)
+    internal async ValueTask SendAsync(RingFrame message, CancellationToken cancellationToken)
     {
         try
         {
@@ -107,7 +107,8 @@ public sealed class RingTransport
         }
     }
 
-    internal async ValueTask<RingMessage> ReceiveAsync(CancellationToken cancellationToken)
+    /// <summary>The next message from the left neighbour; the caller releases it once it has read the payload.</summary>
+    internal async ValueTask<RingFrame> ReceiveAsync(CancellationToken cancellationToken)
     {
         try { return await incoming.ReadAsync(cancellationToken); }
         catch (ChannelClosedException e)
