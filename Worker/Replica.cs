@@ -199,16 +199,22 @@ sealed class Replica : IAsyncDisposable
 
     /// <summary>
     /// Each replica updates its running statistics on its own micro-batches; before evaluation, checkpoints and export
-    /// they are averaged over the ring (once per step, so two uses at one boundary average once).
+    /// they are averaged over the replicas that compute micro-batches (with fewer micro-batches than workers, some
+    /// see no data and hold only initial statistics). Once per step, so two uses at one boundary average once.
     /// </summary>
     void AverageBatchNorm()
     {
         if (batchNormAveragedAt == step) return;
         var statistics = Engine.Model.modules().OfType<BatchNorm>().SelectMany(bn => new[] { bn.RunningMean, bn.RunningVar }).ToArray();
-        var buffer = new float[HostBuffer.Length(statistics)];
-        HostBuffer.Gather(statistics, buffer);
+        long length = HostBuffer.Length(statistics);
+        var buffer = new float[length + 1]; // the statistics, then how many replicas contributed them
+        if (plan!.MicroBatchesOf(rank, size).Any())
+        {
+            HostBuffer.Gather(statistics, buffer);
+            buffer[length] = 1;
+        }
         AllReduce(buffer);
-        HostBuffer.Scatter(buffer, statistics, 1.0 / size);
+        HostBuffer.Scatter(buffer, statistics, 1.0 / buffer[length]);
         batchNormAveragedAt = step;
     }
 

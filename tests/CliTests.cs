@@ -92,9 +92,5 @@ public class CliTests : TempFolderTest
         Assert.True(File.Exists(Path.Combine(output, "model-converted.pt")));
     }
 
-    static (int Code, string Output) Coordinator(params string[] args)
-    {
-        var (code, stdout, stderr) = ChildProcess.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "condense-coordinator.dll"), .. args]);
-        return (code, stdout + stderr);
-    }
+    static (int Code, string Output) Coordinator(params string[] args) => CoordinatorProgram.Run(args);
 }

@@ -23,7 +23,7 @@ static class TrainCommand
         var data = new Option<string?>("--data") { Description = "dataset folder (Fashion-MNIST: default /usr/share/datasets/fashion-mnist, else the bundled subset)" };
         var epochs = new Option<int>("--epochs") { Description = "epochs", DefaultValueFactory = _ => 1 };
         var batch = new Option<int>("--batch-size") { Description = "global batch size B", DefaultValueFactory = _ => 64 };
-        var micro = new Option<int>("--micro-batches") { Description = "M micro-batches per step (gradient accumulation)", DefaultValueFactory = _ => 1 };
+        var micro = new Option<int?>("--micro-batches") { Description = "M micro-batches per step, spread over the workers (default: one per worker; 1 with --local)" };
         var lr = new Option<double>("--lr") { Description = "initial learning rate (cosine schedule per iteration)", DefaultValueFactory = _ => 0.1 };
         var lasso = new Option<double>("--lasso") { Description = "group-lasso coefficient (official: 0 on CIFAR, 1e-5 on ImageNet)" };
         var dropout = new Option<double>("--dropout") { Description = "dropout rate inside the learned group convolutions" };
@@ -46,6 +46,11 @@ static class TrainCommand
         command.SetAction(result =>
         {
             TorchRuntime.SetThreads(result.GetValue(threads));
+            bool inProcess = result.GetValue(local);
+            int started = result.GetValue(localWorkers);
+            if (started < 0) throw new ArgumentException($"--local-workers {started} must not be negative");
+            int expected = result.GetValue(workers) ?? Math.Max(1, started);
+            if (expected < Math.Max(1, started)) throw new ArgumentException($"--workers {expected} must be at least 1 and at least --local-workers {started}");
             var options = new TrainingOptions
             {
                 Arch = model.Describe(result),
@@ -54,7 +59,7 @@ static class TrainCommand
                 DataDir = result.GetValue(data),
                 Epochs = result.GetValue(epochs),
                 BatchSize = result.GetValue(batch),
-                MicroBatches = result.GetValue(micro),
+                MicroBatches = result.GetValue(micro) ?? (inProcess ? 1 : expected),
                 LearningRate = result.GetValue(lr),
                 Lasso = result.GetValue(lasso),
                 Seed = result.GetValue(seed),
@@ -75,15 +80,11 @@ static class TrainCommand
             using var log = new MetricsLog(Path.Combine(settings.OutputFolder, "metrics.jsonl"));
             var console = new ConsoleProgress(Console.Out, interactive: !Console.IsOutputRedirected, TimeSpan.FromSeconds(10));
             var observer = new Observers(console, log);
-            if (result.GetValue(local))
+            if (inProcess)
             {
                 LocalTraining.Run(options, settings, observer);
                 return 0;
             }
-            int started = result.GetValue(localWorkers);
-            if (started < 0) throw new ArgumentException($"--local-workers {started} must not be negative");
-            int expected = result.GetValue(workers) ?? Math.Max(1, started);
-            if (expected < Math.Max(1, started)) throw new ArgumentException($"--workers {expected} must be at least 1 and at least --local-workers {started}");
             var cluster = new ClusterSettings(new ClusterEndpoint(result.GetValue(host), result.GetValue(port), null, result.GetValue(config)),
                 started, expected, Math.Max(1, result.GetValue(workerThreads)), result.GetValue(device)!, Math.Max(1, result.GetValue(checksumEvery)));
             return ClusterTraining.Run(options, settings, cluster, observer);

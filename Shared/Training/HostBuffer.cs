@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -18,7 +19,7 @@ public static class HostBuffer
         foreach (var tensor in tensors)
         {
             using var cpu = tensor.detach().cpu().contiguous();
-            cpu.data<float>().CopyTo(host, (int)offset);
+            MemoryMarshal.Cast<byte, float>(cpu.bytes).CopyTo(host.AsSpan((int)offset));
             offset += tensor.numel();
         }
     }
@@ -32,9 +33,15 @@ public static class HostBuffer
         foreach (var tensor in tensors)
         {
             long n = tensor.numel();
-            using var values = torch.tensor(host.AsSpan((int)offset, (int)n).ToArray(), tensor.shape).to(tensor.device);
-            if (factor != 1) values.mul_(scale);
-            tensor.copy_(values);
+            var values = host.AsSpan((int)offset, (int)n);
+            if (tensor.device_type == DeviceType.CPU && tensor.is_contiguous())
+                MemoryMarshal.AsBytes(values).CopyTo(tensor.bytes); // in place: no staging tensor on the step's path
+            else
+            {
+                using var staged = torch.tensor(values.ToArray(), tensor.shape).to(tensor.device);
+                tensor.copy_(staged);
+            }
+            if (factor != 1) tensor.mul_(scale);
             offset += n;
         }
     }

@@ -1,0 +1,52 @@
+using CondenseCluster.Shared.Cluster;
+using Xunit;
+
+namespace CondenseCluster.Tests.Cluster;
+
+public class ClusterNodeTests
+{
+    [Fact]
+    public void FlagsOverrideTheFileWhichOverridesTheDefaults()
+    {
+        string file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, "akka.remote.dot-netty.tcp.port = 5000\nakka.cluster.failure-detector.acceptable-heartbeat-pause = 10s");
+            var config = ClusterNode.Configure("worker", new ClusterEndpoint(Port: 6000, Seeds: ["10.0.0.1:4053"], ConfigFile: file));
+            Assert.Equal(6000, config.GetInt("akka.remote.dot-netty.tcp.port"));
+            Assert.Equal(TimeSpan.FromSeconds(10), config.GetTimeSpan("akka.cluster.failure-detector.acceptable-heartbeat-pause"));
+            Assert.Equal(TimeSpan.FromSeconds(1), config.GetTimeSpan("akka.cluster.failure-detector.heartbeat-interval"));
+            Assert.Equal(["akka.tcp://condense@10.0.0.1:4053"], config.GetStringList("akka.cluster.seed-nodes"));
+            Assert.Equal(["worker"], config.GetStringList("akka.cluster.roles"));
+            Assert.Equal("keep-oldest", config.GetString("akka.cluster.split-brain-resolver.active-strategy"));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Theory]
+    [InlineData("10.0.0.1", "is neither host:port")]
+    [InlineData("host:99999", "is neither host:port")]
+    public void ABadSeedIsAClearError(string seed, string message) =>
+        Assert.Contains(message, Assert.Throws<ArgumentException>(() => ClusterNode.SeedAddress(seed)).Message);
+
+    [Fact]
+    public void AMissingOrBrokenConfigFileIsAClearError()
+    {
+        Assert.Contains("does not exist", Assert.Throws<FileNotFoundException>(() =>
+            ClusterNode.Configure("worker", new ClusterEndpoint(ConfigFile: "/nonexistent.conf"))).Message);
+        string file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, "akka.cluster.roles = ${undefined.path}");
+            Assert.Contains("is not valid HOCON", Assert.Throws<ArgumentException>(() =>
+                ClusterNode.Configure("worker", new ClusterEndpoint(ConfigFile: file))).Message);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+}

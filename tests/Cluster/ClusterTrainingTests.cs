@@ -1,0 +1,110 @@
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Storage;
+using CondenseCluster.Shared.Training;
+using CondenseCluster.Tests.Training;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace CondenseCluster.Tests.Cluster;
+
+/// <summary>
+/// Real clusters: the coordinator program and its worker processes form an Akka cluster on loopback and all-reduce
+/// over gRPC, on the bundled Fashion-MNIST subset with a tiny model.
+/// </summary>
+[Collection(ClusterProcesses.Name)]
+public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
+{
+    static readonly string[] TinyModel = ["--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset, "--seed", "7"];
+
+    [Fact]
+    public void TwoWorkersEndWithTheWeightsAndMasksOfOneProcessWithTheSameMicroBatches()
+    {
+        // 6,000 samples / 64 = 93 steps; with C = 4 the first condensing boundary is before step 16.
+        string cluster = Path.Combine(Folder, "cluster");
+        var (code, output) = CoordinatorProgram.Run(["train", .. TinyModel, "--micro-batches", "2", "--stop-after", "20", "--port", "0",
+            "--checksum-every", "1", "--out", cluster]);
+        log.WriteLine(output);
+        Assert.True(code == 0, output);
+        Assert.Contains("cluster formed: worker-1 (rank 0), worker-2 (rank 1)", output);
+        Assert.Contains("condensing before step 16", output);
+        Assert.Contains("mask version 1 applied on 2 workers", output);
+        Assert.Contains("all 2 replicas hold identical weights at step 20", output);
+
+        // The same job in one process with M = 2 micro-batches, with one thread as each worker has (a different thread
+        // count changes the order of float sums inside convolutions).
+        string single = Path.Combine(Folder, "single");
+        var (singleCode, singleOutput) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. TinyModel, "--micro-batches", "2",
+            "--stop-after", "20", "--out", single]);
+        Assert.True(singleCode == 0, singleOutput);
+
+        using var distributed = ModelFile.Load(Path.Combine(cluster, "model-trained.ccm"));
+        using var local = ModelFile.Load(Path.Combine(single, "model-trained.ccm"));
+        var weights = local.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        double worst = 0;
+        foreach (var (name, parameter) in distributed.named_parameters())
+        {
+            using var difference = (parameter - weights[name]).abs().max();
+            using var scale = weights[name].abs().max();
+            worst = Math.Max(worst, difference.item<float>() / Math.Max(scale.item<float>(), 1e-12));
+        }
+        log.WriteLine($"max relative weight difference: {worst:E2}");
+        Assert.True(worst <= 1e-5, $"weights differ by {worst:E2} relative");
+        Assert.Equal(ModelCondensing.Checksum(ModelCondensing.Masks(local)), ModelCondensing.Checksum(ModelCondensing.Masks(distributed)));
+        Assert.Contains(ModelCondensing.Masks(distributed), m => m.Stage == 1);
+    }
+}
+
+/// <summary>Cluster runs start several processes each; run them one at a time so they keep to the time budget.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public class ClusterProcesses
+{
+    public const string Name = "cluster processes";
+}
+
+/// <summary>The README's main command, exactly as a newcomer types it, with only the model and data made test-sized.</summary>
+[Collection(ClusterProcesses.Name)]
+public class ReadmeMainCommandTests(ITestOutputHelper log)
+{
+    [Fact]
+    public void TheMainCommandFormsTheClusterTrainsCondensesAndPrintsItsSummary()
+    {
+        string root = RepositoryRoot();
+        string command = File.ReadLines(Path.Combine(root, "README.md")).First(l => l.StartsWith("dotnet run --project Coordinator -- train"));
+        var words = command.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        string output = Path.Combine(Directory.CreateTempSubdirectory("cc-readme-").FullName, "run");
+        try
+        {
+            var (code, stdout, stderr) = ChildProcess.Run(words[0], [.. words[1..], "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
+                "--recovery-steps", "50", "--recovery-samples", "1000", "--out", output], workingDirectory: root);
+            string text = stdout + stderr;
+            log.WriteLine($"$ {command} …\n{text}");
+            Assert.True(code == 0, text);
+            Assert.Contains("cluster formed: worker-1 (rank 0), worker-2 (rank 1)", text);
+            foreach (int version in new[] { 1, 2, 3 }) Assert.Contains($"mask version {version} applied on 2 workers", text);
+            Assert.Contains("epoch 1: train loss", text);
+            Assert.Contains("converted: test top-1", text);
+            Assert.Contains("per worker (medians):", text);
+            Assert.Contains("learned-conv sparsity │ 75.0 %", text);
+            Assert.True(File.Exists(Path.Combine(output, "model-converted.pt")));
+
+            // The sharded evaluation of the workers (BatchNorm statistics averaged) is the evaluation of the saved model.
+            var sharded = System.Text.RegularExpressions.Regex.Match(text, @"epoch 1: .*test top-1 ([0-9.]+) %").Groups[1].Value;
+            using var model = ModelFile.Load(Path.Combine(output, "model-trained.ccm"));
+            var (_, test) = Shared.Data.Datasets.Open("fashion-mnist", BundledData.FashionMnistSubset, _ => { });
+            var whole = Evaluation.Run(model, test, torch.CPU, batchSize: 100, loaderThreads: 1);
+            Assert.Equal($"{whole.Top1 * 100:F2}", sharded);
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(output)!, recursive: true);
+        }
+    }
+
+    static string RepositoryRoot()
+    {
+        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
+            if (File.Exists(Path.Combine(folder.FullName, "CondenseCluster.sln"))) return folder.FullName;
+        throw new DirectoryNotFoundException("the tests run outside the repository");
+    }
+}
