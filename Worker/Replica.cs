@@ -31,6 +31,7 @@ sealed class Replica : IAsyncDisposable
     MicroBatchPlan? plan;
     (IImageDataset Train, IImageDataset Test)? data;
     int rank, size = 1, checksumEvery;
+    long bucketFloats;
     long step;                  // global steps this replica has completed
     long batchNormAveragedAt = -1;
     long operation;             // all-reduce sequence number, the same on every rank of a ring generation
@@ -76,7 +77,7 @@ sealed class Replica : IAsyncDisposable
             options = jobOptions;
             step = 0;
         }
-        (rank, size, checksumEvery, operation) = (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery), 0);
+        (rank, size, checksumEvery, bucketFloats, operation) = (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery), job.BucketFloats, 0);
         dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration);
         batchNormAveragedAt = -1;
         return new ReplicaReady(settings.WorkerId, step, ReplicaChecksum.Weights(Engine.Model));
@@ -110,7 +111,6 @@ sealed class Replica : IAsyncDisposable
         var mine = jobPlan.MicroBatchesOf(rank, size).ToArray();
         using var prefetcher = new BatchPrefetcher(train, jobPlan.Requests(segment.From, segment.To, jobOptions.Seed, rank, size), jobOptions.Seed,
             settings.LoaderThreads, capacity: Math.Max(2, 2 * mine.Length));
-        IReadOnlyList<Tensor> flat = [engine.Gradients.Flat];
         for (long s = segment.From; s < segment.To; s++)
         {
             var clock = Stopwatch.StartNew();
@@ -128,9 +128,7 @@ sealed class Replica : IAsyncDisposable
                 (loss, correct, samples) = (loss + result.LossSum, correct + result.Correct, samples + result.Samples);
             }
             double computed = clock.Elapsed.TotalMilliseconds;
-            HostBuffer.Gather(flat, gradients);
-            AllReduce(gradients);
-            HostBuffer.Scatter(gradients, flat);
+            BucketedAllReduce.Run(engine.Gradients.Flat, gradients, bucketFloats, bucket => dataPlane.AllReduceAsync(bucket, ++operation));
             double reduced = clock.Elapsed.TotalMilliseconds;
             engine.ApplyUpdate(LearningRate.Cosine(jobOptions.LearningRate, s, jobPlan.TotalSteps));
             step = s + 1;

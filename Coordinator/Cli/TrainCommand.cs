@@ -1,5 +1,6 @@
 using System.CommandLine;
 using CondenseCluster.Coordinator.Cluster;
+using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Cluster;
 using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Training;
@@ -20,6 +21,7 @@ static class TrainCommand
         var port = new Option<int>("--port") { Description = "the coordinator's Akka port, which workers name as --seed (0: a free one)", DefaultValueFactory = _ => 4053 };
         var config = new Option<string?>("--config") { Description = "HOCON file overriding the cluster defaults (ports, failure detector)" };
         var checksumEvery = new Option<int>("--checksum-every") { Description = "workers report a weight checksum every N steps", DefaultValueFactory = _ => 10 };
+        var bucket = new Option<double>("--bucket-mb") { Description = "gradients cross the ring in buckets of this many MB", DefaultValueFactory = _ => 4 };
         var data = new Option<string?>("--data") { Description = "dataset folder (Fashion-MNIST: default /usr/share/datasets/fashion-mnist, else the bundled subset)" };
         var epochs = new Option<int>("--epochs") { Description = "epochs", DefaultValueFactory = _ => 1 };
         var batch = new Option<int>("--batch-size") { Description = "global batch size B", DefaultValueFactory = _ => 64 };
@@ -39,7 +41,7 @@ static class TrainCommand
         var stopAfter = new Option<long?>("--stop-after") { Description = "stop with a checkpoint after this global step (resume later)" };
 
         var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
-        foreach (var option in model.All.Concat([local, localWorkers, workers, workerThreads, host, port, config, checksumEvery, data, epochs, batch, micro, lr, lasso, dropout, seed, device, threads, loaderThreads,
+        foreach (var option in model.All.Concat([local, localWorkers, workers, workerThreads, host, port, config, checksumEvery, bucket, data, epochs, batch, micro, lr, lasso, dropout, seed, device, threads, loaderThreads,
                      output, resume, checkpointEvery, recoverySteps, recoverySamples, stopAfter]))
             command.Options.Add(option);
 
@@ -86,11 +88,15 @@ static class TrainCommand
                 return 0;
             }
             var cluster = new ClusterSettings(new ClusterEndpoint(result.GetValue(host), result.GetValue(port), null, result.GetValue(config)),
-                started, expected, Math.Max(1, result.GetValue(workerThreads)), result.GetValue(device)!, Math.Max(1, result.GetValue(checksumEvery)));
+                started, expected, Math.Max(1, result.GetValue(workerThreads)), result.GetValue(device)!, Math.Max(1, result.GetValue(checksumEvery)),
+                BucketFloats(result.GetValue(bucket)));
             return ClusterTraining.Run(options, settings, cluster, observer);
         });
         return command;
     }
+
+    static long BucketFloats(double megabytes) =>
+        megabytes > 0 ? Math.Max(1, (long)(megabytes * 1e6 / sizeof(float))) : throw new ArgumentException($"--bucket-mb {megabytes} must be positive");
 
     /// <summary>A resumed run writes next to its checkpoints; a new one into runs/ with a timestamp.</summary>
     static string DefaultOutput(string? resumeFrom)

@@ -7,8 +7,6 @@ using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Coordinator.Cluster;
 
-/// <summary>How the cluster of a job is formed.</summary>
-sealed record ClusterSettings(ClusterEndpoint Endpoint, int LocalWorkers, int ExpectedWorkers, int WorkerThreads, string WorkerDevice, int ChecksumEvery);
 
 /// <summary>
 /// A training job on a cluster: this process becomes the coordinator node (its own seed), starts the local worker
@@ -34,7 +32,7 @@ static class ClusterTraining
             var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
             // Built inside the actor, so the job only ever runs on the actor's thread.
             Func<IJobHost, TrainingJob> createJob = host =>
-                new(options, run, data, resume, cluster.ExpectedWorkers, cluster.ChecksumEvery, observer, host, states);
+                new(options, run, data, resume, cluster, observer, host, states);
             var coordinator = system.ActorOf(Props.Create(() => new CoordinatorActor(createJob, exit)), ClusterNode.CoordinatorPath.Split('/').Last());
 
             string address = node.SelfAddress.ToString();

@@ -54,7 +54,7 @@ public sealed class TrainingJob
     readonly IJobHost host;
     readonly IReplicaStates states;
     readonly CheckpointStore store;
-    readonly int expectedWorkers, checksumEvery;
+    readonly ClusterSettings cluster;
     readonly (int Groups, int InChannels)[] layers;
     readonly (long Step, byte[] State)? resume;
     readonly List<Member> members = [];
@@ -79,10 +79,10 @@ public sealed class TrainingJob
     string agreed = "";  // the weight checksum all replicas reported last
 
     public TrainingJob(TrainingOptions options, RunSettings run, (IImageDataset Train, IImageDataset Test) data, LoadedCheckpoint? resumeFrom,
-        int expectedWorkers, int checksumEvery, ITrainingObserver observer, IJobHost host, IReplicaStates states)
+        ClusterSettings cluster, ITrainingObserver observer, IJobHost host, IReplicaStates states)
     {
         (this.options, this.run, this.data, this.observer, this.host, this.states) = (options, run, data, observer, host, states);
-        (this.expectedWorkers, this.checksumEvery) = (expectedWorkers, checksumEvery);
+        this.cluster = cluster;
         plan = new MicroBatchPlan(options.BatchSize, options.MicroBatches, data.Train.Count, options.Epochs);
         plan.Validate();
         schedule = new JobSchedule(plan, options.Model.CondenseFactor, options.CheckpointEverySteps,
@@ -113,8 +113,8 @@ public sealed class TrainingJob
         if (phase != Phase.WaitingForWorkers || members.Any(m => m.Id == worker.WorkerId)) return;
         members.Add(new Member(worker.WorkerId, worker.DataEndpoint, worker.Device, worker.Threads));
         observer.Event($"{worker.WorkerId} registered ({worker.Device}, {worker.Threads} threads, data plane {worker.DataEndpoint}); " +
-            $"{members.Count} of {expectedWorkers} workers");
-        if (members.Count == expectedWorkers) Join();
+            $"{members.Count} of {cluster.ExpectedWorkers} workers");
+        if (members.Count == cluster.ExpectedWorkers) Join();
     }
 
     /// <summary>A worker left the cluster or its process ended.</summary>
@@ -181,7 +181,7 @@ public sealed class TrainingJob
         string json = JsonSerializer.Serialize(options);
         var endpoints = members.Select(m => m.Endpoint).ToArray();
         for (int rank = 0; rank < members.Count; rank++)
-            Send(members[rank].Id, new JoinJob(json, rank, endpoints, RingGeneration: 1, checksumEvery));
+            Send(members[rank].Id, new JoinJob(json, rank, endpoints, RingGeneration: 1, cluster.ChecksumEvery, cluster.BucketFloats));
     }
 
     void Started()

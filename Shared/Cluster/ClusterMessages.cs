@@ -13,9 +13,9 @@ public sealed record WorkerAccepted(string WorkerId);
 /// <summary>
 /// Makes a registered worker rank <paramref name="Rank"/> of the job's ring. The worker builds its replica from the
 /// options (same seed, same initial weights everywhere) unless the coordinator then loads a state into it, and answers
-/// <see cref="ReplicaReady"/>.
+/// <see cref="ReplicaReady"/>. Gradients cross the ring in buckets of <paramref name="BucketFloats"/> values.
 /// </summary>
-public sealed record JoinJob(string OptionsJson, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery);
+public sealed record JoinJob(string OptionsJson, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery, long BucketFloats);
 
 /// <summary>The replica is built (or loaded) and its ring is configured.</summary>
 public sealed record ReplicaReady(string WorkerId, long Step, string WeightChecksum);

@@ -13,19 +13,19 @@ public static class HostBuffer
     public static long Length(IReadOnlyList<Tensor> tensors) => tensors.Sum(t => t.numel());
 
     /// <summary>Copies the tensors, in order, into <paramref name="host"/> (at least <see cref="Length"/> long).</summary>
-    public static void Gather(IReadOnlyList<Tensor> tensors, float[] host)
+    public static void Gather(IReadOnlyList<Tensor> tensors, Span<float> host)
     {
         long offset = 0;
         foreach (var tensor in tensors)
         {
             using var cpu = tensor.detach().cpu().contiguous();
-            MemoryMarshal.Cast<byte, float>(cpu.bytes).CopyTo(host.AsSpan((int)offset));
+            MemoryMarshal.Cast<byte, float>(cpu.bytes).CopyTo(host[(int)offset..]);
             offset += tensor.numel();
         }
     }
 
     /// <summary>Copies <paramref name="host"/> back into the tensors, in order, scaled by <paramref name="factor"/>.</summary>
-    public static void Scatter(float[] host, IReadOnlyList<Tensor> tensors, double factor = 1)
+    public static void Scatter(ReadOnlySpan<float> host, IReadOnlyList<Tensor> tensors, double factor = 1)
     {
         using var _ = torch.no_grad();
         using var scale = factor.ToScalar();
@@ -33,7 +33,7 @@ public static class HostBuffer
         foreach (var tensor in tensors)
         {
             long n = tensor.numel();
-            var values = host.AsSpan((int)offset, (int)n);
+            var values = host.Slice((int)offset, (int)n);
             if (tensor.device_type == DeviceType.CPU && tensor.is_contiguous())
                 MemoryMarshal.AsBytes(values).CopyTo(tensor.bytes); // in place: no staging tensor on the step's path
             else

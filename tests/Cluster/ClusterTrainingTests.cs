@@ -23,7 +23,7 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
         // 6,000 samples / 64 = 93 steps; with C = 4 the first condensing boundary is before step 16.
         string cluster = Path.Combine(Folder, "cluster");
         var (code, output) = CoordinatorProgram.Run(["train", .. TinyModel, "--micro-batches", "2", "--stop-after", "20", "--port", "0",
-            "--checksum-every", "1", "--out", cluster]);
+            "--checksum-every", "1", "--bucket-mb", "0.004", "--out", cluster]); // 1,000-value buckets: three for this model
         log.WriteLine(output);
         Assert.True(code == 0, output);
         Assert.Contains("cluster formed: worker-1 (rank 0), worker-2 (rank 1)", output);

@@ -41,7 +41,7 @@ public class TrainingJobTests : TempFolderTest
     {
         var data = new SyntheticDataset(640);
         var job = new TrainingJob(Options, new RunSettings { Device = torch.CPU, OutputFolder = Folder }, (data, data), null,
-            workers.Length, checksumEvery: 1, observer, host, new NoStates());
+            new ClusterSettings(new ClusterEndpoint(), 0, workers.Length, 1, "cpu", ChecksumEvery: 1, BucketFloats: 1 << 20), observer, host, new NoStates());
         foreach (var w in workers) job.WorkerRegistered(new RegisterWorker(w, $"http://{w}:1", "cpu", 1));
         foreach (var w in workers) job.Handle(new ReplicaReady(w, 0, "initial"));
         return job;

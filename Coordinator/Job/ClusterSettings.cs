@@ -1,0 +1,10 @@
+using CondenseCluster.Shared.Cluster;
+
+namespace CondenseCluster.Coordinator.Job;
+
+/// <summary>
+/// How a job's cluster is formed and kept in step: where the coordinator listens, which workers it starts here, how
+/// many it waits for, how often replicas prove they agree, and the gradient bucket size of the ring.
+/// </summary>
+public sealed record ClusterSettings(ClusterEndpoint Endpoint, int LocalWorkers, int ExpectedWorkers, int WorkerThreads, string WorkerDevice,
+    int ChecksumEvery, long BucketFloats);
