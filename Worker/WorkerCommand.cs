@@ -58,7 +58,7 @@ static class WorkerCommand
             $"joining {string.Join(", ", endpoint.Seeds!.Select(ClusterNode.SeedAddress))}");
         _ = system.WhenTerminated.ContinueWith(_ => exit.TrySetResult(1), TaskScheduler.Default); // e.g. downed by the split-brain resolver
         int code = await exit.Task;
-        await CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+        ClusterNode.Leave(system);
         return code;
     }
 }

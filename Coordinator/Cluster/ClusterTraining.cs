@@ -45,7 +45,7 @@ static class ClusterTraining
         }
         finally
         {
-            CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance).Wait(TimeSpan.FromSeconds(10));
+            ClusterNode.Leave(system);
         }
     }
 }

@@ -42,6 +42,9 @@ public static class ClusterNode
 
     public static ActorSystem Start(string role, ClusterEndpoint endpoint) => ActorSystem.Create(SystemName, Configure(role, endpoint));
 
+    /// <summary>Leaves the cluster and stops the node once its job is over (bounded by the shutdown phase timeouts of cluster.conf).</summary>
+    public static void Leave(ActorSystem system) => CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance).Wait();
+
     /// <summary>
     /// Accepts host:port or a full address (akka.tcp://condense@host:port) and returns the full address, so users can
     /// pass what the coordinator prints either way.

@@ -108,3 +108,56 @@ public class ReadmeMainCommandTests(ITestOutputHelper log)
         throw new DirectoryNotFoundException("the tests run outside the repository");
     }
 }
+
+/// <summary>A worker killed in the middle of a job: the job stops at once with an error naming it, and nothing hangs.</summary>
+[Collection(ClusterProcesses.Name)]
+public class WorkerLossTests(ITestOutputHelper log) : TempFolderTest
+{
+    [Fact]
+    public void AKilledWorkerEndsTheJobWithAClearErrorWithinSeconds()
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "condense-coordinator.dll"), "train", "--stages", "2,2", "--growth", "4,8",
+                     "--data", BundledData.FashionMnistSubset, "--port", "0", "--recovery-steps", "0", "--out", Folder })
+            start.ArgumentList.Add(a);
+        using var coordinator = System.Diagnostics.Process.Start(start)!;
+        var output = new System.Text.StringBuilder();
+        var condensed = new ManualResetEventSlim();
+        coordinator.OutputDataReceived += (_, e) =>
+        {
+            lock (output) output.AppendLine(e.Data);
+            if (e.Data?.StartsWith("mask version 1 applied") == true) condensed.Set();
+        };
+        coordinator.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        coordinator.BeginOutputReadLine();
+        coordinator.BeginErrorReadLine();
+        try
+        {
+            Assert.True(condensed.Wait(TimeSpan.FromSeconds(120)), "the job did not reach its first condensing boundary");
+            var worker = WorkerProcess(coordinator.Id, "worker-2");
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            worker.Kill();
+            Assert.True(coordinator.WaitForExit(TimeSpan.FromSeconds(15)), "the coordinator hung after a worker died");
+            coordinator.WaitForExit(); // the output is complete
+            log.WriteLine($"the job ended {clock.Elapsed.TotalSeconds:F1} s after the kill\n{output}");
+            Assert.Equal(1, coordinator.ExitCode);
+            Assert.Contains("error: worker-2 process exited with code 137", output.ToString());
+            Assert.Contains("[worker-1] the job ended: worker-2 process exited", output.ToString());
+        }
+        finally
+        {
+            if (!coordinator.HasExited) coordinator.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>The coordinator's child process that runs the named worker (from /proc).</summary>
+    static System.Diagnostics.Process WorkerProcess(int coordinator, string name)
+    {
+        var children = Directory.GetDirectories($"/proc/{coordinator}/task")
+            .SelectMany(task => File.ReadAllText(Path.Combine(task, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(int.Parse);
+        foreach (int pid in children)
+            if (File.ReadAllText($"/proc/{pid}/cmdline").Split('\0').SkipWhile(a => a != "--name").Skip(1).FirstOrDefault() == name)
+                return System.Diagnostics.Process.GetProcessById(pid);
+        throw new InvalidOperationException($"no child process of {coordinator} runs {name}");
+    }
+}
