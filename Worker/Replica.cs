@@ -68,7 +68,8 @@ sealed class Replica : IAsyncDisposable
         {
             engine?.Dispose();
             jobOptions.Validate();
-            data ??= Datasets.Open(jobOptions.Dataset, jobOptions.DataDir, log);
+            if (data is null || options?.Dataset != jobOptions.Dataset || options?.DataDir != jobOptions.DataDir)
+                data = Datasets.Open(jobOptions.Dataset, jobOptions.DataDir, log);
             Datasets.CheckFits(data.Value.Train, jobOptions.Model);
             plan = new MicroBatchPlan(jobOptions.BatchSize, jobOptions.MicroBatches, data.Value.Train.Count, jobOptions.Epochs);
             plan.Validate();
@@ -114,19 +115,8 @@ sealed class Replica : IAsyncDisposable
         for (long s = segment.From; s < segment.To; s++)
         {
             var clock = Stopwatch.StartNew();
-            double dataWait = 0, loss = 0;
-            int correct = 0, samples = 0;
             engine.BeginStep();
-            foreach (int m in mine)
-            {
-                var wait = Stopwatch.StartNew();
-                var batch = prefetcher.Next();
-                dataWait += wait.Elapsed.TotalMilliseconds;
-                using var scope = torch.NewDisposeScope();
-                var (x, y) = BatchTensors.From(batch, train, settings.Device);
-                var result = engine.Accumulate(x, y, s, m);
-                (loss, correct, samples) = (loss + result.LossSum, correct + result.Correct, samples + result.Samples);
-            }
+            var ((loss, correct, samples), dataWait) = engine.AccumulateAll(s, mine, prefetcher, train);
             double computed = clock.Elapsed.TotalMilliseconds;
             BucketedAllReduce.Run(engine.Gradients.Flat, gradients, bucketFloats, bucket => dataPlane.AllReduceAsync(bucket, ++operation));
             double reduced = clock.Elapsed.TotalMilliseconds;

@@ -54,19 +54,8 @@ public static class LocalTraining
                     observer.Event($"condensing: stage {stage} of {options.Model.CondenseFactor - 1} at step {step} (progress {progress:F4})");
 
                 double lr = LearningRate.Cosine(options.LearningRate, step, plan.TotalSteps);
-                double loss = 0, dataWait = 0;
-                int correct = 0, samples = 0;
                 engine.BeginStep();
-                for (int m = 0; m < options.MicroBatches; m++)
-                {
-                    var waitClock = Stopwatch.StartNew();
-                    var batch = prefetcher.Next();
-                    dataWait += waitClock.Elapsed.TotalMilliseconds;
-                    using var scope = torch.NewDisposeScope();
-                    var (x, y) = BatchTensors.From(batch, train, run.Device);
-                    var result = engine.Accumulate(x, y, step, m);
-                    (loss, correct, samples) = (loss + result.LossSum, correct + result.Correct, samples + result.Samples);
-                }
+                var ((loss, correct, samples), dataWait) = engine.AccumulateAll(step, Enumerable.Range(0, options.MicroBatches), prefetcher, train);
                 engine.ApplyUpdate(lr);
 
                 double ms = stepClock.Elapsed.TotalMilliseconds;

@@ -58,6 +58,27 @@ public sealed class TrainingEngine : IDisposable
         return new(crossEntropy.item<float>() * y.shape[0], correct, (int)y.shape[0]);
     }
 
+    /// <summary>
+    /// Accumulates the given micro-batches of a step, taken in order from <paramref name="prefetcher"/>; returns their
+    /// summed result and the milliseconds spent waiting for the loader.
+    /// </summary>
+    public (MicroBatchResult Total, double DataWaitMs) AccumulateAll(long step, IEnumerable<int> microBatches, BatchPrefetcher prefetcher, IImageDataset data)
+    {
+        double loss = 0, dataWait = 0;
+        int correct = 0, samples = 0;
+        foreach (int m in microBatches)
+        {
+            var wait = System.Diagnostics.Stopwatch.StartNew();
+            var batch = prefetcher.Next();
+            dataWait += wait.Elapsed.TotalMilliseconds;
+            using var scope = torch.NewDisposeScope();
+            var (x, y) = BatchTensors.From(batch, data, Device);
+            var result = Accumulate(x, y, step, m);
+            (loss, correct, samples) = (loss + result.LossSum, correct + result.Correct, samples + result.Samples);
+        }
+        return (new MicroBatchResult(loss, correct, samples), dataWait);
+    }
+
     /// <summary>Finishes a step whose gradients hold the sum over all M micro-batches: average and apply the update.</summary>
     public void ApplyUpdate(double learningRate)
     {
