@@ -4,6 +4,7 @@ using CondenseCluster.Shared.Runtime;
 
 // Before any tensor exists: keep freed tensor memory in the heap (see NativeAllocator).
 string allocator = NativeAllocator.Configure();
+TorchRuntime.QuietNativeLog();
 
 var root = new RootCommand("CondenseCluster coordinator: trains CondenseNet on a cluster of workers");
 root.Subcommands.Add(ModelCommands.Create());

@@ -38,7 +38,6 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
             Timers.Cancel("register");
             Log("registered; waiting for a job");
         });
-        Receive<ClusterEvent.UnreachableMember>(e => CoordinatorLost(e.Member, "is unreachable"));
         Receive<ClusterEvent.MemberRemoved>(e => CoordinatorLost(e.Member, "left the cluster"));
 
         Receive<JoinJob>(job => Reply(() => replica.Join(job, Log)));
@@ -62,7 +61,7 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
 
     protected override void PreStart() =>
         Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.InitialStateAsEvents,
-            typeof(ClusterEvent.MemberUp), typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberRemoved));
+            typeof(ClusterEvent.MemberUp), typeof(ClusterEvent.MemberRemoved));
 
     protected override void PostStop() => Cluster.Get(Context.System).Unsubscribe(Self);
 

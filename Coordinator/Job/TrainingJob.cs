@@ -101,10 +101,8 @@ public sealed class TrainingJob
         masks = ModelCondensing.Masks(mirror);
     }
 
-    public long Step => step;
     public long MaskVersion => maskVersion;
     public IReadOnlyList<LayerMask> Masks => masks;
-    public bool Running => phase != Phase.Ended;
 
     /// <summary>A worker offered itself; the job starts once enough have.</summary>
     public void WorkerRegistered(RegisterWorker worker)

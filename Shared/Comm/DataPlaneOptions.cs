@@ -11,10 +11,12 @@ public sealed record DataPlaneOptions
     public int Port { get; init; }
 
     /// <summary>
-    /// An all-reduce fails with <see cref="AllReduceFailure.Timeout"/> when no message moved either way for this long. It
-    /// also bounds how far apart workers may reach the same all-reduce.
+    /// An all-reduce fails with <see cref="AllReduceFailure.Timeout"/> when no message moved either way for this long.
+    /// It also bounds how far apart workers may reach the same all-reduce, i.e. how much longer one worker's compute
+    /// may take than another's (a straggler, a loaded machine: measured over 10 s on 2 shared cores), so it is
+    /// generous; a dead peer is seen at once by its broken stream, a stopped one by the cluster's failure detector.
     /// </summary>
-    public TimeSpan ProgressTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan ProgressTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Payload bytes per message: large chunks travel as several messages, so sending and receiving overlap.</summary>
     public int MessageBytes { get; init; } = 1 << 20;

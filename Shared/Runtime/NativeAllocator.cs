@@ -14,9 +14,6 @@ public static class NativeAllocator
     const int TrimThreshold = -1, MmapMax = -4;                // M_TRIM_THRESHOLD, M_MMAP_MAX
     const int TrimThresholdBytes = 1 << 30;
 
-    /// <summary>The GLIBC_TUNABLES value giving the same setting, for processes this one starts.</summary>
-    public static string Tunables => $"glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={TrimThresholdBytes}";
-
     /// <summary>Applies the setting and says what is in force, for the run's summary.</summary>
     public static string Configure()
     {

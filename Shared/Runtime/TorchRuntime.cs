@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using TorchSharp;
 
@@ -6,6 +7,21 @@ namespace CondenseCluster.Shared.Runtime;
 /// <summary>Device and thread settings shared by every command that runs tensors.</summary>
 public static partial class TorchRuntime
 {
+    /// <summary>
+    /// libtorch logs a warning for every convolution whose NNPACK path this CPU lacks ("Unsupported hardware"), which
+    /// buries a worker's output; keep its C++ log to errors unless the user set TORCH_CPP_LOG_LEVEL. Must run before
+    /// libtorch loads, and through the C library: libtorch reads the process environment, not .NET's copy of it.
+    /// </summary>
+    public static void QuietNativeLog()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        try { setenv("TORCH_CPP_LOG_LEVEL", "ERROR", overwrite: 0); }
+        catch (EntryPointNotFoundException) { } // not glibc: keep libtorch's default
+    }
+
+    [DllImport("libc", EntryPoint = "setenv")]
+    private static extern int setenv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
+
     /// <summary>Parses cpu, cuda or cuda:N and checks that this build and machine can use it.</summary>
     public static torch.Device ParseDevice(string text)
     {
