@@ -7,7 +7,6 @@ using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Coordinator.Cluster;
 
-
 /// <summary>
 /// A training job on a cluster: this process becomes the coordinator node (its own seed), starts the local worker
 /// processes if any, and runs the job until it completes or fails. Returns the exit code.
@@ -33,7 +32,7 @@ static class ClusterTraining
             // Built inside the actor, so the job only ever runs on the actor's thread.
             Func<IJobHost, TrainingJob> createJob = host =>
                 new(options, run, data, resume, cluster, observer, host, states);
-            var coordinator = system.ActorOf(Props.Create(() => new CoordinatorActor(createJob, exit)), ClusterNode.CoordinatorPath.Split('/').Last());
+            var coordinator = system.ActorOf(Props.Create(() => new CoordinatorActor(createJob, exit)), ClusterNode.CoordinatorName);
 
             string address = node.SelfAddress.ToString();
             string hostPort = $"{node.SelfAddress.Host}:{node.SelfAddress.Port}";

@@ -13,8 +13,9 @@ public static class ClusterNode
     /// <summary>The actor system name: part of every address, e.g. akka.tcp://condense@10.0.0.5:4053.</summary>
     public const string SystemName = "condense";
 
-    /// <summary>The coordinator actor's path on its node.</summary>
-    public const string CoordinatorPath = "/user/coordinator";
+    /// <summary>The coordinator actor's name, and its path on its node.</summary>
+    public const string CoordinatorName = "coordinator";
+    public const string CoordinatorPath = "/user/" + CoordinatorName;
 
     public static Config Configure(string role, ClusterEndpoint endpoint)
     {
