@@ -40,7 +40,15 @@ static class ClusterTraining
                 (cluster.LocalWorkers < cluster.ExpectedWorkers ? $"; start more with: dotnet run --project Worker -- --seed {hostPort}" : ""));
             using var local = new LocalWorkers(cluster.LocalWorkers, address, cluster.WorkerDevice, cluster.WorkerThreads,
                 (name, code) => coordinator.Tell(new LocalWorkerExited(name, code)));
-            return exit.Task.GetAwaiter().GetResult();
+            // Ctrl+C ends the job through the coordinator, so the workers hear of it at once and leave.
+            ConsoleCancelEventHandler interrupt = (_, e) =>
+            {
+                e.Cancel = true;
+                coordinator.Tell(new Interrupted());
+            };
+            Console.CancelKeyPress += interrupt;
+            try { return exit.Task.GetAwaiter().GetResult(); }
+            finally { Console.CancelKeyPress -= interrupt; }
         }
         finally
         {

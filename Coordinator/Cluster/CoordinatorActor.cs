@@ -7,6 +7,9 @@ namespace CondenseCluster.Coordinator.Cluster;
 /// <summary>A local worker process ended (its exit code); the job cannot count on it any more.</summary>
 sealed record LocalWorkerExited(string WorkerId, int ExitCode);
 
+/// <summary>The user interrupted the coordinator (Ctrl+C).</summary>
+sealed record Interrupted;
+
 /// <summary>
 /// The coordinator's actor (role <c>coordinator</c>): routes worker messages to the <see cref="TrainingJob"/>, keeps
 /// the worker addresses, watches them, and runs the job's background work. The job's state lives in the job.
@@ -38,6 +41,7 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
                 job.WorkerLost(id, $"left the cluster (node {gone.ActorRef.Path.Address} is down or unreachable)");
         });
         Receive<LocalWorkerExited>(exited => job.WorkerLost(exited.WorkerId, $"process exited with code {exited.ExitCode}"));
+        Receive<Interrupted>(_ => job.Interrupt());
         ReceiveAny(job.Handle);
     }
 

@@ -16,7 +16,7 @@ public interface IJobHost
     /// <summary>Runs <paramref name="work"/> off the actor; its result, or a <see cref="BackgroundFailed"/>, comes back to <see cref="TrainingJob.Handle"/>.</summary>
     void Background(string what, Func<Task<object>> work);
 
-    /// <summary>The job is over (0: completed, 1: failed); workers have been told.</summary>
+    /// <summary>The job is over (0: completed, 1: failed, 130: interrupted); workers have been told.</summary>
     void Ended(int exitCode);
 }
 
@@ -113,6 +113,14 @@ public sealed class TrainingJob
         observer.Event($"{worker.WorkerId} registered ({worker.Device}, {worker.Threads} threads, data plane {worker.DataEndpoint}); " +
             $"{members.Count} of {cluster.ExpectedWorkers} workers");
         if (members.Count == cluster.ExpectedWorkers) Join();
+    }
+
+    /// <summary>The user stopped the job (Ctrl+C): workers are told, the last checkpoint stays the place to resume from.</summary>
+    public void Interrupt()
+    {
+        if (phase == Phase.Ended) return;
+        observer.Event($"interrupted at step {step}; resume with --resume {run.OutputFolder}");
+        End(130, "the coordinator was interrupted");
     }
 
     /// <summary>A worker left the cluster or its process ended.</summary>
