@@ -145,7 +145,7 @@ public sealed class TrainingJob
     {
         switch (message)
         {
-            case WorkerFailed failed: Fail($"{failed.WorkerId} failed: {failed.Error}"); break;
+            case WorkerFailed failed: Fail($"{failed.WorkerId} failed: {NameEndpoints(failed.Error)}"); break;
             case BackgroundFailed failed: Fail($"{failed.What} failed: {failed.Error}"); break;
             case ReplicaReady ready when Expect(Phase.Joining, ready.WorkerId):
                 checksums.Add((ready.WorkerId, ready.WeightChecksum));
@@ -178,6 +178,10 @@ public sealed class TrainingJob
             default: observer.Event($"ignored an unexpected {message.GetType().Name} in phase {phase}"); break;
         }
     }
+
+    /// <summary>A worker's data-plane error names its peers by endpoint; say which worker each one is.</summary>
+    string NameEndpoints(string error) =>
+        members.Aggregate(error, (text, m) => text.Replace($"({m.Endpoint})", $"({m.Id} at {m.Endpoint})"));
 
     void Join()
     {

@@ -129,6 +129,15 @@ public class TrainingJobTests : TempFolderTest
     }
 
     [Fact]
+    public void AWorkersRingErrorNamesThePeerBehindTheEndpoint()
+    {
+        var job = StartedJob("worker-1", "worker-2");
+        job.Handle(new WorkerFailed("worker-1", "StreamBroken: rank 0, all-reduce 3: receiving from rank 1 (http://worker-2:1): its stream broke"));
+        Assert.Equal(1, host.ExitCode);
+        Assert.Contains(observer.Events, e => e.Contains("receiving from rank 1 (worker-2 at http://worker-2:1)"));
+    }
+
+    [Fact]
     public void AgreeingStepReportsBecomeOneGlobalStep()
     {
         string[] workers = ["worker-1", "worker-2"];
