@@ -1,5 +1,5 @@
+using CondenseCluster.Shared.Cluster;
 using CondenseCluster.Shared.Cluster.Wire;
-using Google.Protobuf;
 using Grpc.Core;
 
 namespace CondenseCluster.Worker;
@@ -7,19 +7,12 @@ namespace CondenseCluster.Worker;
 /// <summary>Serves the replica's whole state over the worker's data-plane endpoint (Protos/replica_state.proto).</summary>
 sealed class ReplicaStateService(Replica replica) : ReplicaState.ReplicaStateBase
 {
-    const int ChunkBytes = 1 << 20;
-
     public override async Task Fetch(FetchStateRequest request, IServerStreamWriter<StateChunk> responseStream, ServerCallContext context)
     {
         byte[] state;
         try { state = await replica.Run(() => replica.Save(request.Step)); }
         catch (InvalidOperationException e) { throw new RpcException(new Status(StatusCode.FailedPrecondition, e.Message)); }
-        for (int offset = 0; offset < state.Length; offset += ChunkBytes)
-            await responseStream.WriteAsync(new StateChunk
-            {
-                Step = request.Step,
-                Data = ByteString.CopyFrom(state, offset, Math.Min(ChunkBytes, state.Length - offset)),
-            }, context.CancellationToken);
+        foreach (var chunk in StateChunks.Split(state, request.Step)) await responseStream.WriteAsync(chunk, context.CancellationToken);
     }
 
     public override async Task<StateLoaded> Load(IAsyncStreamReader<StateChunk> requestStream, ServerCallContext context)

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using CondenseCluster.Coordinator.Job;
+using CondenseCluster.Shared.Cluster;
 using CondenseCluster.Shared.Cluster.Wire;
-using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 
@@ -10,7 +10,6 @@ namespace CondenseCluster.Coordinator.Cluster;
 /// <summary>Fetches and loads replica states over the workers' state services (Protos/replica_state.proto).</summary>
 sealed class ReplicaStateClient : IReplicaStates, IDisposable
 {
-    const int ChunkBytes = 1 << 20;
     static readonly TimeSpan Deadline = TimeSpan.FromMinutes(5);
     readonly ConcurrentDictionary<string, GrpcChannel> channels = new();
 
@@ -25,8 +24,7 @@ sealed class ReplicaStateClient : IReplicaStates, IDisposable
     public async Task<string> LoadAsync(string endpoint, long step, byte[] state)
     {
         using var call = Client(endpoint).Load(deadline: DateTime.UtcNow + Deadline);
-        for (int offset = 0; offset < state.Length; offset += ChunkBytes)
-            await call.RequestStream.WriteAsync(new StateChunk { Step = step, Data = ByteString.CopyFrom(state, offset, Math.Min(ChunkBytes, state.Length - offset)) });
+        foreach (var chunk in StateChunks.Split(state, step)) await call.RequestStream.WriteAsync(chunk);
         await call.RequestStream.CompleteAsync();
         return (await call).WeightChecksum;
     }
