@@ -112,6 +112,7 @@ sealed class Replica : IAsyncDisposable
         var mine = jobPlan.MicroBatchesOf(rank, size).ToArray();
         using var prefetcher = new BatchPrefetcher(train, jobPlan.Requests(segment.From, segment.To, jobOptions.Seed, rank, size), jobOptions.Seed,
             settings.LoaderThreads, capacity: Math.Max(2, 2 * mine.Length));
+        string? checksum = null; // of the last step run, when it was due
         for (long s = segment.From; s < segment.To; s++)
         {
             var clock = Stopwatch.StartNew();
@@ -122,37 +123,35 @@ sealed class Replica : IAsyncDisposable
             double reduced = clock.Elapsed.TotalMilliseconds;
             engine.ApplyUpdate(LearningRate.Cosine(jobOptions.LearningRate, s, jobPlan.TotalSteps));
             step = s + 1;
-            string? checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine.Model) : null;
+            checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine.Model) : null;
             report(new StepReport(settings.WorkerId, s, loss, correct, samples, computed - dataWait + (clock.Elapsed.TotalMilliseconds - reduced),
                 reduced - computed, dataWait, checksum));
         }
         batchNormAveragedAt = -1;
-        return new StepsDone(settings.WorkerId, step, ReplicaChecksum.Weights(engine.Model));
+        return new StepsDone(settings.WorkerId, step, checksum ?? ReplicaChecksum.Weights(engine.Model));
     }
 
     /// <summary>Per-layer importance averaged over the ring; every rank takes part, rank 0 returns it for the coordinator.</summary>
     public IReadOnlyList<LayerImportance> AverageImportance(long maskVersion)
     {
-        var layers = Engine.Model.LearnedLayers.Select(l => l.Layer).ToArray();
-        var importance = layers.Select(l => l.Importance()).ToArray();
+        var importance = Engine.Model.LearnedLayers.Select(l => l.Layer.Importance()).ToArray();
         var buffer = new float[importance.Sum(i => i.Length)];
         int offset = 0;
         foreach (var matrix in importance)
         {
-            foreach (float value in matrix) buffer[offset++] = value;
+            Buffer.BlockCopy(matrix, 0, buffer, offset * sizeof(float), Buffer.ByteLength(matrix));
+            offset += matrix.Length;
         }
         AllReduce(buffer);
         if (rank != 0) return [];
-        var reports = new List<LayerImportance>();
+        foreach (ref float value in buffer.AsSpan()) value /= size;
         offset = 0;
-        for (int i = 0; i < layers.Length; i++)
+        foreach (var matrix in importance)
         {
-            var averaged = buffer.AsSpan(offset, importance[i].Length).ToArray();
-            foreach (ref float value in averaged.AsSpan()) value /= size;
-            reports.Add(new LayerImportance(maskVersion, i, System.Runtime.InteropServices.MemoryMarshal.AsBytes(averaged.AsSpan()).ToArray()));
-            offset += importance[i].Length;
+            Buffer.BlockCopy(buffer, offset * sizeof(float), matrix, 0, Buffer.ByteLength(matrix));
+            offset += matrix.Length;
         }
-        return reports;
+        return importance.Select((matrix, i) => LayerImportance.Of(maskVersion, i, matrix)).ToArray();
     }
 
     /// <summary>Installs the coordinator's masks and answers with checksums of masks and weights.</summary>

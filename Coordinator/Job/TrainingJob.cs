@@ -293,16 +293,13 @@ public sealed class TrainingJob
     void Importance(LayerImportance layer)
     {
         var (groups, inputs) = layers[layer.Layer];
-        var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(layer.Values);
-        if (values.Length != groups * inputs)
+        float[,] matrix;
+        try { matrix = layer.Matrix(groups, inputs); }
+        catch (ArgumentException e)
         {
-            Fail($"importance of layer {layer.Layer} has {values.Length} values, [{groups}, {inputs}] expected");
+            Fail(e.Message);
             return;
         }
-        var matrix = new float[groups, inputs];
-        for (int g = 0; g < groups; g++)
-            for (int j = 0; j < inputs; j++)
-                matrix[g, j] = values[g * inputs + j];
         if (importance[layer.Layer] is null) importanceReceived++;
         importance[layer.Layer] = matrix;
         if (importanceReceived < layers.Length) return;
