@@ -41,7 +41,21 @@ public static class ClusterNode
         return config.WithFallback(Defaults());
     }
 
-    public static ActorSystem Start(string role, ClusterEndpoint endpoint) => ActorSystem.Create(SystemName, Configure(role, endpoint));
+    public static ActorSystem Start(string role, ClusterEndpoint endpoint)
+    {
+        var config = Configure(role, endpoint);
+        try { return ActorSystem.Create(SystemName, config); }
+        catch (Exception e) when (Causes(e).OfType<System.Net.Sockets.SocketException>().Any(s => s.SocketErrorCode == System.Net.Sockets.SocketError.AddressAlreadyInUse))
+        {
+            var tcp = config.GetConfig("akka.remote.dot-netty.tcp");
+            throw new ArgumentException($"{tcp.GetString("hostname")}:{tcp.GetInt("port")} is already in use (another coordinator?); stop it or choose another --port");
+        }
+    }
+
+    static IEnumerable<Exception> Causes(Exception e)
+    {
+        for (Exception? cause = e; cause is not null; cause = cause.InnerException) yield return cause;
+    }
 
     /// <summary>Leaves the cluster and stops the node once its job is over (bounded by the shutdown phase timeouts of cluster.conf).</summary>
     public static void Leave(ActorSystem system) => CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance).Wait();

@@ -49,4 +49,20 @@ public class ClusterNodeTests
             File.Delete(file);
         }
     }
+
+    [Fact]
+    public async Task ASecondCoordinatorOnTheSamePortIsAClearErrorNotASecondListener()
+    {
+        var first = ClusterNode.Start("coordinator", new ClusterEndpoint("127.0.0.1", 0));
+        try
+        {
+            int port = Akka.Cluster.Cluster.Get(first).SelfAddress.Port!.Value;
+            var error = Assert.Throws<ArgumentException>(() => ClusterNode.Start("coordinator", new ClusterEndpoint("127.0.0.1", port)));
+            Assert.Contains($"127.0.0.1:{port} is already in use", error.Message);
+        }
+        finally
+        {
+            await first.Terminate();
+        }
+    }
 }
