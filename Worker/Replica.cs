@@ -11,8 +11,11 @@ using static TorchSharp.torch;
 
 namespace CondenseCluster.Worker;
 
-/// <summary>How this worker runs its replica; none of it changes the result.</summary>
-sealed record ReplicaSettings(string WorkerId, Device Device, int LoaderThreads, int EvalBatchSize);
+/// <summary>
+/// How this worker runs its replica; none of it changes the result. <paramref name="DataDir"/> overrides where the
+/// job's dataset lies on this machine.
+/// </summary>
+sealed record ReplicaSettings(string WorkerId, Device Device, int LoaderThreads, int EvalBatchSize, string? DataDir = null, FaultInjection? Fault = null);
 
 /// <summary>
 /// One worker's model replica in a distributed job (DESIGN.md §2). It runs the steps the coordinator hands it on its
@@ -26,13 +29,17 @@ sealed class Replica : IAsyncDisposable
     readonly DataPlaneNode dataPlane;
     readonly BlockingCollection<Action> commands = new();
     readonly Thread thread;
+    readonly ReplicaStateClient peers = new();
     TrainingOptions? options;
+    string? jobKey;
     TrainingEngine? engine;
     MicroBatchPlan? plan;
     (IImageDataset Train, IImageDataset Test)? data;
     int rank, size = 1, checksumEvery;
     long bucketFloats;
     long step;                  // global steps this replica has completed
+    long generation = -1;       // of the ring this replica is a member of
+    long yieldGeneration = -1;  // a Yield asked for in this generation ends the running segment
     long batchNormAveragedAt = -1;
     long operation;             // all-reduce sequence number, the same on every rank of a ring generation
     float[] gradients = [];
@@ -59,37 +66,69 @@ sealed class Replica : IAsyncDisposable
 
     TrainingEngine Engine => engine ?? throw new InvalidOperationException("this worker has not joined a job yet");
 
-    /// <summary>Builds the replica for the job (initial weights from the job's seed) and takes its place in the ring.</summary>
+    /// <summary>The job this replica holds and its step, for a coordinator that restarted; any thread.</summary>
+    public HeldReplica? Held => Volatile.Read(ref jobKey) is string key ? new HeldReplica(key, Interlocked.Read(ref step)) : null;
+
+    /// <summary>The ring generation this replica is a member of (-1: none yet); any thread.</summary>
+    public long Generation => Interlocked.Read(ref generation);
+
+    /// <summary>
+    /// Builds the replica for the job (initial weights from the job's seed) or keeps the one it holds, takes its place
+    /// in the ring, and, when it does not stand at the step the job continues from, copies the whole state from a peer.
+    /// </summary>
     public ReplicaReady Join(JoinJob job, Action<string> log)
     {
         var jobOptions = JsonSerializer.Deserialize<TrainingOptions>(job.OptionsJson)
             ?? throw new ArgumentException("the job configuration is empty");
-        if (engine is null || options != jobOptions)
+        string key = HeldReplica.KeyOf(job.OptionsJson);
+        if (engine is null || jobKey != key) // by the configuration's text: its arrays make record equality reference equality
         {
             engine?.Dispose();
+            engine = null;
+            jobKey = null;
             jobOptions.Validate();
             if (data is null || options?.Dataset != jobOptions.Dataset || options?.DataDir != jobOptions.DataDir)
-                data = Datasets.Open(jobOptions.Dataset, jobOptions.DataDir, log);
+                data = Datasets.Open(jobOptions.Dataset, settings.DataDir ?? jobOptions.DataDir, log);
             Datasets.CheckFits(data.Value.Train, jobOptions.Model);
             plan = new MicroBatchPlan(jobOptions.BatchSize, jobOptions.MicroBatches, data.Value.Train.Count, jobOptions.Epochs);
             plan.Validate();
             engine = new TrainingEngine(jobOptions, settings.Device);
-            gradients = new float[engine.Gradients.Length];
+            gradients = new float[engine.Gradients.Length + 1]; // + the yield flag
             options = jobOptions;
-            step = 0;
+            Interlocked.Exchange(ref step, 0);
         }
         (rank, size, checksumEvery, bucketFloats, operation) = (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery), job.BucketFloats, 0);
         dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration);
+        Interlocked.Exchange(ref generation, job.RingGeneration);
         batchNormAveragedAt = -1;
+        if (job.From is { } source && source.Step != step)
+        {
+            log($"copying the job's state at step {source.Step} from {source.Endpoint} (this replica is at step {step})");
+            Load(peers.FetchAsync(source.Endpoint, source.Step).GetAwaiter().GetResult(), source.Step);
+        }
+        jobKey = key;
         return new ReplicaReady(settings.WorkerId, step, ReplicaChecksum.Weights(Engine.Model));
     }
+
+    /// <summary>
+    /// Called off the replica thread: cuts what runs on ring generation <paramref name="ringGeneration"/> (an all-reduce
+    /// in flight fails at once, a step being computed fails at its all-reduce), so the replica soon stands idle at a
+    /// whole step. Orders for an older generation are stale and ignored.
+    /// </summary>
+    public void Abort(long ringGeneration)
+    {
+        if (ringGeneration == Generation) dataPlane.Abort();
+    }
+
+    /// <summary>Called off the replica thread: ends the running segment after the next step all replicas of the generation agree on.</summary>
+    public void Yield(long ringGeneration) => Interlocked.Exchange(ref yieldGeneration, ringGeneration);
 
     /// <summary>Replaces the whole state (a resumed job); the replica then stands at <paramref name="atStep"/>.</summary>
     public string Load(byte[] state, long atStep)
     {
         using var reader = new BinaryReader(new MemoryStream(state));
         Engine.LoadState(reader);
-        step = atStep;
+        Interlocked.Exchange(ref step, atStep);
         batchNormAveragedAt = -1;
         return ReplicaChecksum.Weights(Engine.Model);
     }
@@ -98,12 +137,16 @@ sealed class Replica : IAsyncDisposable
     public byte[] Save(long atStep)
     {
         if (atStep != step) throw new InvalidOperationException($"the state asked for is at step {atStep}, this replica is at step {step}");
+        settings.Fault?.At(FaultPoint.Checkpoint, atStep);
         using var buffer = new MemoryStream();
         using (var writer = new BinaryWriter(buffer)) Engine.SaveState(writer);
         return buffer.ToArray();
     }
 
-    /// <summary>Runs global steps [from, to), reporting each; returns the weight checksum at the end.</summary>
+    /// <summary>
+    /// Runs global steps [from, to), reporting each; returns the weight checksum at the end. A <see cref="Yield"/> ends
+    /// the segment early, after a step on which every replica agrees through a flag summed with the gradients.
+    /// </summary>
     public StepsDone RunSteps(RunSteps segment, Action<StepReport> report)
     {
         var engine = Engine;
@@ -119,13 +162,26 @@ sealed class Replica : IAsyncDisposable
             engine.BeginStep();
             var ((loss, correct, samples), dataWait) = engine.AccumulateAll(s, mine, prefetcher, train);
             double computed = clock.Elapsed.TotalMilliseconds;
-            BucketedAllReduce.Run(engine.Gradients.Flat, gradients, bucketFloats, bucket => dataPlane.AllReduceAsync(bucket, ++operation));
+            settings.Fault?.At(FaultPoint.Compute, s);
+            gradients[^1] = Interlocked.Read(ref yieldGeneration) == generation ? 1 : 0;
+            int bucket = 0;
+            BucketedAllReduce.Run(engine.Gradients.Flat, gradients, bucketFloats, values =>
+            {
+                var reducing = dataPlane.AllReduceAsync(values, ++operation);
+                if (bucket++ == 1) settings.Fault?.At(FaultPoint.AllReduce, s); // the first bucket has crossed the ring, the second is on its way
+                return reducing;
+            });
             double reduced = clock.Elapsed.TotalMilliseconds;
             engine.ApplyUpdate(LearningRate.Cosine(jobOptions.LearningRate, s, jobPlan.TotalSteps));
-            step = s + 1;
+            Interlocked.Exchange(ref step, s + 1);
             checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine.Model) : null;
             report(new StepReport(settings.WorkerId, s, loss, correct, samples, computed - dataWait + (clock.Elapsed.TotalMilliseconds - reduced),
                 reduced - computed, dataWait, checksum));
+            if (gradients[^1] > 0)
+            {
+                Interlocked.Exchange(ref yieldGeneration, -1);
+                break;
+            }
         }
         batchNormAveragedAt = -1;
         return new StepsDone(settings.WorkerId, step, checksum ?? ReplicaChecksum.Weights(engine.Model));
@@ -157,6 +213,7 @@ sealed class Replica : IAsyncDisposable
     /// <summary>Installs the coordinator's masks and answers with checksums of masks and weights.</summary>
     public MasksApplied ApplyMasks(ApplyMasks masks)
     {
+        settings.Fault?.At(FaultPoint.Masks, masks.MaskVersion);
         var model = Engine.Model;
         var layers = model.LearnedLayers.Select(l => l.Layer).ToArray();
         if (masks.Stages.Count != layers.Length || masks.KeptColumns.Count != layers.Length)
@@ -213,6 +270,7 @@ sealed class Replica : IAsyncDisposable
         dataPlane.Abort(); // a command blocked in an all-reduce ends now
         thread.Join();
         engine?.Dispose();
+        peers.Dispose();
         await dataPlane.DisposeAsync();
     }
 }

@@ -1,27 +1,44 @@
 using Akka.Actor;
 using Akka.Cluster;
 using CondenseCluster.Shared.Cluster;
+using CondenseCluster.Shared.Comm;
+using Grpc.Core;
 
 namespace CondenseCluster.Worker;
+
+/// <summary>How a worker's time in one cluster ended: its job is over (with the process exit code), or its coordinator is gone.</summary>
+sealed record WorkerExit(int? ExitCode)
+{
+    public static readonly WorkerExit CoordinatorLost = new((int?)null);
+}
 
 /// <summary>
 /// The worker's actor (role <c>worker</c>): finds the coordinator through cluster membership, registers, and routes
 /// the coordinator's commands to the <see cref="Replica"/>, whose thread does the work; results go back as messages.
-/// It holds no training state of its own.
+/// Aborts and yields act on the replica at once, as its thread may be busy in a step. It holds no training state.
 /// </summary>
 sealed class WorkerActor : ReceiveActor, IWithTimers
 {
     sealed record RetryRegistration;
+    sealed record GiveUp;
 
-    readonly RegisterWorker registration;
+    readonly Func<RegisterWorker> registration;
+    readonly string id;
     readonly Replica replica;
-    readonly TaskCompletionSource<int> exit;
+    readonly TaskCompletionSource<WorkerExit> exit;
     Address? coordinatorNode;
     bool accepted;
 
-    public WorkerActor(RegisterWorker registration, Replica replica, TaskCompletionSource<int> exit)
+    public WorkerActor(Func<RegisterWorker> registration, string id, Replica replica, TimeSpan coordinatorTimeout, TaskCompletionSource<WorkerExit> exit)
     {
-        (this.registration, this.replica, this.exit) = (registration, replica, exit);
+        (this.registration, this.id, this.replica, this.exit) = (registration, id, replica, exit);
+        Timers.StartSingleTimer("give-up", new GiveUp(), coordinatorTimeout);
+        Receive<GiveUp>(_ =>
+        {
+            Console.Error.WriteLine($"[{id}] error: no coordinator accepted this worker within {coordinatorTimeout.TotalSeconds:0} s " +
+                "(--coordinator-timeout); is the coordinator running at the --seed address?");
+            exit.TrySetResult(new WorkerExit(1));
+        });
 
         Receive<ClusterEvent.MemberUp>(up =>
         {
@@ -36,15 +53,27 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             accepted = true;
             Timers.Cancel("register");
+            Timers.Cancel("give-up");
             Log("registered; waiting for a job");
         });
-        Receive<ClusterEvent.MemberRemoved>(e => CoordinatorLost(e.Member, "left the cluster"));
+        Receive<ClusterEvent.MemberRemoved>(e =>
+        {
+            if (e.Member.Address != coordinatorNode) return;
+            Log("the coordinator left the cluster");
+            exit.TrySetResult(WorkerExit.CoordinatorLost);
+        });
 
         Receive<JoinJob>(job => Reply(() => replica.Join(job, Log)));
         Receive<RunSteps>(segment =>
         {
             var coordinator = Sender;
             Reply(() => replica.RunSteps(segment, coordinator.Tell));
+        });
+        Receive<Yield>(request => replica.Yield(request.RingGeneration));
+        Receive<AbortSteps>(request =>
+        {
+            replica.Abort(request.RingGeneration);
+            Reply(() => new StepsAborted(id, replica.Held?.Step ?? 0)); // runs once the aborted command has ended
         });
         Receive<ComputeImportance>(request => Reply(() => replica.AverageImportance(request.MaskVersion)));
         Receive<ApplyMasks>(masks => Reply(() => replica.ApplyMasks(masks)));
@@ -53,7 +82,12 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
         Receive<JobEnded>(ended =>
         {
             Log($"the job ended: {ended.Reason}");
-            exit.TrySetResult(0);
+            exit.TrySetResult(new WorkerExit(0));
+        });
+        Receive<Excluded>(excluded =>
+        {
+            Console.Error.WriteLine($"[{id}] excluded from the job: {excluded.Reason}");
+            exit.TrySetResult(new WorkerExit(1));
         });
     }
 
@@ -65,35 +99,29 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => Cluster.Get(Context.System).Unsubscribe(Self);
 
-    void Register() => Context.ActorSelection(coordinatorNode + ClusterNode.CoordinatorPath).Tell(registration);
+    void Register() => Context.ActorSelection(coordinatorNode + ClusterNode.CoordinatorPath).Tell(registration());
 
-    /// <summary>Runs a command on the replica thread and sends its result (one message or several) to the sender; a failure as <see cref="WorkerFailed"/>.</summary>
+    /// <summary>
+    /// Runs a command on the replica thread and sends its result (one message or several) to the sender; a failure as
+    /// <see cref="WorkerFailed"/>, except the abort the coordinator itself ordered.
+    /// </summary>
     void Reply<T>(Func<T> command)
     {
         var coordinator = Sender;
-        string id = registration.WorkerId;
         replica.Run(command).ContinueWith(done =>
         {
             if (done.IsCompletedSuccessfully)
             {
                 if (done.Result is System.Collections.IEnumerable many) foreach (var message in many) coordinator.Tell(message);
                 else coordinator.Tell(done.Result);
+                return;
             }
-            else
-            {
-                var error = done.Exception!.GetBaseException();
-                Console.Error.WriteLine($"[{id}] error: {error.Message}");
-                coordinator.Tell(new WorkerFailed(id, error.Message));
-            }
+            var error = done.Exception!.GetBaseException();
+            if (error is AllReduceException { Reason: AllReduceFailure.Aborted }) return;
+            Console.Error.WriteLine($"[{id}] error: {error.Message}");
+            coordinator.Tell(new WorkerFailed(id, error.Message, DataPlane: error is AllReduceException or RpcException));
         }, TaskScheduler.Default);
     }
 
-    void CoordinatorLost(Member member, string what)
-    {
-        if (member.Address != coordinatorNode || exit.Task.IsCompleted) return;
-        Log($"the coordinator {what}; stopping");
-        exit.TrySetResult(1);
-    }
-
-    void Log(string message) => Console.WriteLine($"[{registration.WorkerId}] {message}");
+    void Log(string message) => Console.WriteLine($"[{id}] {message}");
 }

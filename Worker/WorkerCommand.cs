@@ -25,20 +25,32 @@ static class WorkerCommand
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads (0: libtorch default)", DefaultValueFactory = _ => 1 };
         var loaderThreads = new Option<int>("--loader-threads") { Description = "threads that decode and augment images", DefaultValueFactory = _ => 1 };
         var evalBatch = new Option<int>("--eval-batch-size") { Description = "images per evaluation batch", DefaultValueFactory = _ => 64 };
-        foreach (var option in new Option[] { seeds, host, port, dataPort, name, config, device, threads, loaderThreads, evalBatch }) root.Options.Add(option);
+        var data = new Option<string?>("--data") { Description = "where the job's dataset lies on this machine (default: the job's --data)" };
+        var wait = new Option<double>("--coordinator-timeout") { Description = "seconds to wait for a lost coordinator to come back, keeping the replica", DefaultValueFactory = _ => 600 };
+        var fault = new Option<string?>("--fault") { Description = "fault injection for tests: kill|stop@compute|allreduce|masks|checkpoint:N", Hidden = true };
+        foreach (var option in new Option[] { seeds, host, port, dataPort, name, config, device, threads, loaderThreads, evalBatch, data, wait, fault })
+            root.Options.Add(option);
 
         root.SetAction(result =>
         {
             TorchRuntime.SetThreads(result.GetValue(threads));
             string address = result.GetValue(host)!;
-            var settings = new ReplicaSettings(result.GetValue(name) ?? $"{Environment.MachineName}-{Environment.ProcessId}",
-                TorchRuntime.ParseDevice(result.GetValue(device)!), Math.Max(1, result.GetValue(loaderThreads)), Math.Max(1, result.GetValue(evalBatch)));
+            string id = result.GetValue(name) ?? $"{Environment.MachineName}-{Environment.ProcessId}";
+            var settings = new ReplicaSettings(id, TorchRuntime.ParseDevice(result.GetValue(device)!), Math.Max(1, result.GetValue(loaderThreads)),
+                Math.Max(1, result.GetValue(evalBatch)), result.GetValue(data), FaultInjection.Parse(id, result.GetValue(fault)));
             var endpoint = new ClusterEndpoint(address, result.GetValue(port), result.GetValue(seeds), result.GetValue(config));
-            return RunAsync(settings, endpoint, result.GetValue(dataPort)).GetAwaiter().GetResult();
+            double coordinatorTimeout = result.GetValue(wait);
+            if (coordinatorTimeout <= 0) throw new ArgumentException($"--coordinator-timeout {coordinatorTimeout} must be positive");
+            return RunAsync(settings, endpoint, result.GetValue(dataPort), TimeSpan.FromSeconds(coordinatorTimeout)).GetAwaiter().GetResult();
         });
     }
 
-    static async Task<int> RunAsync(ReplicaSettings settings, ClusterEndpoint endpoint, int dataPort)
+    /// <summary>
+    /// Serves jobs until one ends. When the coordinator is lost, the replica stays (a restarted coordinator continues from
+    /// it): the worker stops its steps, leaves the old cluster and joins the coordinator's address anew, for up to
+    /// <paramref name="coordinatorTimeout"/>.
+    /// </summary>
+    static async Task<int> RunAsync(ReplicaSettings settings, ClusterEndpoint endpoint, int dataPort, TimeSpan coordinatorTimeout)
     {
         string host = endpoint.Host!;
         // A name is advertised to peers; the data plane then listens on every interface.
@@ -50,15 +62,25 @@ static class WorkerCommand
             endpoints => endpoints.MapGrpcService<ReplicaStateService>());
         string dataEndpoint = $"http://{host}:{new Uri(bound).Port}";
 
-        var system = ClusterNode.Start("worker", endpoint);
-        var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var registration = new RegisterWorker(settings.WorkerId, dataEndpoint, settings.Device.ToString(), torch.get_num_threads());
-        system.ActorOf(Props.Create(() => new WorkerActor(registration, replica, exit)), "worker");
-        Console.WriteLine($"[{settings.WorkerId}] worker on {settings.Device} ({torch.get_num_threads()} threads), data plane {dataEndpoint}, " +
-            $"joining {string.Join(", ", endpoint.Seeds!.Select(ClusterNode.SeedAddress))}");
-        _ = system.WhenTerminated.ContinueWith(_ => exit.TrySetResult(1), TaskScheduler.Default); // e.g. downed by the split-brain resolver
-        int code = await exit.Task;
-        ClusterNode.Leave(system);
-        return code;
+        string id = settings.WorkerId;
+        Func<RegisterWorker> registration = () =>
+            new(id, dataEndpoint, settings.Device.ToString(), torch.get_num_threads(), replica.Held, replica.Generation);
+        string seeds = string.Join(", ", endpoint.Seeds!.Select(ClusterNode.SeedAddress));
+        Console.WriteLine($"[{id}] worker on {settings.Device} ({torch.get_num_threads()} threads), data plane {dataEndpoint}, joining {seeds}");
+        while (true)
+        {
+            var system = ClusterNode.Start("worker", endpoint);
+            var exit = new TaskCompletionSource<WorkerExit>(TaskCreationOptions.RunContinuationsAsynchronously);
+            system.ActorOf(Props.Create(() => new WorkerActor(registration, id, replica, coordinatorTimeout, exit)), "worker");
+            // Downed by the split-brain resolver: the coordinator was cut off from this worker.
+            _ = system.WhenTerminated.ContinueWith(_ => exit.TrySetResult(WorkerExit.CoordinatorLost), TaskScheduler.Default);
+            var ended = await exit.Task;
+            ClusterNode.Leave(system);
+            if (ended.ExitCode is int code) return code;
+            replica.Abort(replica.Generation);
+            await replica.Run(() => 0); // the aborted command has ended: the replica stands at a whole step
+            Console.WriteLine($"[{id}] lost the coordinator; keeping the replica ({replica.Held?.Step ?? 0} steps) and joining {seeds} again " +
+                $"for up to {coordinatorTimeout.TotalSeconds:0} s");
+        }
     }
 }

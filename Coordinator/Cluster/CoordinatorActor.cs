@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Cluster;
 using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Cluster;
 
@@ -12,7 +13,8 @@ sealed record Interrupted;
 
 /// <summary>
 /// The coordinator's actor (role <c>coordinator</c>): routes worker messages to the <see cref="TrainingJob"/>, keeps
-/// the worker addresses, watches them, and runs the job's background work. The job's state lives in the job.
+/// the worker addresses, watches them and their nodes, and runs the job's background work. The job's state lives in
+/// the job.
 /// </summary>
 sealed class CoordinatorActor : ReceiveActor, IJobHost
 {
@@ -28,21 +30,35 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
         {
             if (workers.TryGetValue(worker.WorkerId, out var known) && !known.Equals(Sender))
             {
-                Console.Error.WriteLine($"warning: a second worker named {worker.WorkerId} registered from {Sender.Path.Address}; ignored (names must be unique)");
-                return;
+                if (job.Knows(worker.WorkerId))
+                {
+                    Console.Error.WriteLine($"warning: a second worker named {worker.WorkerId} registered from {Sender.Path.Address}; ignored (names must be unique)");
+                    return;
+                }
+                Context.Unwatch(known); // a worker of that name that the job lost, now restarted
             }
             workers[worker.WorkerId] = Sender;
             Context.Watch(Sender);
             job.WorkerRegistered(worker);
         });
-        Receive<Terminated>(gone =>
-        {
-            foreach (var (id, _) in workers.Where(w => w.Value.Equals(gone.ActorRef)).ToArray())
-                job.WorkerLost(id, $"left the cluster (node {gone.ActorRef.Path.Address} is down or unreachable)");
-        });
+        Receive<Terminated>(gone => Lost(gone.ActorRef.Path.Address, "left the cluster"));
+        Receive<ClusterEvent.UnreachableMember>(e => Lost(e.Member.Address, "is unreachable (no heartbeat within the failure detector's pause)"));
+        Receive<ClusterEvent.MemberRemoved>(e => Lost(e.Member.Address, "was removed from the cluster"));
         Receive<LocalWorkerExited>(exited => job.WorkerLost(exited.WorkerId, $"process exited with code {exited.ExitCode}"));
         Receive<Interrupted>(_ => job.Interrupt());
         ReceiveAny(job.Handle);
+    }
+
+    protected override void PreStart() =>
+        Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+            typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberRemoved));
+
+    protected override void PostStop() => Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
+
+    void Lost(Address node, string why)
+    {
+        foreach (var (id, _) in workers.Where(w => w.Value.Path.Address.Equals(node)).ToArray())
+            job.WorkerLost(id, $"{why} (node {node})");
     }
 
     void IJobHost.Send(string workerId, object message)
@@ -50,8 +66,13 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
         if (workers.TryGetValue(workerId, out var worker)) worker.Tell(message, Self);
     }
 
-    void IJobHost.Background(string what, Func<Task<object>> work) =>
-        Task.Run(work).PipeTo(Self, failure: e => new BackgroundFailed(what, e.GetBaseException().Message));
+    void IJobHost.Background(Func<Task<object>> work, Func<string, object> failed) =>
+        Task.Run(work).PipeTo(Self, failure: e => failed(e.GetBaseException().Message));
+
+    void IJobHost.Down(string workerId)
+    {
+        if (workers.TryGetValue(workerId, out var worker)) Akka.Cluster.Cluster.Get(Context.System).Down(worker.Path.Address);
+    }
 
     void IJobHost.Ended(int exitCode) => exit.TrySetResult(exitCode);
 }

@@ -21,13 +21,19 @@ public static class ReplicaAgreement
     }
 
     /// <summary>A clear error naming the diverging workers, or null when all agree.</summary>
-    public static string? Describe(string what, long step, IReadOnlyList<(string Worker, string Checksum)> reports)
+    public static string? Describe(string what, long step, IReadOnlyList<(string Worker, string Checksum)> reports) =>
+        Describe(what, step, reports, Diverging(reports, out string reference), reference);
+
+    /// <summary>Do more than half of the replicas agree, so the job can go on with them alone?</summary>
+    public static bool MajorityAgrees(IReadOnlyList<(string Worker, string Checksum)> reports, IReadOnlyList<string> diverging) =>
+        diverging.Count * 2 < reports.Count;
+
+    public static string? Describe(string what, long step, IReadOnlyList<(string Worker, string Checksum)> reports, IReadOnlyList<string> diverging, string reference)
     {
-        var diverging = Diverging(reports, out string reference);
         if (diverging.Count == 0) return null;
         var holders = reports.Where(r => r.Checksum == reference).Select(r => r.Worker);
         var outliers = reports.Where(r => diverging.Contains(r.Worker)).Select(r => $"{r.Worker} has {r.Checksum}");
         return $"{string.Join(", ", diverging)} diverged: {what} at step {step} differ ({string.Join(", ", outliers)}; " +
-            $"{string.Join(", ", holders)} {(holders.Count() == 1 ? "has" : "have")} {reference}); the job stops rather than train replicas that disagree";
+            $"{string.Join(", ", holders)} {(holders.Count() == 1 ? "has" : "have")} {reference})";
     }
 }

@@ -4,18 +4,37 @@ namespace CondenseCluster.Shared.Cluster;
 // immutable; tensors never travel here: gradients and importance sums go over the gRPC ring, whole replica states
 // over the workers' state service.
 
-/// <summary>A worker that joined the cluster offers itself to the coordinator; it repeats this until accepted.</summary>
-public sealed record RegisterWorker(string WorkerId, string DataEndpoint, string Device, int Threads);
+/// <summary>
+/// A worker that joined the cluster offers itself to the coordinator; it repeats this until accepted. A worker that
+/// outlived a coordinator says which job its replica holds (<see cref="HeldReplica"/>), so a restarted coordinator
+/// can continue from the workers' memory instead of the last checkpoint, and which ring generation it was last in, so
+/// the coordinator's next one is newer.
+/// </summary>
+public sealed record RegisterWorker(string WorkerId, string DataEndpoint, string Device, int Threads, HeldReplica? Held = null, long RingGeneration = -1);
+
+/// <summary>A replica of the job whose configuration hashes to <paramref name="JobKey"/>, standing at <paramref name="Step"/>.</summary>
+public sealed record HeldReplica(string JobKey, long Step)
+{
+    /// <summary>A job's identity: a hash of its configuration as the coordinator sends it in <see cref="JoinJob.OptionsJson"/>.</summary>
+    public static string KeyOf(string optionsJson) =>
+        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(optionsJson)))[..16].ToLowerInvariant();
+}
 
 /// <summary>The coordinator knows the worker; it will be sent <see cref="JoinJob"/> when a job needs it.</summary>
 public sealed record WorkerAccepted(string WorkerId);
 
 /// <summary>
-/// Makes a registered worker rank <paramref name="Rank"/> of the job's ring. The worker builds its replica from the
-/// options (same seed, same initial weights everywhere) unless the coordinator then loads a state into it, and answers
-/// <see cref="ReplicaReady"/>. Gradients cross the ring in buckets of <paramref name="BucketFloats"/> values.
+/// Makes a registered worker rank <paramref name="Rank"/> of the job's ring of generation <paramref name="RingGeneration"/>;
+/// sent at the start and again whenever membership changes. The worker builds its replica from the options (same seed,
+/// same initial weights everywhere) or keeps the one it has; a replica not at <see cref="StateSource.Step"/> of
+/// <paramref name="From"/> first copies the whole state from that peer. It answers <see cref="ReplicaReady"/>.
+/// Gradients cross the ring in buckets of <paramref name="BucketFloats"/> values.
 /// </summary>
-public sealed record JoinJob(string OptionsJson, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery, long BucketFloats);
+public sealed record JoinJob(string OptionsJson, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery, long BucketFloats,
+    StateSource? From = null);
+
+/// <summary>A peer's replica-state service (its data endpoint) holding the job's state at <paramref name="Step"/>.</summary>
+public sealed record StateSource(string Endpoint, long Step);
 
 /// <summary>The replica is built (or loaded) and its ring is configured.</summary>
 public sealed record ReplicaReady(string WorkerId, long Step, string WeightChecksum);
@@ -30,6 +49,21 @@ public sealed record RunSteps(long From, long To);
 public sealed record StepReport(
     string WorkerId, long Step, double LossSum, int Correct, int Samples,
     double ComputeMs, double AllReduceMs, double DataWaitMs, string? WeightChecksum);
+
+/// <summary>
+/// End the running segment early, so that a joining worker can be admitted: every replica of ring generation
+/// <paramref name="RingGeneration"/> stops after the same step, agreed through the ring (a flag summed with the gradients).
+/// </summary>
+public sealed record Yield(long RingGeneration);
+
+/// <summary>
+/// Stop whatever runs on ring generation <paramref name="RingGeneration"/> (a peer is gone): an all-reduce in flight is
+/// cut, its step discarded. The worker answers <see cref="StepsAborted"/> once its replica is idle.
+/// </summary>
+public sealed record AbortSteps(long RingGeneration);
+
+/// <summary>The replica is idle and stands at <paramref name="Step"/> (steps before it are complete and applied).</summary>
+public sealed record StepsAborted(string WorkerId, long Step);
 
 /// <summary>The worker finished <see cref="RunSteps"/> up to <paramref name="Step"/> (exclusive).</summary>
 public sealed record StepsDone(string WorkerId, long Step, string WeightChecksum);
@@ -76,8 +110,15 @@ public sealed record PrepareState(long Step);
 /// <summary>The worker's state can be fetched from its state service.</summary>
 public sealed record StatePrepared(string WorkerId, long Step, string WeightChecksum);
 
-/// <summary>A worker could not carry out a command; the job stops with this error.</summary>
-public sealed record WorkerFailed(string WorkerId, string Error);
+/// <summary>
+/// A worker could not carry out a command. <paramref name="DataPlane"/>: its ring failed (a peer may be gone; the job
+/// recovers with the live workers); otherwise the worker itself cannot go on (e.g. its copy of the data is corrupt)
+/// and is excluded from the job.
+/// </summary>
+public sealed record WorkerFailed(string WorkerId, string Error, bool DataPlane = false);
 
-/// <summary>The job is over: workers leave the cluster and exit.</summary>
+/// <summary>The job is over: the worker leaves the cluster and exits.</summary>
 public sealed record JobEnded(string Reason);
+
+/// <summary>The job goes on without this worker (it failed, diverged or broke the protocol): it leaves and exits with an error.</summary>
+public sealed record Excluded(string Reason);

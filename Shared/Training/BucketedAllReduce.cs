@@ -18,7 +18,8 @@ public static class BucketedAllReduce
 
     /// <summary>
     /// Replaces <paramref name="flat"/> by its sum over the ring; <paramref name="host"/> is its host staging buffer and
-    /// <paramref name="allReduce"/> sums one bucket of it (in place) across the ring.
+    /// <paramref name="allReduce"/> sums one bucket of it (in place) across the ring. Values of <paramref name="host"/>
+    /// beyond the tensor's length (control flags the caller set) are summed with the last bucket.
     /// </summary>
     public static void Run(Tensor flat, float[] host, long bucketFloats, Func<Memory<float>, Task> allReduce)
     {
@@ -30,7 +31,7 @@ public static class BucketedAllReduce
         using (var first = View(0)) HostBuffer.Gather([first], host.AsSpan(ranges[0].Start, ranges[0].Length));
         for (int b = 0; b < buckets; b++)
         {
-            var reducing = allReduce(host.AsMemory(ranges[b].Start, ranges[b].Length));
+            var reducing = allReduce(b + 1 < buckets ? host.AsMemory(ranges[b].Start, ranges[b].Length) : host.AsMemory(ranges[b].Start));
             if (b + 1 < buckets)
                 using (var next = View(b + 1)) HostBuffer.Gather([next], host.AsSpan(ranges[b + 1].Start, ranges[b + 1].Length));
             if (b > 0)

@@ -19,9 +19,12 @@ public class TrainingJobTests : TempFolderTest
     sealed class RecordingHost : IJobHost
     {
         public List<(string Worker, object Message)> Sent { get; } = [];
+        public List<string> Downed { get; } = [];
+        public int Background { get; private set; }
         public int? ExitCode { get; private set; }
         public void Send(string workerId, object message) => Sent.Add((workerId, message));
-        public void Background(string what, Func<Task<object>> work) => throw new InvalidOperationException($"no background work expected here: {what}");
+        void IJobHost.Background(Func<Task<object>> work, Func<string, object> failed) => Background++; // never run: probes find no one gone
+        public void Down(string workerId) => Downed.Add(workerId);
         public void Ended(int exitCode) => ExitCode = exitCode;
         public T[] All<T>() => Sent.Select(s => s.Message).OfType<T>().ToArray();
     }
@@ -30,6 +33,7 @@ public class TrainingJobTests : TempFolderTest
     {
         public Task<byte[]> FetchAsync(string endpoint, long step) => throw new InvalidOperationException();
         public Task<string> LoadAsync(string endpoint, long step, byte[] state) => throw new InvalidOperationException();
+        public Task<bool> GoneAsync(string endpoint) => throw new InvalidOperationException();
     }
 
     // 640 samples / 64 = 10 steps; with C = 4, stage 1 starts at step 2 (progress 0.2 ≥ 1/6).
@@ -102,39 +106,104 @@ public class TrainingJobTests : TempFolderTest
     }
 
     [Fact]
-    public void AWorkerWhoseMaskChecksumDiffersStopsTheJobByName()
+    public void AWorkerWhoseMaskChecksumDiffersIsExcludedByNameAndTheOthersResendTheSameMasks()
     {
-        string[] workers = ["worker-1", "worker-2"];
+        string[] workers = ["worker-1", "worker-2", "worker-3"];
         var job = StartedJob(workers);
         var expected = BroadcastFirstMasks(job, workers);
 
         job.Handle(new MasksApplied("worker-1", 1, ModelCondensing.Checksum(expected), "after-2"));
         job.Handle(new MasksApplied("worker-2", 1, "0123456789abcdef", "after-2"));
-        Assert.Equal(1, host.ExitCode);
-        Assert.Contains(observer.Events, e => e.StartsWith("error: worker-2 diverged") && e.Contains("0123456789abcdef"));
-        Assert.Equal(workers, host.Sent.Where(s => s.Message is JobEnded).Select(s => s.Worker));
-        Assert.DoesNotContain(host.All<RunSteps>(), r => r.From == 2);
+        Assert.Null(host.ExitCode);
+        var excluded = Assert.Single(host.Sent, s => s.Message is Excluded);
+        Assert.Equal("worker-2", excluded.Worker);
+        Assert.Contains(observer.Events, e => e.StartsWith("worker-2 lost: worker-2 diverged") && e.Contains("0123456789abcdef"));
+
+        Reformed(job, ["worker-1", "worker-3"], at: 2);
+        var resent = host.Sent.Where(s => s.Message is ApplyMasks).Skip(3).ToArray();
+        Assert.Equal(["worker-1", "worker-3"], resent.Select(s => s.Worker));
+        Assert.All(resent, s => Assert.Equal(1, ((ApplyMasks)s.Message).MaskVersion)); // the same decision, not a new one
     }
 
     [Fact]
-    public void AWorkerWhoseWeightsDivergeIsNamedAtTheStepItReports()
+    public void AMinorityWhoseWeightsDivergeIsExcludedNamedAtTheStepItReports()
     {
         string[] workers = ["worker-1", "worker-2", "worker-3"];
         var job = StartedJob(workers);
         job.Handle(new StepReport("worker-1", 0, 2.3 * 32, 3, 32, 10, 1, 0, "same"));
         job.Handle(new StepReport("worker-2", 0, 2.3 * 16, 2, 16, 10, 1, 0, "other"));
         job.Handle(new StepReport("worker-3", 0, 2.3 * 16, 1, 16, 10, 1, 0, "same"));
-        Assert.Equal(1, host.ExitCode);
-        Assert.Contains(observer.Events, e => e.StartsWith("error: worker-2 diverged: weights at step 1 differ (worker-2 has other; worker-1, worker-3 have same)"));
+        Assert.Null(host.ExitCode);
+        Assert.Contains(observer.Events, e => e.StartsWith("worker-2 lost: worker-2 diverged: weights at step 1 differ (worker-2 has other; worker-1, worker-3 have same)"));
+        Assert.Equal(["worker-1", "worker-3"], host.Sent.Where(s => s.Message is AbortSteps).Select(s => s.Worker));
     }
 
     [Fact]
-    public void AWorkersRingErrorNamesThePeerBehindTheEndpoint()
+    public void TwoReplicasThatDisagreeWithoutAMajorityStopTheJob()
     {
         var job = StartedJob("worker-1", "worker-2");
-        job.Handle(new WorkerFailed("worker-1", "StreamBroken: rank 0, all-reduce 3: receiving from rank 1 (http://worker-2:1): its stream broke"));
+        job.Handle(new StepsDone("worker-1", 2, "one"));
+        job.Handle(new StepsDone("worker-2", 2, "other"));
         Assert.Equal(1, host.ExitCode);
+        Assert.Contains(observer.Events, e => e.StartsWith("error: worker-2 diverged") && e.EndsWith("the job stops rather than train replicas that disagree"));
+    }
+
+    [Fact]
+    public void AWorkersRingErrorNamesThePeerBehindTheEndpointAndStartsARecovery()
+    {
+        var job = StartedJob("worker-1", "worker-2");
+        job.Handle(new WorkerFailed("worker-1", "StreamBroken: rank 0, all-reduce 3: receiving from rank 1 (http://worker-2:1): its stream broke", DataPlane: true));
+        Assert.Null(host.ExitCode);
         Assert.Contains(observer.Events, e => e.Contains("receiving from rank 1 (worker-2 at http://worker-2:1)"));
+        Assert.Equal(["worker-1", "worker-2"], host.Sent.Where(s => s.Message is AbortSteps).Select(s => s.Worker));
+        Assert.Equal(1, host.Background); // the probe of endpoints that do not answer
+    }
+
+    [Fact]
+    public void AfterALossTheSurvivorsContinueFromTheFurthestStepAndRedoTheStepInFlight()
+    {
+        var job = StartedJob("worker-1", "worker-2", "worker-3");
+        job.Handle(new StepReport("worker-1", 0, 2.0 * 22, 8, 22, 100, 5, 1, null));
+        job.WorkerLost("worker-3", "process exited with code 137");
+        Assert.Equal(["worker-3"], host.Downed);
+        Assert.Equal(["worker-1", "worker-2"], host.Sent.Where(s => s.Message is AbortSteps).Select(s => s.Worker));
+        // worker-1 completed step 0 before the ring broke, worker-2 did not receive all of it: it copies worker-1's state.
+        job.Handle(new StepsAborted("worker-1", 1));
+        job.Handle(new StepsAborted("worker-2", 0));
+        var joins = host.All<JoinJob>().Skip(3).ToArray();
+        Assert.Equal([0, 1], joins.Select(j => j.Rank));
+        Assert.All(joins, j => Assert.Equal(new StateSource("http://worker-1:1", 1), j.From));
+        Assert.All(joins, j => Assert.Equal(2, j.RingGeneration));
+        Assert.Contains(observer.Events, e => e.Contains("2 workers continue from step 1, step 1 is redone; worker-2 copy the state of step 1 from worker-1"));
+        // Step 0 counts once, with the reports there are.
+        Assert.Equal([0L], observer.Steps.Select(s => s.Step));
+
+        foreach (var w in new[] { "worker-1", "worker-2" }) job.Handle(new ReplicaReady(w, 1, "at-1"));
+        Assert.Equal(new RunSteps(1, 2), host.All<RunSteps>().Last());
+        Assert.Contains(observer.Events, e => e.StartsWith("recovered from the loss of worker-3: training continues at step 1 with 2 workers"));
+    }
+
+    [Fact]
+    public void AWorkerThatRegistersMidJobIsAdmittedAtTheNextStepWithAPeersState()
+    {
+        var job = StartedJob("worker-1", "worker-2");
+        job.WorkerRegistered(new RegisterWorker("worker-3", "http://worker-3:1", "cpu", 1));
+        Assert.Equal([("worker-1", 1L), ("worker-2", 1L)], host.Sent.Where(s => s.Message is Yield).Select(s => (s.Worker, ((Yield)s.Message).RingGeneration)));
+        // The ring agreed to stop after step 1 of the segment [0, 2).
+        foreach (var w in new[] { "worker-1", "worker-2" }) job.Handle(new StepsDone(w, 1, "at-1"));
+        var joins = host.Sent.Where(s => s.Message is JoinJob).Skip(2).ToArray();
+        Assert.Equal(["worker-1", "worker-2", "worker-3"], joins.Select(j => j.Worker));
+        Assert.All(joins, j => Assert.Equal(new StateSource("http://worker-1:1", 1), ((JoinJob)j.Message).From));
+        Reformed(job, ["worker-1", "worker-2", "worker-3"], at: 1, alreadyFormed: true);
+        Assert.Equal(3, host.All<RunSteps>().Count(r => r == new RunSteps(1, 2)));
+    }
+
+    /// <summary>Answers a recovery's abort with <paramref name="at"/> from every survivor and the new ring's join.</summary>
+    void Reformed(TrainingJob job, string[] survivors, long at, bool alreadyFormed = false)
+    {
+        if (!alreadyFormed) foreach (var w in survivors) job.Handle(new StepsAborted(w, at));
+        foreach (var w in survivors) job.Handle(new ReplicaReady(w, at, $"at-{at}"));
+        Assert.Null(host.ExitCode);
     }
 
     [Fact]
