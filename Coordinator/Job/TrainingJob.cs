@@ -68,7 +68,6 @@ public sealed class TrainingJob
     readonly IReplicaStates states;
     readonly CheckpointStore store;
     readonly ClusterSettings cluster;
-    readonly (int Groups, int InChannels)[] layers;
     (long Step, byte[] State)? resume;
     readonly List<Member> members = [], joiners = [];
     readonly List<Boundary> boundaries = [];
@@ -108,17 +107,23 @@ public sealed class TrainingJob
         schedule = new JobSchedule(plan, options.Model.CondenseFactor, options.CheckpointEverySteps,
             Math.Min(plan.TotalSteps, run.StopAfterStep ?? plan.TotalSteps));
         store = new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints"));
-        // The coordinator decides masks, so it keeps them: read from a model of the job's shape (and the resumed state).
-        using var mirror = new CondenseNet(options.Model);
+        // The coordinator decides masks, so it keeps them: those of a new model of the job's shape, or of the resumed state.
         if (resumeFrom is not null)
         {
-            var state = resumeFrom.ReadState();
-            using (var reader = new BinaryReader(new MemoryStream(state))) mirror.load(reader, strict: true);
-            resume = (resumeFrom.Header.Step, state);
+            resume = (resumeFrom.Header.Step, resumeFrom.ReadState());
             step = first = resumeFrom.Header.Step;
         }
-        layers = mirror.LearnedLayers.Select(l => (l.Layer.Groups, l.Layer.InChannels)).ToArray();
+        using var mirror = Model(resume?.State);
         masks = ModelCondensing.Masks(mirror);
+    }
+
+    /// <summary>A model of the job's shape on the CPU, holding <paramref name="state"/> (a replica's, <see cref="TrainingEngine.SaveState"/>'s format) if given.</summary>
+    CondenseNet Model(byte[]? state)
+    {
+        var model = new CondenseNet(options.Model);
+        if (state is not null)
+            using (var reader = new BinaryReader(new MemoryStream(state))) model.load(reader, strict: true);
+        return model;
     }
 
     public long MaskVersion => maskVersion;
@@ -320,9 +325,7 @@ public sealed class TrainingJob
             var (source, at) = (members[0], step);
             Background($"reading the masks of {source.Id}", async () =>
             {
-                byte[] state = await states.FetchAsync(source.Endpoint, at);
-                using var mirror = new CondenseNet(options.Model);
-                using (var reader = new BinaryReader(new MemoryStream(state))) mirror.load(reader, strict: true);
+                using var mirror = Model(await states.FetchAsync(source.Endpoint, at));
                 return new MasksRead(ModelCondensing.Masks(mirror));
             });
             return;
@@ -397,7 +400,7 @@ public sealed class TrainingJob
             case Boundary.Condense:
                 phase = Phase.Importance;
                 maskVersion++;
-                importance = new float[layers.Length][,];
+                importance = new float[masks.Count][,];
                 importanceReceived = 0;
                 SendAll(new ComputeImportance(maskVersion));
                 pending.Clear(); // rank 0 answers with the layers; every worker's failure still arrives as WorkerFailed
@@ -446,9 +449,9 @@ public sealed class TrainingJob
         float[,] matrix;
         try
         {
-            if (layer.Layer < 0 || layer.Layer >= layers.Length) throw new ArgumentException($"importance of layer {layer.Layer}, the model has {layers.Length}");
-            var (groups, inputs) = layers[layer.Layer];
-            matrix = layer.Matrix(groups, inputs);
+            if (layer.Layer < 0 || layer.Layer >= masks.Count) throw new ArgumentException($"importance of layer {layer.Layer}, the model has {masks.Count}");
+            var kept = masks[layer.Layer].Kept;
+            matrix = layer.Matrix(kept.GetLength(0), kept.GetLength(1));
         }
         catch (ArgumentException e)
         {
@@ -457,7 +460,7 @@ public sealed class TrainingJob
         }
         if (importance[layer.Layer] is null) importanceReceived++;
         importance[layer.Layer] = matrix;
-        if (importanceReceived < layers.Length) return;
+        if (importanceReceived < masks.Count) return;
 
         double progress = CondensingSchedule.Progress(step, plan.TotalSteps);
         (decided, int moved) = ModelCondensing.Decide(masks, progress, options.Model.CondenseFactor, i => importance[i]);
@@ -527,8 +530,7 @@ public sealed class TrainingJob
         Background("finishing the job", async () =>
         {
             await writing;
-            using var model = new CondenseNet(options.Model).to(run.Device);
-            using (var reader = new BinaryReader(new MemoryStream(state))) model.load(reader, strict: true);
+            using var model = Model(state).to(run.Device);
             return new JobCompleted(TrainingCompletion.Finish(model, options, run, data, totals, test, stopped, observer));
         });
     }
