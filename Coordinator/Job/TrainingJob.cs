@@ -167,9 +167,9 @@ public sealed class TrainingJob
     public void Handle(object message)
     {
         if (phase == Phase.Ended) return;
-        if (Sender(message) is string worker && !Knows(worker))
+        if (message is IWorkerReply reply && !Knows(reply.WorkerId))
         {
-            observer.Event($"ignored {message.GetType().Name} from {worker}, which is not part of the job");
+            observer.Event($"ignored {message.GetType().Name} from {reply.WorkerId}, which is not part of the job");
             return;
         }
         try { Dispatch(message); }
@@ -179,13 +179,6 @@ public sealed class TrainingJob
             Fail($"internal error handling {message.GetType().Name}: {e}");
         }
     }
-
-    static string? Sender(object message) => message switch
-    {
-        ReplicaReady m => m.WorkerId, StepReport m => m.WorkerId, StepsDone m => m.WorkerId, StepsAborted m => m.WorkerId,
-        MasksApplied m => m.WorkerId, ShardEvaluated m => m.WorkerId, StatePrepared m => m.WorkerId, WorkerFailed m => m.WorkerId,
-        _ => null,
-    };
 
     void Dispatch(object message)
     {
@@ -247,7 +240,7 @@ public sealed class TrainingJob
             case JobCompleted when phase == Phase.Finishing: End(0, "the job completed"); break;
             case StepsDone or StepsAborted or ReplicaReady or MasksApplied or LayerImportance when phase == Phase.Recovering:
                 break; // answers to what the recovery cut short
-            default: observer.Event($"ignored an unexpected {message.GetType().Name}{(Sender(message) is string w ? $" from {w}" : "")} in phase {phase}"); break;
+            default: observer.Event($"ignored an unexpected {message.GetType().Name}{(message is IWorkerReply r ? $" from {r.WorkerId}" : "")} in phase {phase}"); break;
         }
     }
 

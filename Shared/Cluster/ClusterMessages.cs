@@ -4,6 +4,12 @@ namespace CondenseCluster.Shared.Cluster;
 // immutable; tensors never travel here: gradients and importance sums go over the gRPC ring, whole replica states
 // over the workers' state service.
 
+/// <summary>What a worker sends about the job's work: the coordinator takes it only from workers that are part of the job.</summary>
+public interface IWorkerReply
+{
+    string WorkerId { get; }
+}
+
 /// <summary>
 /// A worker that joined the cluster offers itself to the coordinator; it repeats this until accepted. A worker that
 /// outlived a coordinator says which job its replica holds (<see cref="HeldReplica"/>), so a restarted coordinator
@@ -37,7 +43,7 @@ public sealed record JoinJob(string OptionsJson, int Rank, IReadOnlyList<string>
 public sealed record StateSource(string Endpoint, long Step);
 
 /// <summary>The replica is built (or loaded) and its ring is configured.</summary>
-public sealed record ReplicaReady(string WorkerId, long Step, string WeightChecksum);
+public sealed record ReplicaReady(string WorkerId, long Step, string WeightChecksum) : IWorkerReply;
 
 /// <summary>Run global steps [From, To) without the coordinator, reporting each one; To is the next boundary.</summary>
 public sealed record RunSteps(long From, long To);
@@ -48,7 +54,7 @@ public sealed record RunSteps(long From, long To);
 /// </summary>
 public sealed record StepReport(
     string WorkerId, long Step, double LossSum, int Correct, int Samples,
-    double ComputeMs, double AllReduceMs, double DataWaitMs, string? WeightChecksum);
+    double ComputeMs, double AllReduceMs, double DataWaitMs, string? WeightChecksum) : IWorkerReply;
 
 /// <summary>
 /// End the running segment early, so that a joining worker can be admitted: every replica of ring generation
@@ -63,10 +69,10 @@ public sealed record Yield(long RingGeneration);
 public sealed record AbortSteps(long RingGeneration);
 
 /// <summary>The replica is idle and stands at <paramref name="Step"/> (steps before it are complete and applied).</summary>
-public sealed record StepsAborted(string WorkerId, long Step);
+public sealed record StepsAborted(string WorkerId, long Step) : IWorkerReply;
 
 /// <summary>The worker finished <see cref="RunSteps"/> up to <paramref name="Step"/> (exclusive).</summary>
-public sealed record StepsDone(string WorkerId, long Step, string WeightChecksum);
+public sealed record StepsDone(string WorkerId, long Step, string WeightChecksum) : IWorkerReply;
 
 /// <summary>Workers average their per-layer importance over the ring; rank 0 sends it, one message per layer.</summary>
 public sealed record ComputeImportance(long MaskVersion);
@@ -96,26 +102,26 @@ public sealed record LayerImportance(long MaskVersion, int Layer, byte[] Values)
 public sealed record ApplyMasks(long MaskVersion, long Step, IReadOnlyList<int> Stages, IReadOnlyList<byte[]> KeptColumns);
 
 /// <summary>The worker installed a mask version; the checksums let the coordinator verify every replica agrees.</summary>
-public sealed record MasksApplied(string WorkerId, long MaskVersion, string MaskChecksum, string WeightChecksum);
+public sealed record MasksApplied(string WorkerId, long MaskVersion, string MaskChecksum, string WeightChecksum) : IWorkerReply;
 
 /// <summary>Average BatchNorm statistics over the ring (once per step), then evaluate this worker's test shard.</summary>
 public sealed record EvaluateShard(long Step);
 
 /// <summary>Accuracy (fractions) and mean loss on a worker's test shard of <paramref name="Samples"/> images.</summary>
-public sealed record ShardEvaluated(string WorkerId, long Step, double Top1, double Top5, double Loss, int Samples);
+public sealed record ShardEvaluated(string WorkerId, long Step, double Top1, double Top5, double Loss, int Samples) : IWorkerReply;
 
 /// <summary>Average BatchNorm statistics over the ring (once per step) so the state the coordinator fetches is the job's.</summary>
 public sealed record PrepareState(long Step);
 
 /// <summary>The worker's state can be fetched from its state service.</summary>
-public sealed record StatePrepared(string WorkerId, long Step, string WeightChecksum);
+public sealed record StatePrepared(string WorkerId, long Step, string WeightChecksum) : IWorkerReply;
 
 /// <summary>
 /// A worker could not carry out a command. <paramref name="DataPlane"/>: its ring failed (a peer may be gone; the job
 /// recovers with the live workers); otherwise the worker itself cannot go on (e.g. its copy of the data is corrupt)
 /// and is excluded from the job.
 /// </summary>
-public sealed record WorkerFailed(string WorkerId, string Error, bool DataPlane = false);
+public sealed record WorkerFailed(string WorkerId, string Error, bool DataPlane = false) : IWorkerReply;
 
 /// <summary>The job is over: the worker leaves the cluster and exits.</summary>
 public sealed record JobEnded(string Reason);
