@@ -251,7 +251,7 @@ public sealed class TrainingJob
     /// <summary>Forms the first ring; a restarted coordinator continues from the workers' memory when they hold the job further than the checkpoint.</summary>
     void Join()
     {
-        members.Sort((a, b) => string.CompareOrdinal(a.Id, b.Id)); // ranks independent of who registered first
+        Admit();
         observer.Event($"cluster formed: {string.Join(", ", members.Select((m, rank) => $"{m.Id} (rank {rank})"))}");
         var holder = members.Where(m => m.Held is { } held && held.JobKey == jobKey && held.Step > step)
             .OrderByDescending(m => m.Held!.Step).FirstOrDefault();
@@ -372,11 +372,8 @@ public sealed class TrainingJob
             case Boundary.Run when joiners.Count > 0:
                 // Admit new workers now, at a step boundary: they copy rank 0's state and the segment runs on the larger ring.
                 boundaries.Insert(0, Boundary.Run);
-                var admitted = joiners.Select(j => j.Id).ToArray();
-                members.AddRange(joiners);
-                joiners.Clear();
-                members.Sort((a, b) => string.CompareOrdinal(a.Id, b.Id));
-                var source = members.First(m => !admitted.Contains(m.Id));
+                var source = members[0];
+                var admitted = Admit();
                 rejoinClock.Restart();
                 FormRing(new StateSource(source.Endpoint, step), $"{string.Join(", ", admitted)} admitted at step {step} with the state of {source.Id}");
                 break;
@@ -606,7 +603,6 @@ public sealed class TrainingJob
     void Replan()
     {
         long furthest = aborted.Values.Max();
-        members.Sort((a, b) => string.CompareOrdinal(a.Id, b.Id));
         var source = members.First(m => aborted[m.Id] == furthest);
         var behind = members.Where(m => aborted[m.Id] < furthest).Select(m => m.Id).ToArray();
         // Steps some survivor completed count with the reports there are; reports of steps to be redone are dropped.
@@ -623,12 +619,20 @@ public sealed class TrainingJob
         else if (started && interrupted != Phase.Joining) boundaries.Insert(0, current);
         string redo = interrupted == Phase.Running && furthest < runTo ? $"step {furthest} is redone" : "no step is redone";
         step = furthest;
-        members.AddRange(joiners);
-        joiners.Clear();
-        members.Sort((a, b) => string.CompareOrdinal(a.Id, b.Id));
+        Admit();
         observer.Event($"re-planned after {rejoinClock.Elapsed.TotalSeconds:F2} s: {members.Count} workers continue from step {furthest}, {redo}" +
             (behind.Length > 0 ? $"; {string.Join(", ", behind)} copy the state of step {furthest} from {source.Id}" : ""));
         FormRing(new StateSource(source.Endpoint, furthest), rejoinReason!);
+    }
+
+    /// <summary>Makes the waiting workers members; members stay ordered by name, which is their rank, whoever registered first.</summary>
+    string[] Admit()
+    {
+        var admitted = joiners.Select(j => j.Id).ToArray();
+        members.AddRange(joiners);
+        joiners.Clear();
+        members.Sort((a, b) => string.CompareOrdinal(a.Id, b.Id));
+        return admitted;
     }
 
     void Background(string what, Func<Task<object>> work)
