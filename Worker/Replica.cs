@@ -66,8 +66,11 @@ sealed class Replica : IAsyncDisposable
 
     TrainingEngine Engine => engine ?? throw new InvalidOperationException("this worker has not joined a job yet");
 
+    /// <summary>The global steps this replica has completed; any thread.</summary>
+    public long Step => Interlocked.Read(ref step);
+
     /// <summary>The job this replica holds and its step, for a coordinator that restarted; any thread.</summary>
-    public HeldReplica? Held => Volatile.Read(ref jobKey) is string key ? new HeldReplica(key, Interlocked.Read(ref step)) : null;
+    public HeldReplica? Held => Volatile.Read(ref jobKey) is string key ? new HeldReplica(key, Step) : null;
 
     /// <summary>The ring generation this replica is a member of (-1: none yet); any thread.</summary>
     public long Generation => Interlocked.Read(ref generation);
@@ -101,13 +104,15 @@ sealed class Replica : IAsyncDisposable
         dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration);
         Interlocked.Exchange(ref generation, job.RingGeneration);
         batchNormAveragedAt = -1;
+        string checksum;
         if (job.From is { } source && source.Step != step)
         {
             log($"copying the job's state at step {source.Step} from {source.Endpoint} (this replica is at step {step})");
-            Load(peers.FetchAsync(source.Endpoint, source.Step).GetAwaiter().GetResult(), source.Step);
+            checksum = Load(peers.FetchAsync(source.Endpoint, source.Step).GetAwaiter().GetResult(), source.Step);
         }
+        else checksum = ReplicaChecksum.Weights(Engine.Model);
         jobKey = key;
-        return new ReplicaReady(settings.WorkerId, step, ReplicaChecksum.Weights(Engine.Model));
+        return new ReplicaReady(settings.WorkerId, step, checksum);
     }
 
     /// <summary>

@@ -73,7 +73,7 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
         Receive<AbortSteps>(request =>
         {
             replica.Abort(request.RingGeneration);
-            Reply(() => new StepsAborted(id, replica.Held?.Step ?? 0)); // runs once the aborted command has ended
+            Reply(() => new StepsAborted(id, replica.Step)); // runs once the aborted command has ended
         });
         Receive<ComputeImportance>(request => Reply(() => replica.AverageImportance(request.MaskVersion)));
         Receive<ApplyMasks>(masks => Reply(() => replica.ApplyMasks(masks)));

@@ -79,7 +79,7 @@ static class WorkerCommand
             if (ended.ExitCode is int code) return code;
             replica.Abort(replica.Generation);
             await replica.Run(() => 0); // the aborted command has ended: the replica stands at a whole step
-            Console.WriteLine($"[{id}] lost the coordinator; keeping the replica ({replica.Held?.Step ?? 0} steps) and joining {seeds} again " +
+            Console.WriteLine($"[{id}] lost the coordinator; keeping the replica ({replica.Step} steps) and joining {seeds} again " +
                 $"for up to {coordinatorTimeout.TotalSeconds:0} s");
         }
     }
