@@ -1,6 +1,31 @@
 using System.Diagnostics;
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Storage;
 
 namespace CondenseCluster.Tests;
+
+/// <summary>Two trained models of the same job, saved as model files, compared.</summary>
+static class SavedModels
+{
+    /// <summary>
+    /// The largest difference of a parameter relative to the expected parameter's scale, and the checksums of both
+    /// models' masks.
+    /// </summary>
+    public static (double MaxRelativeDifference, string ExpectedMasks, string ActualMasks) Compare(string expectedFile, string actualFile)
+    {
+        using var expected = ModelFile.Load(expectedFile);
+        using var actual = ModelFile.Load(actualFile);
+        var weights = expected.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        double worst = 0;
+        foreach (var (name, parameter) in actual.named_parameters())
+        {
+            using var difference = (parameter - weights[name]).abs().max();
+            using var scale = weights[name].abs().max();
+            worst = Math.Max(worst, difference.item<float>() / Math.Max(scale.item<float>(), 1e-12));
+        }
+        return (worst, ModelCondensing.Checksum(ModelCondensing.Masks(expected)), ModelCondensing.Checksum(ModelCondensing.Masks(actual)));
+    }
+}
 
 /// <summary>A fresh temporary folder per test, removed afterwards.</summary>
 public abstract class TempFolderTest : IDisposable
