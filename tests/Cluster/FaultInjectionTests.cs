@@ -16,19 +16,28 @@ namespace CondenseCluster.Tests.Cluster;
 /// the masks are identical, that every step is counted once, and prints how long recovery took.
 /// </summary>
 [Collection(ClusterProcesses.Name)]
-public class FaultInjectionTests(ITestOutputHelper log) : TempFolderTest
+public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.FaultFreeRun reference) : TempFolderTest, IClassFixture<FaultInjectionTests.FaultFreeRun>
 {
     // 6,000 samples / 48 = 125 steps an epoch, M = 3 micro-batches of 16; with C = 4 masks move before step 21.
     const int LastStep = 24;
     static readonly string[] Job = ["--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset, "--seed", "7",
         "--batch-size", "48", "--micro-batches", "3", "--lr", "0.01", "--stop-after", $"{LastStep}", "--recovery-steps", "0"];
-    static readonly Lazy<string> Reference = new(() =>
+
+    /// <summary>The job without faults, in one process with the same micro-batches: trained once for all scenarios.</summary>
+    public sealed class FaultFreeRun : TempFolderTest
     {
-        string folder = Path.Combine(Directory.CreateTempSubdirectory("cc-fault-reference-").FullName, "run");
-        var (code, output) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. Job, "--out", folder]);
-        Assert.True(code == 0, output);
-        return Path.Combine(folder, "model-trained.ccm");
-    });
+        readonly Lazy<string> model;
+
+        public FaultFreeRun() => model = new(() =>
+        {
+            string folder = Path.Combine(Folder, "run");
+            var (code, output) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. Job, "--out", folder]);
+            Assert.True(code == 0, output);
+            return Path.Combine(folder, "model-trained.ccm");
+        });
+
+        public string Model => model.Value;
+    }
 
     [Fact]
     public void AWorkerKilledInComputeIsLeftOutAndTheStepRedone() => OneFault("worker-2", "kill@compute:5");
@@ -176,7 +185,7 @@ public class FaultInjectionTests(ITestOutputHelper log) : TempFolderTest
     void AssertMatchesFaultFreeRun(Run run, int survivors)
     {
         Assert.Contains($"all {survivors} replicas hold identical weights at step {LastStep}", run.Output);
-        var (worst, faultFreeMasks, recoveredMasks) = SavedModels.Compare(Reference.Value, Path.Combine(Folder, "run", "model-trained.ccm"));
+        var (worst, faultFreeMasks, recoveredMasks) = SavedModels.Compare(reference.Model, Path.Combine(Folder, "run", "model-trained.ccm"));
         Assert.Equal(faultFreeMasks, recoveredMasks);
         log.WriteLine($"max relative weight difference from the fault-free run: {worst:E2}");
         // Float summation order (the ring's sum of N partial sums vs one process's), amplified over 24 steps: measured
