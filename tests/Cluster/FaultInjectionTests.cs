@@ -86,7 +86,9 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
     {
         using var cluster = new Cluster(this, Folder);
         cluster.StartCoordinator();
-        cluster.StartWorker("worker-1");
+        // A straggler at step 20 holds the job (alive, so not excluded) long enough for the restarted process, which
+        // takes seconds to start, to register before the job ends.
+        cluster.StartWorker("worker-1", "--fault", "slow@compute:20");
         cluster.StartWorker("worker-2");
         cluster.StartWorker("worker-3", "--fault", "kill@compute:3");
         cluster.WaitFor("training continues at step 3 with 2 workers");
