@@ -15,10 +15,10 @@ static class ClusterTraining
 {
     public static int Run(TrainingOptions requested, RunSettings run, ClusterSettings cluster, ITrainingObserver observer)
     {
-        var resume = CheckpointStore.Resolve(run.ResumeFrom, observer.Event);
+        var resume = CheckpointStore.Resolve(run.ResumeFrom, warning => observer.Event(warning, EventKind.Checkpoint));
         var options = resume?.Header.Options ?? requested;
         options.Validate();
-        var data = Datasets.Open(options.Dataset, options.DataDir, observer.Event);
+        var data = Datasets.Open(options.Dataset, options.DataDir, message => observer.Event(message));
         Datasets.CheckFits(data.Train, options.Model);
         if (resume is not null) observer.Event($"resuming from {resume.Path} at step {resume.Header.Step} (its job configuration is used)");
 

@@ -17,11 +17,11 @@ public static class LocalTraining
     {
         var clock = Stopwatch.StartNew();
         var store = new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints"));
-        var resume = CheckpointStore.Resolve(run.ResumeFrom, observer.Event);
+        var resume = CheckpointStore.Resolve(run.ResumeFrom, warning => observer.Event(warning, EventKind.Checkpoint));
         var options = resume?.Header.Options ?? requested;
         options.Validate();
 
-        var (train, test) = Datasets.Open(options.Dataset, options.DataDir, observer.Event);
+        var (train, test) = Datasets.Open(options.Dataset, options.DataDir, message => observer.Event(message));
         Datasets.CheckFits(train, options.Model);
         var plan = new MicroBatchPlan(options.BatchSize, options.MicroBatches, train.Count, options.Epochs);
         plan.Validate();

@@ -17,7 +17,7 @@ public sealed class MetricsLog : ITrainingObserver, IDisposable
     public void Started(RunStarted run) => Write("start", run);
     public void Step(StepMetrics step) => Write("step", step);
     public void Epoch(EpochMetrics epoch) => Write("epoch", epoch);
-    public void Event(string message) => Write("event", new { message });
+    public void Event(string message, EventKind kind = EventKind.Info) => Write("event", new { message, kind = kind.ToString().ToLowerInvariant() });
     public void Finished(TrainingSummary summary) => Write("summary", summary);
 
     void Write<T>(string type, T value)

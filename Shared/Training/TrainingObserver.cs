@@ -1,3 +1,5 @@
+using CondenseCluster.Shared.Model;
+
 namespace CondenseCluster.Shared.Training;
 
 /// <summary>What a run is about to do.</summary>
@@ -23,15 +25,33 @@ public sealed record TrainingSummary(
 /// <summary>Medians of one worker's steps in milliseconds: the whole step, and its compute, all-reduce wait and data wait.</summary>
 public sealed record WorkerTimings(string Worker, long Steps, double StepMs, double ComputeMs, double AllReduceMs, double DataWaitMs);
 
-/// <summary>Receives progress of a training run: a console display, a metrics log, later the cluster dashboard.</summary>
+/// <summary>What a notable event is about; the dashboard's event log shows it.</summary>
+public enum EventKind { Info, Worker, Failure, Recovery, Condensing, Checkpoint, Evaluation }
+
+/// <summary>Where a worker stands in the job (cluster runs).</summary>
+public enum WorkerState { Registered, Training, Lost, Excluded, Finished }
+
+/// <summary>
+/// A worker's membership changed, or it reported a step (<paramref name="Step"/> is then its last one, with where the
+/// time went in milliseconds and the bytes it sent through the all-reduce).
+/// </summary>
+public sealed record WorkerReport(
+    string Worker, WorkerState State, string Device, int Threads, string Endpoint, string Detail = "",
+    long Step = -1, int Samples = 0, double ComputeMs = 0, double AllReduceMs = 0, double DataWaitMs = 0, long AllReduceBytes = 0);
+
+/// <summary>Receives progress of a training run: a console display, a metrics log, the control plane.</summary>
 public interface ITrainingObserver
 {
     void Started(RunStarted run);
     void Step(StepMetrics step);
     void Epoch(EpochMetrics epoch);
-    /// <summary>A notable event: condensing, checkpoints, conversion, data fallbacks.</summary>
-    void Event(string message);
+    /// <summary>A notable event: condensing, checkpoints, conversion, data fallbacks, workers joining and failing.</summary>
+    void Event(string message, EventKind kind = EventKind.Info);
     void Finished(TrainingSummary summary);
+    /// <summary>The masks in force from <paramref name="step"/> on (at the start, and after each condensing).</summary>
+    void Masks(long version, long step, IReadOnlyList<LayerMask> masks) { }
+    /// <summary>A worker of a cluster run registered, reported a step, or left.</summary>
+    void Worker(WorkerReport worker) { }
 }
 
 /// <summary>Forwards to several observers.</summary>
@@ -40,6 +60,8 @@ public sealed class Observers(params ITrainingObserver[] all) : ITrainingObserve
     public void Started(RunStarted run) { foreach (var o in all) o.Started(run); }
     public void Step(StepMetrics step) { foreach (var o in all) o.Step(step); }
     public void Epoch(EpochMetrics epoch) { foreach (var o in all) o.Epoch(epoch); }
-    public void Event(string message) { foreach (var o in all) o.Event(message); }
+    public void Event(string message, EventKind kind = EventKind.Info) { foreach (var o in all) o.Event(message, kind); }
     public void Finished(TrainingSummary summary) { foreach (var o in all) o.Finished(summary); }
+    public void Masks(long version, long step, IReadOnlyList<LayerMask> masks) { foreach (var o in all) o.Masks(version, step, masks); }
+    public void Worker(WorkerReport worker) { foreach (var o in all) o.Worker(worker); }
 }

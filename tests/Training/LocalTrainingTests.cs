@@ -115,6 +115,6 @@ sealed class RecordingObserver : ITrainingObserver
     public void Started(RunStarted run) => Run = run;
     public void Step(StepMetrics step) => Steps.Add(step);
     public void Epoch(EpochMetrics epoch) => Epochs.Add(epoch);
-    public void Event(string message) => Events.Add(message);
+    public void Event(string message, EventKind kind = EventKind.Info) => Events.Add(message);
     public void Finished(TrainingSummary summary) => Summary = summary;
 }
