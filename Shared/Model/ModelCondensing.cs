@@ -46,6 +46,16 @@ public static class ModelCondensing
     public static IReadOnlyList<LayerMask> Masks(CondenseNet model) =>
         model.LearnedLayers.Select(l => new LayerMask(l.Layer.Stage, l.Layer.KeptColumns())).ToArray();
 
+    /// <summary>
+    /// Fraction of the masks' (group, input) entries pruned. The schedule keeps every layer at the same stage, so this
+    /// equals the fraction of the learned group convolutions' weights that are pruned.
+    /// </summary>
+    public static double Sparsity(IReadOnlyList<LayerMask> masks)
+    {
+        long kept = masks.Sum(m => (long)m.Kept.Cast<bool>().Count(k => k)), total = masks.Sum(m => (long)m.Kept.Length);
+        return total == 0 ? 0 : 1 - (double)kept / total;
+    }
+
     /// <summary>Installs masks decided for this model (one per learned layer, in order).</summary>
     public static void Install(CondenseNet model, IReadOnlyList<LayerMask> masks)
     {
