@@ -9,4 +9,6 @@ TorchRuntime.QuietNativeLog();
 var root = new RootCommand("CondenseCluster coordinator: trains CondenseNet on a cluster of workers");
 root.Subcommands.Add(ModelCommands.Create());
 root.Subcommands.Add(TrainCommand.Create(allocator));
+root.Subcommands.Add(ServeCommand.Create(allocator));
+foreach (var client in ControlCommands.Create()) root.Subcommands.Add(client);
 return Cli.Run(root, args);

@@ -164,6 +164,7 @@ sealed class Replica : IAsyncDisposable
         for (long s = segment.From; s < segment.To; s++)
         {
             var clock = Stopwatch.StartNew();
+            long sentBefore = dataPlane.BytesSent;
             engine.BeginStep();
             var ((loss, correct, samples), dataWait) = engine.AccumulateAll(s, mine, prefetcher, train);
             double computed = clock.Elapsed.TotalMilliseconds;
@@ -181,7 +182,7 @@ sealed class Replica : IAsyncDisposable
             Interlocked.Exchange(ref step, s + 1);
             checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine.Model) : null;
             report(new StepReport(settings.WorkerId, s, loss, correct, samples, computed - dataWait + (clock.Elapsed.TotalMilliseconds - reduced),
-                reduced - computed, dataWait, checksum));
+                reduced - computed, dataWait, checksum, dataPlane.BytesSent - sentBefore));
             if (gradients[^1] > 0)
             {
                 Interlocked.Exchange(ref yieldGeneration, -1);

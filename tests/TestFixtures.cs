@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 
@@ -57,5 +58,38 @@ static class CoordinatorProgram
     {
         var (code, stdout, stderr) = ChildProcess.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "condense-coordinator.dll"), .. args]);
         return (code, stdout + stderr);
+    }
+}
+
+/// <summary>A program of this build started in the background through dotnet, each line it prints gathered and passed on.</summary>
+static class BackgroundProgram
+{
+    public static Process Start(string dll, IEnumerable<string> args, StringBuilder output, Action<string> onLine,
+        IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, dll));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
+        var process = Process.Start(start)!;
+        DataReceivedEventHandler gather = (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (output) output.AppendLine(e.Data);
+            onLine(e.Data);
+        };
+        process.OutputDataReceived += gather;
+        process.ErrorDataReceived += gather;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    /// <summary>Gives the process <paramref name="grace"/> to end by itself, then kills it with what it started.</summary>
+    public static void End(Process process, TimeSpan grace)
+    {
+        if (!process.HasExited && !process.WaitForExit(grace)) process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+        process.Dispose();
     }
 }

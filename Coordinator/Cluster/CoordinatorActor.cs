@@ -5,32 +5,26 @@ using CondenseCluster.Shared.Cluster;
 
 namespace CondenseCluster.Coordinator.Cluster;
 
-/// <summary>A local worker process ended (its exit code); the job cannot count on it any more.</summary>
-sealed record LocalWorkerExited(string WorkerId, int ExitCode);
-
-/// <summary>The user interrupted the coordinator (Ctrl+C).</summary>
-sealed record Interrupted;
-
 /// <summary>
-/// The coordinator's actor (role <c>coordinator</c>): routes worker messages to the <see cref="TrainingJob"/>, keeps
-/// the worker addresses, watches them and their nodes, and runs the job's background work. The job's state lives in
-/// the job.
+/// The coordinator's actor (role <c>coordinator</c>): runs one <see cref="TrainingJob"/> at a time, routes worker
+/// messages to it, keeps the worker addresses, watches them and their nodes, and runs the job's background work.
+/// Workers that register while no job runs wait for the next one. The job's state lives in the job.
 /// </summary>
 sealed class CoordinatorActor : ReceiveActor, IJobHost
 {
     readonly Dictionary<string, IActorRef> workers = [];
-    readonly TaskCompletionSource<int> exit;
-    readonly TrainingJob job;
+    readonly Dictionary<string, RegisterWorker> waiting = [];
+    TrainingJob? job;
+    TaskCompletionSource<JobOutcome>? ended;
 
-    public CoordinatorActor(Func<IJobHost, TrainingJob> createJob, TaskCompletionSource<int> exit)
+    public CoordinatorActor()
     {
-        this.exit = exit;
-        job = createJob(this);
+        Receive<StartJob>(Start);
         Receive<RegisterWorker>(worker =>
         {
             if (workers.TryGetValue(worker.WorkerId, out var known) && !known.Equals(Sender))
             {
-                if (job.Knows(worker.WorkerId))
+                if (job?.Knows(worker.WorkerId) == true)
                 {
                     Console.Error.WriteLine($"warning: a second worker named {worker.WorkerId} registered from {Sender.Path.Address}; ignored (names must be unique)");
                     return;
@@ -39,14 +33,43 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
             }
             workers[worker.WorkerId] = Sender;
             Context.Watch(Sender);
-            job.WorkerRegistered(worker);
+            if (job is null)
+            {
+                waiting[worker.WorkerId] = worker;
+                Sender.Tell(new WorkerAccepted(worker.WorkerId));
+            }
+            else job.WorkerRegistered(worker);
         });
         Receive<Terminated>(gone => Lost(gone.ActorRef.Path.Address, "left the cluster"));
         Receive<ClusterEvent.UnreachableMember>(e => Lost(e.Member.Address, "is unreachable (no heartbeat within the failure detector's pause)"));
         Receive<ClusterEvent.MemberRemoved>(e => Lost(e.Member.Address, "was removed from the cluster"));
-        Receive<LocalWorkerExited>(exited => job.WorkerLost(exited.WorkerId, $"process exited with code {exited.ExitCode}"));
-        Receive<Interrupted>(_ => job.Interrupt());
-        ReceiveAny(job.Handle);
+        Receive<LocalWorkerExited>(exited => job?.WorkerLost(exited.WorkerId, $"process exited with code {exited.ExitCode}"));
+        Receive<StopJob>(stop => job?.Interrupt(stop.By));
+        Receive<CheckpointNow>(request =>
+        {
+            if (job is null) request.Reply.TrySetException(new InvalidOperationException("no job is running"));
+            else job.RequestCheckpoint(request.Reply);
+        });
+        ReceiveAny(message => job?.Handle(message));
+    }
+
+    void Start(StartJob start)
+    {
+        if (job is not null)
+        {
+            start.Accepted.TrySetException(new InvalidOperationException("a job is running: stop it first"));
+            return;
+        }
+        try { job = start.Create(this); }
+        catch (Exception e)
+        {
+            start.Accepted.TrySetException(e);
+            return;
+        }
+        ended = start.Ended;
+        start.Accepted.TrySetResult();
+        foreach (var worker in waiting.Values.ToArray()) job.WorkerRegistered(worker);
+        waiting.Clear();
     }
 
     protected override void PreStart() =>
@@ -58,7 +81,10 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
     void Lost(Address node, string why)
     {
         foreach (var (id, _) in workers.Where(w => w.Value.Path.Address.Equals(node)).ToArray())
-            job.WorkerLost(id, $"{why} (node {node})");
+        {
+            waiting.Remove(id);
+            job?.WorkerLost(id, $"{why} (node {node})");
+        }
     }
 
     void IJobHost.Send(string workerId, object message)
@@ -74,5 +100,9 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
         if (workers.TryGetValue(workerId, out var worker)) Akka.Cluster.Cluster.Get(Context.System).Down(worker.Path.Address);
     }
 
-    void IJobHost.Ended(int exitCode) => exit.TrySetResult(exitCode);
+    void IJobHost.Ended(int exitCode, string reason)
+    {
+        job = null; // its remaining background results and worker answers are of no use now
+        ended!.TrySetResult(new JobOutcome(exitCode, reason));
+    }
 }

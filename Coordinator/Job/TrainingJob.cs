@@ -22,8 +22,8 @@ public interface IJobHost
     /// <summary>Removes a worker's node from the cluster (it is gone or hung), so that membership can move on.</summary>
     void Down(string workerId);
 
-    /// <summary>The job is over (0: completed, 1: failed, 130: interrupted); workers have been told.</summary>
-    void Ended(int exitCode);
+    /// <summary>The job is over (0: completed, 1: failed, 130: stopped) for <paramref name="reason"/>; workers have been told.</summary>
+    void Ended(int exitCode, string reason);
 }
 
 /// <summary>Background work of the job ended; <paramref name="Attempt"/> tells results of an interrupted attempt apart.</summary>
@@ -78,10 +78,11 @@ public sealed class TrainingJob
     readonly Dictionary<long, List<StepReport>> stepReports = [];
     readonly Dictionary<string, List<StepReport>> byWorker = [];
     readonly List<double> stepMs = [];
+    readonly List<TaskCompletionSource<(string Path, long Step)>> checkpointRequests = [];
     readonly Stopwatch clock = new(), epochClock = new(), rejoinClock = new();
     Phase phase = Phase.WaitingForWorkers, interrupted;
     Boundary current;
-    bool started, adopted, beginAgain;
+    bool started, adopted, beginAgain, recovering;
     long step, first, runFrom, runTo, generation;
     int attempt;           // grows with every recovery: background results of an older attempt are stale
     string? rejoinReason;  // why the ring is being formed anew (a loss, a join)
@@ -141,24 +142,40 @@ public sealed class TrainingJob
         var member = new Member(worker.WorkerId, worker.DataEndpoint, worker.Device, worker.Threads, worker.Held);
         string what = $"{worker.WorkerId} registered ({worker.Device}, {worker.Threads} threads, data plane {worker.DataEndpoint}" +
             (worker.Held is { } held && held.JobKey == jobKey ? $", holding this job at step {held.Step})" : ")");
+        Report(member, WorkerState.Registered);
         if (phase == Phase.WaitingForWorkers)
         {
             members.Add(member);
-            observer.Event($"{what}; {members.Count} of {cluster.ExpectedWorkers} workers");
+            observer.Event($"{what}; {members.Count} of {cluster.ExpectedWorkers} workers", EventKind.Worker);
             if (members.Count == cluster.ExpectedWorkers) Join();
             return;
         }
         joiners.Add(member);
-        observer.Event($"{what}; it joins at the next step boundary");
+        observer.Event($"{what}; it joins at the next step boundary", EventKind.Worker);
         if (phase == Phase.Running) foreach (var m in members) host.Send(m.Id, new Yield(generation));
     }
 
-    /// <summary>The user stopped the job (Ctrl+C): workers are told, the last checkpoint stays the place to resume from.</summary>
-    public void Interrupt()
+    /// <summary>The user stopped the job (Ctrl+C, the control API): workers are told, the last checkpoint stays the place to resume from.</summary>
+    public void Interrupt(string by)
     {
         if (phase == Phase.Ended) return;
-        observer.Event($"interrupted at step {step}; resume with --resume {run.OutputFolder}");
-        End(130, "the coordinator was interrupted");
+        observer.Event($"stopped by {by} at step {step}; resume with --resume {run.OutputFolder}");
+        End(130, $"stopped by {by}");
+    }
+
+    /// <summary>
+    /// Asks for a checkpoint at the next step boundary (the running segment is cut short, as for a join); the request
+    /// is answered with the file once it is on disk, or fails if the job ends first.
+    /// </summary>
+    public void RequestCheckpoint(TaskCompletionSource<(string Path, long Step)> request)
+    {
+        if (phase == Phase.Ended)
+        {
+            request.TrySetException(new InvalidOperationException("the job has ended"));
+            return;
+        }
+        checkpointRequests.Add(request);
+        if (phase == Phase.Running) foreach (var m in members) host.Send(m.Id, new Yield(generation));
     }
 
     /// <summary>A worker's process ended, or its node left or became unreachable: the job goes on without it.</summary>
@@ -169,7 +186,7 @@ public sealed class TrainingJob
         if (phase == Phase.Ended) return;
         if (message is IWorkerReply reply && !Knows(reply.WorkerId))
         {
-            observer.Event($"ignored {message.GetType().Name} from {reply.WorkerId}, which is not part of the job");
+            observer.Event($"ignored {message.GetType().Name} from {reply.WorkerId}, which is not part of the job", EventKind.Failure);
             return;
         }
         try { Dispatch(message); }
@@ -205,7 +222,8 @@ public sealed class TrainingJob
                 break;
             case MasksRead read when phase == Phase.LoadingState:
                 masks = read.Masks;
-                observer.Event($"masks of step {step} read from {members[0].Id}: stage {masks.Max(m => m.Stage)}");
+                observer.Event($"masks of step {step} read from {members[0].Id}: stage {masks.Max(m => m.Stage)}", EventKind.Condensing);
+                observer.Masks(maskVersion, step, masks);
                 Boundaries(step);
                 break;
             case StepReport report when phase is Phase.Running or Phase.Recovering: Record(report); break;
@@ -235,12 +253,14 @@ public sealed class TrainingJob
                 if (Complete("weights", step)) FetchState();
                 break;
             case StateFetched fetched when phase == Phase.Fetching: Fetched(fetched.State); break;
-            case CheckpointWritten written: observer.Event($"checkpoint {written.Path}"); break;
+            case CheckpointWritten written: observer.Event($"checkpoint {written.Path}", EventKind.Checkpoint); break;
             case CheckpointFailed failed: Fail($"writing a checkpoint failed: {failed.Error}"); break;
             case JobCompleted when phase == Phase.Finishing: End(0, "the job completed"); break;
             case StepsDone or StepsAborted or ReplicaReady or MasksApplied or LayerImportance when phase == Phase.Recovering:
                 break; // answers to what the recovery cut short
-            default: observer.Event($"ignored an unexpected {message.GetType().Name}{(message is IWorkerReply r ? $" from {r.WorkerId}" : "")} in phase {phase}"); break;
+            default:
+                observer.Event($"ignored an unexpected {message.GetType().Name}{(message is IWorkerReply r ? $" from {r.WorkerId}" : "")} in phase {phase}", EventKind.Failure);
+                break;
         }
     }
 
@@ -252,7 +272,7 @@ public sealed class TrainingJob
     void Join()
     {
         Admit();
-        observer.Event($"cluster formed: {string.Join(", ", members.Select((m, rank) => $"{m.Id} (rank {rank})"))}");
+        observer.Event($"cluster formed: {string.Join(", ", members.Select((m, rank) => $"{m.Id} (rank {rank})"))}", EventKind.Worker);
         var holder = members.Where(m => m.Held is { } held && held.JobKey == jobKey && held.Step > step)
             .OrderByDescending(m => m.Held!.Step).FirstOrDefault();
         if (holder is not null)
@@ -260,7 +280,7 @@ public sealed class TrainingJob
             adopted = true;
             step = first = holder.Held!.Step;
             observer.Event($"continuing from the workers' memory at step {step} (held by {holder.Id})" +
-                (resume is { } r ? $", not from the checkpoint of step {r.Step}: no committed step is lost" : ""));
+                (resume is { } r ? $", not from the checkpoint of step {r.Step}: no committed step is lost" : ""), EventKind.Recovered);
             resume = null;
         }
         FormRing(holder is null ? null : new StateSource(holder.Endpoint, step), "the job starts");
@@ -281,6 +301,9 @@ public sealed class TrainingJob
     /// <summary>Every member stands in the new ring at the same step with identical weights.</summary>
     void Formed()
     {
+        foreach (var m in members) Report(m, WorkerState.Training);
+        bool recovered = recovering;
+        recovering = false;
         if (!started)
         {
             Started();
@@ -293,7 +316,7 @@ public sealed class TrainingJob
             return;
         }
         observer.Event($"{rejoinReason}: training continues at step {step} with {members.Count} workers " +
-            $"({string.Join(", ", members.Select(m => m.Id))}), {rejoinClock.Elapsed.TotalSeconds:F2} s after it began");
+            $"({string.Join(", ", members.Select(m => m.Id))}), {rejoinClock.Elapsed.TotalSeconds:F2} s after it began", recovered ? EventKind.Recovered : EventKind.Worker);
         Next();
     }
 
@@ -305,6 +328,7 @@ public sealed class TrainingJob
         observer.Started(new RunStarted($"{options.Arch} on {data.Train.Description}", first, plan.TotalSteps, plan.StepsPerEpoch, options.Epochs,
             options.BatchSize, options.MicroBatches, $"{members.Count} workers ({string.Join(", ", members.Select(m => m.Device).Distinct())})",
             members.Min(m => m.Threads), run.Allocator, run.OutputFolder));
+        observer.Masks(maskVersion, step, masks);
         Begin();
     }
 
@@ -335,7 +359,7 @@ public sealed class TrainingJob
             var loaded = await Task.WhenAll(targets.Select(async m => (m.Id, await states.LoadAsync(m.Endpoint, state.Step, state.State))));
             return new StatesLoaded(loaded);
         });
-        observer.Event($"resuming at step {state.Step}: loading the checkpoint's state into {targets.Length} workers");
+        observer.Event($"resuming at step {state.Step}: loading the checkpoint's state into {targets.Length} workers", EventKind.Checkpoint);
     }
 
     /// <summary>Plans what happens at step <paramref name="at"/> before the steps after it run, and goes on.</summary>
@@ -352,6 +376,7 @@ public sealed class TrainingJob
             if (schedule.EpochEndsAt(at)) boundaries.Add(Boundary.Evaluate);
             if (schedule.CheckpointAt(at) && at < schedule.LastStep) boundaries.Add(Boundary.Checkpoint);
         }
+        if (checkpointRequests.Count > 0 && at < schedule.LastStep && !boundaries.Contains(Boundary.Checkpoint)) boundaries.Add(Boundary.Checkpoint);
         if (at == schedule.LastStep) boundaries.Add(Boundary.Finish);
         else
         {
@@ -415,6 +440,12 @@ public sealed class TrainingJob
         reports.Add(report);
         if (!byWorker.TryGetValue(report.WorkerId, out var mine)) byWorker[report.WorkerId] = mine = [];
         mine.Add(report);
+        if (members.Find(m => m.Id == report.WorkerId) is { } member)
+            observer.Worker(Describe(member, WorkerState.Training) with
+            {
+                Step = report.Step, Samples = report.Samples, ComputeMs = report.ComputeMs, AllReduceMs = report.AllReduceMs,
+                DataWaitMs = report.DataWaitMs, AllReduceBytes = report.AllReduceBytes,
+            });
         if (reports.Count < members.Count) return;
         stepReports.Remove(report.Step);
         var withChecksums = reports.Where(r => r.WeightChecksum is not null).Select(r => (r.WorkerId, r.WeightChecksum!)).ToList();
@@ -457,7 +488,7 @@ public sealed class TrainingJob
         phase = Phase.Masks;
         SendAll(MaskBroadcast());
         observer.Event($"condensing before step {step} (progress {progress:F4}): {moved} layers to stage {decided.Max(m => m.Stage)}, " +
-            $"mask version {maskVersion} decided from importance averaged over {members.Count} workers");
+            $"mask version {maskVersion} decided from importance averaged over {members.Count} workers", EventKind.Condensing);
     }
 
     ApplyMasks MaskBroadcast() =>
@@ -476,7 +507,8 @@ public sealed class TrainingJob
         if (!Complete("weights", step)) return;
         masks = decided!;
         decided = null;
-        observer.Event($"mask version {maskVersion} applied on {members.Count} workers (mask checksum {expected}, weights {applied.WeightChecksum})");
+        observer.Event($"mask version {maskVersion} applied on {members.Count} workers (mask checksum {expected}, weights {applied.WeightChecksum})", EventKind.Condensing);
+        observer.Masks(maskVersion, step, masks);
         Next();
     }
 
@@ -505,6 +537,14 @@ public sealed class TrainingJob
         // Writes follow one another, so that the store keeps its newest few in order.
         var writing = checkpointWrites.ContinueWith(_ => store.Save(options, at, writer => writer.Write(state)), TaskScheduler.Default);
         checkpointWrites = writing;
+        var requests = checkpointRequests.ToArray();
+        checkpointRequests.Clear();
+        writing.ContinueWith(written =>
+        {
+            foreach (var request in requests)
+                if (written.IsCompletedSuccessfully) request.TrySetResult((written.Result, at));
+                else request.TrySetException(written.Exception!.GetBaseException());
+        }, TaskScheduler.Default);
         if (current == Boundary.Checkpoint)
         {
             host.Background(async () => new CheckpointWritten(await writing), error => new CheckpointFailed(error));
@@ -512,7 +552,7 @@ public sealed class TrainingJob
             return;
         }
         phase = Phase.Finishing;
-        observer.Event($"all {members.Count} replicas hold identical weights at step {step} (checksum {agreed})");
+        observer.Event($"all {members.Count} replicas hold identical weights at step {step} (checksum {agreed})", EventKind.Checkpoint);
         var totals = new RunTotals(step - first, clock.Elapsed.TotalSeconds, stepMs.ToArray(), WorkerTimings());
         string? stopped = schedule.LastStep < plan.TotalSteps
             ? $"stopped after step {schedule.LastStep} of {plan.TotalSteps}; resume with --resume {store.Folder}" : null;
@@ -550,7 +590,8 @@ public sealed class TrainingJob
         pending.Remove(workerId);
         aborted.Remove(workerId);
         if (gone) host.Down(workerId);
-        observer.Event($"{workerId} lost: {why}");
+        observer.Worker(new WorkerReport(workerId, gone ? WorkerState.Lost : WorkerState.Excluded, "", 0, "", why));
+        observer.Event($"{workerId} {(gone ? "lost" : "excluded")}: {why}", EventKind.Failure);
         if (phase == Phase.WaitingForWorkers) return;
         if (phase == Phase.Finishing) return; // the final state is already here
         if (members.Count == 0)
@@ -574,7 +615,8 @@ public sealed class TrainingJob
             attempt++;
             rejoinClock.Restart();
             rejoinReason = $"recovered from {cause}";
-            observer.Event($"recovering from {cause}: stopping the steps of {string.Join(", ", members.Select(m => m.Id))}");
+            recovering = true;
+            observer.Event($"recovering from {cause}: stopping the steps of {string.Join(", ", members.Select(m => m.Id))}", EventKind.Recovery);
             pending.Clear();
             checksums.Clear();
             aborted.Clear();
@@ -621,7 +663,7 @@ public sealed class TrainingJob
         step = furthest;
         Admit();
         observer.Event($"re-planned after {rejoinClock.Elapsed.TotalSeconds:F2} s: {members.Count} workers continue from step {furthest}, {redo}" +
-            (behind.Length > 0 ? $"; {string.Join(", ", behind)} copy the state of step {furthest} from {source.Id}" : ""));
+            (behind.Length > 0 ? $"; {string.Join(", ", behind)} copy the state of step {furthest} from {source.Id}" : ""), EventKind.Recovery);
         FormRing(new StateSource(source.Endpoint, furthest), rejoinReason!);
     }
 
@@ -634,6 +676,10 @@ public sealed class TrainingJob
         members.Sort((a, b) => string.CompareOrdinal(a.Id, b.Id));
         return admitted;
     }
+
+    static WorkerReport Describe(Member member, WorkerState state) => new(member.Id, state, member.Device, member.Threads, member.Endpoint);
+
+    void Report(Member member, WorkerState state) => observer.Worker(Describe(member, state));
 
     void Background(string what, Func<Task<object>> work)
     {
@@ -686,14 +732,20 @@ public sealed class TrainingJob
 
     void Fail(string error)
     {
-        observer.Event($"error: {error}");
+        observer.Event($"error: {error}", EventKind.Failure);
         End(1, error);
     }
 
     void End(int code, string reason)
     {
         phase = Phase.Ended;
-        foreach (var m in members.Concat(joiners)) host.Send(m.Id, new JobEnded(reason));
-        host.Ended(code);
+        foreach (var m in members.Concat(joiners))
+        {
+            host.Send(m.Id, new JobEnded(reason));
+            Report(m, WorkerState.Finished);
+        }
+        foreach (var request in checkpointRequests) request.TrySetException(new InvalidOperationException($"the job ended before the checkpoint: {reason}"));
+        checkpointRequests.Clear();
+        host.Ended(code, reason);
     }
 }

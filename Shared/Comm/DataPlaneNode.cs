@@ -26,6 +26,7 @@ public sealed class DataPlaneNode : IAsyncDisposable
     long? generation;
     RingTransport? transport;
     RingAllReduce? ring;
+    long sentByRetired;
     bool disposed;
 
     public DataPlaneNode(DataPlaneOptions? options = null)
@@ -93,6 +94,7 @@ public sealed class DataPlaneNode : IAsyncDisposable
             RetireCurrent("the ring was reconfigured");
             RingNeighbour Member(int r) => new((r + size) % size, endpoints[(r + size) % size]);
             transport = size == 1 ? null : new RingTransport(generation, Member(rank - 1), Member(rank + 1), inbox, options.ProgressTimeout);
+            sentByRetired += ring?.BytesSent ?? 0;
             ring = new RingAllReduce(rank, size, transport, options);
         }
     }
@@ -107,6 +109,12 @@ public sealed class DataPlaneNode : IAsyncDisposable
             current = ring ?? throw new InvalidOperationException("configure the ring before the first all-reduce");
         }
         return current.AllReduceAsync(buffer, operationId, cancellationToken);
+    }
+
+    /// <summary>Gradient bytes this node has sent through its rings (every generation).</summary>
+    public long BytesSent
+    {
+        get { lock (gate) return sentByRetired + (ring?.BytesSent ?? 0); }
     }
 
     /// <summary>Aborts the all-reduce in flight, if any, and ends the current ring generation.</summary>

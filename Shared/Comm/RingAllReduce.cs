@@ -11,6 +11,10 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
 {
     public int Rank { get; } = rank;
     public int Size { get; } = size;
+    long bytesSent;
+
+    /// <summary>Gradient bytes this rank has written to the ring so far (payload, without framing).</summary>
+    public long BytesSent => Interlocked.Read(ref bytesSent);
 
     /// <summary>
     /// Replaces <paramref name="buffer"/> by the elementwise sum over all ranks (the caller divides), bit-identical on
@@ -63,6 +67,7 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
             if (slice is not { Phase: RingPhase.ReduceScatter, Step: 0 }) await received.WaitAsync(ct);
             // Not copied: gRPC serializes the frame before the write completes, and no rank writes a slice while sending it.
             await ring.SendAsync(RingFrame.Outgoing(ring.Generation, operationId, slice, buffer.Slice(slice.Offset, slice.Length)), ct);
+            Interlocked.Add(ref bytesSent, (long)slice.Length * sizeof(float));
             progress.Sent();
         }
     }

@@ -32,12 +32,14 @@ public static class LocalTraining
         {
             resume.Restore(engine);
             first = resume.Header.Step;
-            observer.Event($"resumed from {resume.Path} at step {first} (its job configuration is used)");
+            observer.Event($"resumed from {resume.Path} at step {first} (its job configuration is used)", EventKind.Checkpoint);
         }
         long last = Math.Min(plan.TotalSteps, run.StopAfterStep ?? plan.TotalSteps);
         observer.Started(new RunStarted($"{options.Arch} on {train.Description}", first, plan.TotalSteps, plan.StepsPerEpoch, options.Epochs,
             options.BatchSize, options.MicroBatches, run.Device.ToString(), torch.get_num_threads(), run.Allocator, run.OutputFolder));
 
+        long maskVersion = 0;
+        observer.Masks(maskVersion, first, ModelCondensing.Masks(engine.Model));
         var stepTimes = new List<double>();
         double epochLoss = 0, epochCorrect = 0, epochSamples = 0;
         var epochClock = Stopwatch.StartNew();
@@ -51,7 +53,10 @@ public static class LocalTraining
                 double progress = CondensingSchedule.Progress(step, plan.TotalSteps);
                 int stage = CondensingSchedule.StageAt(progress, options.Model.CondenseFactor);
                 if (engine.Condense(progress) > 0)
-                    observer.Event($"condensing: stage {stage} of {options.Model.CondenseFactor - 1} at step {step} (progress {progress:F4})");
+                {
+                    observer.Event($"condensing: stage {stage} of {options.Model.CondenseFactor - 1} at step {step} (progress {progress:F4})", EventKind.Condensing);
+                    observer.Masks(++maskVersion, step, ModelCondensing.Masks(engine.Model));
+                }
 
                 double lr = LearningRate.Cosine(options.LearningRate, step, plan.TotalSteps);
                 engine.BeginStep();
@@ -75,7 +80,7 @@ public static class LocalTraining
                 }
                 bool periodic = options.CheckpointEverySteps > 0 && (step + 1) % options.CheckpointEverySteps == 0;
                 if (epochEnd || periodic || step + 1 == last)
-                    observer.Event($"checkpoint {store.Save(options, step + 1, engine.SaveState)}");
+                    observer.Event($"checkpoint {store.Save(options, step + 1, engine.SaveState)}", EventKind.Checkpoint);
             }
         }
 

@@ -25,8 +25,11 @@ public sealed record TrainingSummary(
 /// <summary>Medians of one worker's steps in milliseconds: the whole step, and its compute, all-reduce wait and data wait.</summary>
 public sealed record WorkerTimings(string Worker, long Steps, double StepMs, double ComputeMs, double AllReduceMs, double DataWaitMs);
 
-/// <summary>What a notable event is about; the dashboard's event log shows it.</summary>
-public enum EventKind { Info, Worker, Failure, Recovery, Condensing, Checkpoint, Evaluation }
+/// <summary>
+/// What a notable event is about; the dashboard's event log shows it. <see cref="Recovery"/> marks the steps of a
+/// recovery, <see cref="Recovered"/> the moment training resumes after one.
+/// </summary>
+public enum EventKind { Info, Worker, Failure, Recovery, Recovered, Condensing, Checkpoint, Evaluation }
 
 /// <summary>Where a worker stands in the job (cluster runs).</summary>
 public enum WorkerState { Registered, Training, Lost, Excluded, Finished }

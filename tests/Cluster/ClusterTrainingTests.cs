@@ -23,7 +23,7 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
         // 6,000 samples / 64 = 93 steps; with C = 4 the first condensing boundary is before step 16.
         string cluster = Path.Combine(Folder, "cluster");
         var (code, output) = CoordinatorProgram.Run(["train", .. TinyModel, "--micro-batches", "2", "--stop-after", "20", "--port", "0",
-            "--checksum-every", "1", "--bucket-mb", "0.004", "--out", cluster]); // 1,000-value buckets: three for this model
+            .. ClusterProcesses.FreeControlPorts, "--checksum-every", "1", "--bucket-mb", "0.004", "--out", cluster]); // 1,000-value buckets: three for this model
         log.WriteLine(output);
         Assert.True(code == 0, output);
         Assert.Contains("cluster formed: worker-1 (rank 0), worker-2 (rank 1)", output);
@@ -52,6 +52,9 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
 public class ClusterProcesses
 {
     public const string Name = "cluster processes";
+
+    /// <summary>The control plane's ports, chosen free, so that no test depends on 4080/4081 being unused.</summary>
+    public static readonly string[] FreeControlPorts = ["--api-port", "0", "--dashboard-port", "0"];
 }
 
 /// <summary>The README's main command, exactly as a newcomer types it, with only the model and data made test-sized.</summary>

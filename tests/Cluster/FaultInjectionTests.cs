@@ -159,7 +159,7 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
         // Left out before its first step, it leaves the run of two workers, bit for bit. (Two workers summing three
         // micro-batches differ from one process by 2.3e-3 relative after 24 steps, float order amplified; the single
         // process is the reference of the scenarios that change membership mid-run.)
-        var (code, faultFree) = CoordinatorProgram.Run(["train", .. Job, "--local-workers", "2", "--port", "0", "--checksum-every", "1",
+        var (code, faultFree) = CoordinatorProgram.Run(["train", .. Job, "--local-workers", "2", "--port", "0", .. ClusterProcesses.FreeControlPorts, "--checksum-every", "1",
             "--bucket-mb", "0.004", "--out", Path.Combine(Folder, "fault-free")]);
         Assert.True(code == 0, faultFree);
         string Weights(string output) => Regex.Match(output, $@"all 2 replicas hold identical weights at step {LastStep} \(checksum (\w+)\)").Groups[1].Value;
@@ -231,9 +231,9 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
         public void StartCoordinator(params string[] args)
         {
             var started = new ManualResetEventSlim();
-            coordinator = Start(Path.Combine(AppContext.BaseDirectory, "condense-coordinator.dll"),
+            coordinator = Start("condense-coordinator.dll",
                 ["train", .. Without(Job, args), "--local-workers", "0", "--workers", "3", "--checksum-every", "1", "--bucket-mb", "0.004",
-                    .. (args.Contains("--port") ? [] : new[] { "--port", "0" }), "--out", Path.Combine(folder, "run"), .. args],
+                    .. (args.Contains("--port") ? [] : new[] { "--port", "0" }), .. ClusterProcesses.FreeControlPorts, "--out", Path.Combine(folder, "run"), .. args],
                 line =>
                 {
                     var address = Regex.Match(line, @"coordinator at akka\.tcp://condense@([^;\s]+)");
@@ -245,7 +245,7 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
         }
 
         public void StartWorker(string name, params string[] args) =>
-            workers.Add(Start(Path.Combine(AppContext.BaseDirectory, "condense-worker.dll"),
+            workers.Add(Start("condense-worker.dll",
                 ["--seed", seed, "--name", name, "--threads", "1", .. args], _ => { }));
 
         /// <summary>Waits until the output holds every one of <paramref name="texts"/>.</summary>
@@ -297,33 +297,12 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
             return run;
         }
 
-        Process Start(string program, IEnumerable<string> args, Action<string> onLine)
-        {
-            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-            start.ArgumentList.Add(program);
-            foreach (var a in args) start.ArgumentList.Add(a);
-            var process = Process.Start(start)!;
-            DataReceivedEventHandler gather = (_, e) =>
-            {
-                if (e.Data is null) return;
-                lock (output) output.AppendLine(e.Data);
-                onLine(e.Data);
-            };
-            process.OutputDataReceived += gather;
-            process.ErrorDataReceived += gather;
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            return process;
-        }
+        Process Start(string program, IEnumerable<string> args, Action<string> onLine) => BackgroundProgram.Start(program, args, output, onLine);
 
         public void Dispose()
         {
             foreach (var process in workers.Append(coordinator).OfType<Process>())
-            {
-                if (!process.HasExited && !process.WaitForExit(TimeSpan.FromSeconds(10))) process.Kill(entireProcessTree: true); // e.g. a stopped worker
-                process.WaitForExit();
-                process.Dispose();
-            }
+                BackgroundProgram.End(process, TimeSpan.FromSeconds(10)); // killed: e.g. a stopped worker
         }
     }
 }

@@ -25,7 +25,7 @@ public class TrainingJobTests : TempFolderTest
         public void Send(string workerId, object message) => Sent.Add((workerId, message));
         void IJobHost.Background(Func<Task<object>> work, Func<string, object> failed) => Background++; // never run: probes find no one gone
         public void Down(string workerId) => Downed.Add(workerId);
-        public void Ended(int exitCode) => ExitCode = exitCode;
+        public void Ended(int exitCode, string reason) => ExitCode = exitCode;
         public T[] All<T>() => Sent.Select(s => s.Message).OfType<T>().ToArray();
     }
 

@@ -1,0 +1,199 @@
+using System.Text.Json;
+using Akka.Actor;
+using CondenseCluster.Coordinator.Control;
+using CondenseCluster.Coordinator.Job;
+using CondenseCluster.Shared.Cluster;
+using CondenseCluster.Shared.Data;
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Storage;
+using CondenseCluster.Shared.Training;
+
+namespace CondenseCluster.Coordinator.Cluster;
+
+/// <summary>A job to run: its configuration (null: the resumed checkpoint's), and where it writes, how many workers it waits for, where it resumes from.</summary>
+public sealed record JobRequest(TrainingOptions? Options, string? Output = null, int Workers = 0, string? Resume = null, long? StopAfterStep = null);
+
+/// <summary>
+/// This process as the coordinator node: its Akka node (its own seed) with the coordinator actor, and the jobs it runs
+/// there one at a time, each with its local worker processes and the logs in its output folder (metrics.jsonl,
+/// TensorBoard events, job.json). The control API and the train command start and steer jobs through it.
+/// </summary>
+public sealed class CoordinatorNode : IJobControl, IDisposable
+{
+    readonly object gate = new();
+    readonly ClusterSettings cluster;
+    readonly RunSettings defaults;
+    readonly JobMonitor monitor;
+    readonly ITrainingObserver always;
+    readonly ReplicaStateClient states = new();
+    readonly ActorSystem system;
+    readonly IActorRef coordinator;
+    (Task<JobOutcome> Ended, string Output)? job;
+    bool running;
+
+    /// <param name="defaults">How jobs run here; their output folder and resume point come with each request.</param>
+    /// <param name="always">Observers of every job besides the monitor (the console, the metrics exporter).</param>
+    public CoordinatorNode(ClusterSettings cluster, RunSettings defaults, JobMonitor monitor, ITrainingObserver always)
+    {
+        (this.cluster, this.defaults, this.monitor, this.always) = (cluster, defaults, monitor, always);
+        system = ClusterNode.Start("coordinator", cluster.Endpoint);
+        var node = Akka.Cluster.Cluster.Get(system);
+        if (cluster.Endpoint.Seeds is not { Count: > 0 }) node.Join(node.SelfAddress); // the first node: its own seed
+        coordinator = system.ActorOf(Props.Create(() => new CoordinatorActor()), ClusterNode.CoordinatorName);
+        Address = node.SelfAddress.ToString();
+    }
+
+    /// <summary>The Akka address workers join (their --seed is its host:port).</summary>
+    public string Address { get; }
+
+    /// <summary>
+    /// Starts a job; the task it returns ends with the job. Throws <see cref="InvalidOperationException"/> while another
+    /// job runs, and <see cref="JobRequestException"/> for a job that cannot run.
+    /// </summary>
+    public async Task<Task<JobOutcome>> StartAsync(JobRequest request)
+    {
+        lock (gate)
+        {
+            if (running) throw new InvalidOperationException("a job is running: stop it first, or wait for it to end");
+            running = true;
+        }
+        MetricsLog? log = null;
+        TensorBoardLog? tensorBoard = null;
+        try
+        {
+            var run = defaults with
+            {
+                OutputFolder = OutputFolder(request), ResumeFrom = request.Resume,
+                StopAfterStep = request.StopAfterStep,
+            };
+            int workers = request.Workers > 0 ? request.Workers : cluster.ExpectedWorkers;
+            if (workers < cluster.LocalWorkers) throw new JobRequestException("workers", $"{workers} must be at least the {cluster.LocalWorkers} local workers");
+            var events = new List<string>();
+            var resume = Checked("resume", () => CheckpointStore.Resolve(run.ResumeFrom, events.Add));
+            var options = resume?.Header.Options ?? request.Options
+                ?? throw new JobRequestException("configuration", "a job needs a configuration, or a checkpoint to resume from");
+            var data = Checked("configuration", () =>
+            {
+                options.Validate();
+                var opened = Datasets.Open(options.Dataset, options.DataDir, events.Add);
+                Datasets.CheckFits(opened.Train, options.Model);
+                return opened;
+            });
+
+            Directory.CreateDirectory(run.OutputFolder);
+            File.WriteAllText(Path.Combine(run.OutputFolder, "job.json"), JsonSerializer.Serialize(options, new JsonSerializerOptions { WriteIndented = true }));
+            log = new MetricsLog(Path.Combine(run.OutputFolder, "metrics.jsonl"));
+            tensorBoard = new TensorBoardLog(run.OutputFolder);
+            var observer = new Observers(monitor, always, log, tensorBoard);
+            monitor.JobAccepted($"{options.Arch} on {data.Train.Description}", run.OutputFolder);
+            foreach (var e in events) observer.Event(e);
+            if (resume is not null) observer.Event($"resuming from {resume.Path} at step {resume.Header.Step} (its job configuration is used)", EventKind.Checkpoint);
+
+            var jobCluster = cluster with { ExpectedWorkers = workers };
+            var accepted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var ended = new TaskCompletionSource<JobOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+            coordinator.Tell(new StartJob(host => new TrainingJob(options, run, data, resume, jobCluster, observer, host, states), accepted, ended));
+            await accepted.Task;
+
+            string hostPort = Address[(Address.IndexOf('@') + 1)..];
+            observer.Event($"coordinator at {Address}; waiting for {workers} workers" +
+                (cluster.LocalWorkers < workers ? $"; start more with: dotnet run --project Worker -- --seed {hostPort}" : ""), EventKind.Worker);
+            var local = new LocalWorkers(cluster.LocalWorkers, Address, cluster.WorkerDevice, cluster.WorkerThreads,
+                (name, code) => coordinator.Tell(new LocalWorkerExited(name, code)));
+            var (jobLog, jobEvents) = (log, tensorBoard);
+            var outcome = ended.Task.ContinueWith(t =>
+            {
+                local.Dispose();
+                jobLog.Dispose();
+                jobEvents.Dispose();
+                monitor.JobEnded(t.Result.ExitCode, t.Result.Reason);
+                lock (gate) running = false;
+                return t.Result;
+            }, TaskScheduler.Default);
+            lock (gate) job = (outcome, run.OutputFolder);
+            return outcome;
+        }
+        catch
+        {
+            log?.Dispose();
+            tensorBoard?.Dispose();
+            lock (gate) running = false;
+            throw;
+        }
+    }
+
+    /// <summary>Runs a part of a request's preparation; what it finds wrong is a fault of <paramref name="field"/>.</summary>
+    static T Checked<T>(string field, Func<T> part)
+    {
+        try { return part(); }
+        catch (Exception e) when (e is ArgumentException or ConfigurationException or IOException or CorruptFileException or DataFormatException
+                                      or DataLoadException)
+        {
+            throw new JobRequestException(field, e.Message);
+        }
+    }
+
+    /// <summary>Stops the running job (its newest checkpoint stays the place to resume from); the task ends with it.</summary>
+    public Task<JobOutcome> StopAsync(string by)
+    {
+        var current = Current() ?? throw new InvalidOperationException("no job is running");
+        coordinator.Tell(new StopJob(by));
+        return current.Ended;
+    }
+
+    public Task<(string Path, long Step)> CheckpointAsync()
+    {
+        if (Current() is null) throw new InvalidOperationException("no job is running");
+        var reply = new TaskCompletionSource<(string Path, long Step)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        coordinator.Tell(new CheckpointNow(reply));
+        return reply.Task;
+    }
+
+    /// <summary>
+    /// Converts the newest state into the deployable model: a checkpoint taken now while a job runs, else the newest
+    /// checkpoint of the last job. Written to <paramref name="path"/>, or to exports/ in the job's output folder.
+    /// </summary>
+    public async Task<(string Path, long Step, Shared.Model.CostRow Cost)> ExportAsync(string? path)
+    {
+        string output;
+        LoadedCheckpoint? checkpoint;
+        if (Current() is { } current)
+        {
+            // Refused before a checkpoint is taken for nothing; the export checks the masks it converts anyway.
+            if (monitor.Status() is { State: "running" or "recovering" } status && status.Stage < status.FinalStage)
+                throw new InvalidOperationException(CheckpointExport.NotCondensed(status.Step, status.Stage, status.FinalStage));
+            var (written, _) = await CheckpointAsync();
+            output = current.Output;
+            checkpoint = Checkpoint.Read(written);
+        }
+        else
+        {
+            output = job?.Output ?? throw new InvalidOperationException("no job has run on this coordinator: start one first");
+            checkpoint = CheckpointStore.Resolve(output, _ => { }) ?? throw new InvalidOperationException($"the last job left no checkpoint in {output}");
+        }
+        string target = Path.GetFullPath(path ?? Path.Combine(output, "exports", $"model-converted-step-{checkpoint.Header.Step:D9}.ccm"));
+        var cost = await Task.Run(() => CheckpointExport.Export(checkpoint, target));
+        new Observers(monitor, always).Event($"exported the converted model of step {checkpoint.Header.Step} to {target}", EventKind.Checkpoint);
+        return (target, checkpoint.Header.Step, cost);
+    }
+
+    (Task<JobOutcome> Ended, string Output)? Current()
+    {
+        lock (gate) return running && job is { } current && !current.Ended.IsCompleted ? current : null;
+    }
+
+    /// <summary>Where a job writes: as requested; a resumed run next to its checkpoints; a new one into runs/ with a timestamp.</summary>
+    public static string OutputFolder(JobRequest request)
+    {
+        if (request.Output is { } output) return Path.GetFullPath(output);
+        if (request.Resume is not { } resumeFrom) return Path.GetFullPath(Path.Combine("runs", DateTime.Now.ToString("yyyyMMdd-HHmmss")));
+        string folder = File.Exists(resumeFrom) ? Path.GetDirectoryName(Path.GetFullPath(resumeFrom))! : Path.GetFullPath(resumeFrom);
+        return Path.GetFileName(folder) == "checkpoints" ? Path.GetDirectoryName(folder)! : folder;
+    }
+
+    public void Dispose()
+    {
+        ClusterNode.Leave(system);
+        states.Dispose();
+    }
+}

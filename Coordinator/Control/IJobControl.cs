@@ -1,0 +1,23 @@
+using CondenseCluster.Coordinator.Cluster;
+using CondenseCluster.Shared.Model;
+
+namespace CondenseCluster.Coordinator.Control;
+
+/// <summary>
+/// What the control API and the dashboard may do to jobs. Refusals: <see cref="InvalidOperationException"/> when the
+/// state does not allow it (a job runs, none runs), <see cref="JobRequestException"/> for a request that cannot run.
+/// </summary>
+public interface IJobControl
+{
+    /// <summary>Starts a job; the task it returns ends with the job.</summary>
+    Task<Task<JobOutcome>> StartAsync(JobRequest request);
+    Task<JobOutcome> StopAsync(string by);
+    Task<(string Path, long Step)> CheckpointAsync();
+    Task<(string Path, long Step, CostRow Cost)> ExportAsync(string? path);
+}
+
+/// <summary>A job request that cannot run, and which of its fields is at fault (configuration, workers, resume).</summary>
+public sealed class JobRequestException(string field, string message) : ArgumentException(message)
+{
+    public string Field { get; } = field;
+}

@@ -1,0 +1,145 @@
+using CondenseCluster.Shared.Control;
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Storage;
+using CondenseCluster.Shared.Training;
+using CondenseCluster.Tests.Cluster;
+using Grpc.Core;
+using Grpc.Health.V1;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace CondenseCluster.Tests.Control;
+
+/// <summary>The control API against a real coordinator process running a real job on two worker processes.</summary>
+[Collection(ClusterProcesses.Name)]
+public class ControlApiTests(ServingCoordinator coordinator, ITestOutputHelper log) : IClassFixture<ServingCoordinator>
+{
+    readonly Shared.Control.Control.ControlClient client = coordinator.Client;
+
+    [Fact]
+    public async Task EveryCallWorksOnARunningJobAndTheStreamDeliversItsUpdatesInOrder()
+    {
+        using var watching = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        using var watch = client.Watch(new WatchRequest { FromStart = true }, ServingCoordinator.Bearer(), cancellationToken: watching.Token);
+        var updates = new List<JobUpdate>();
+        var reading = Task.Run(async () =>
+        {
+            await foreach (var update in watch.ResponseStream.ReadAllAsync(watching.Token))
+            {
+                lock (updates) updates.Add(update);
+                if (update.Status is { State: "stopped" or "completed" or "failed" }) return;
+            }
+        });
+
+        string output = Path.Combine(coordinator.Folder, "run");
+        var started = await client.StartJobAsync(new StartJobRequest { Configuration = ServingCoordinator.TinyJob(), Output = output }, ServingCoordinator.Bearer());
+        Assert.Equal(output, started.OutputFolder);
+        var busy = await Assert.ThrowsAsync<RpcException>(async () =>
+            await client.StartJobAsync(new StartJobRequest { Configuration = ServingCoordinator.TinyJob() }, ServingCoordinator.Bearer()));
+        Assert.Equal(StatusCode.FailedPrecondition, busy.StatusCode);
+        Assert.Contains("a job is running", busy.Status.Detail);
+
+        var running = coordinator.WaitFor(s => s.State == "running" && s.Step >= 3, "three steps");
+        Assert.Equal(125, running.TotalSteps);
+        var workers = (await client.ListWorkersAsync(new ListWorkersRequest(), ServingCoordinator.Bearer())).Workers;
+        Assert.Equal(["worker-1", "worker-2"], workers.Select(w => w.Id));
+        Assert.All(workers, w => Assert.Equal("training", w.State));
+        Assert.All(workers, w => Assert.True(w.ComputeMs > 0 && w.AllReduceBytes > 0, $"{w}"));
+
+        var checkpoint = await client.CheckpointAsync(new CheckpointRequest(), ServingCoordinator.Bearer());
+        Assert.True(checkpoint.Step >= 3, $"{checkpoint}");
+        var written = Checkpoint.Read(checkpoint.Path); // verifies the checksum
+        Assert.Equal(checkpoint.Step, written.Header.Step);
+
+        // Conversion needs every layer at the last condensing stage, halfway through the job.
+        var refused = await Assert.ThrowsAsync<RpcException>(async () => await client.ExportAsync(new ExportRequest(), ServingCoordinator.Bearer()));
+        Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
+        Assert.Contains("condensing stage", refused.Status.Detail);
+        coordinator.WaitFor(s => s.Stage == s.FinalStage && s.FinalStage == 3, "condensing to complete");
+        string exported = Path.Combine(coordinator.Folder, "deploy.ccm");
+        var export = await client.ExportAsync(new ExportRequest { Path = exported }, ServingCoordinator.Bearer());
+        Assert.Equal(exported, export.Path);
+        using (var converted = ModelFile.Load(exported)) Assert.Equal(ModelForm.Converted, converted.Form);
+        Assert.Equal(ModelCost.Total(ServingCoordinator.TinyModel, ModelForm.Converted).Parameters, export.Parameters);
+
+        var stopped = await client.StopJobAsync(new StopJobRequest(), ServingCoordinator.Bearer());
+        Assert.Equal("stopped", stopped.State);
+        Assert.Contains("control API", stopped.Reason);
+        var notRunning = await Assert.ThrowsAsync<RpcException>(async () => await client.StopJobAsync(new StopJobRequest(), ServingCoordinator.Bearer()));
+        Assert.Equal(StatusCode.FailedPrecondition, notRunning.StatusCode);
+        var afterwards = await client.ListWorkersAsync(new ListWorkersRequest(), ServingCoordinator.Bearer());
+        Assert.All(afterwards.Workers, w => Assert.Equal("finished", w.State));
+
+        await reading;
+        log.WriteLine($"{updates.Count} updates streamed, last step {updates.Last(u => u.Step is not null).Step.Step}");
+        // In order: consecutive sequence numbers, steps one after another, and each condensing between the steps it separates.
+        Assert.Equal(Enumerable.Range(0, updates.Count).Select(i => updates[0].Sequence + i), updates.Select(u => u.Sequence));
+        var steps = updates.Where(u => u.Step is not null).Select(u => u.Step.Step).ToArray();
+        Assert.Equal(Enumerable.Range(0, steps.Length).Select(i => (long)i), steps);
+        Assert.True(steps.Length >= 63, $"{steps.Length} steps");
+        Assert.True(steps.Length < 125, "the job was stopped before its end");
+        int IndexOf(Func<JobUpdate, bool> match) => updates.FindIndex(u => match(u));
+        // 125 steps, C = 4: the first condensing boundary is crossed at progress 1/6, before step 21.
+        int condensing = IndexOf(u => u.Event?.Message.StartsWith("condensing before step 21") == true);
+        Assert.Equal("condensing", updates[condensing].Event.Kind);
+        Assert.True(IndexOf(u => u.Step?.Step == 20) < condensing && condensing < IndexOf(u => u.Step?.Step == 21));
+        Assert.True(IndexOf(u => u.Event?.Message.StartsWith("cluster formed") == true) < IndexOf(u => u.Step is not null));
+        Assert.Equal([0L, 1, 2, 3], updates.Where(u => u.Layers is not null).Select(u => u.Layers.MaskVersion));
+        Assert.All(updates.Last(u => u.Layers is not null).Layers.Layers, l => Assert.Equal(0.75, l.Sparsity));
+        Assert.Contains(updates, u => u.Event is { Kind: "checkpoint" } && u.Event.Message.Contains(checkpoint.Path));
+        Assert.Equal("stopped", updates.Last().Status.State);
+    }
+
+    [Fact]
+    public async Task CallsWithoutTheTokenOrWithAWrongOneAreRefused()
+    {
+        foreach (var headers in new[] { new Metadata(), ServingCoordinator.Bearer("not-the-token"), new Metadata { { "authorization", ServingCoordinator.Token } } })
+        {
+            var refusal = await Assert.ThrowsAsync<RpcException>(async () => await client.GetStatusAsync(new GetStatusRequest(), headers));
+            Assert.Equal(StatusCode.Unauthenticated, refusal.StatusCode);
+            var streamed = Assert.Throws<RpcException>(() =>
+            {
+                using var call = client.Watch(new WatchRequest(), headers);
+                call.ResponseStream.MoveNext().GetAwaiter().GetResult();
+            });
+            Assert.Equal(StatusCode.Unauthenticated, streamed.StatusCode);
+            var start = await Assert.ThrowsAsync<RpcException>(async () =>
+                await client.StartJobAsync(new StartJobRequest { Configuration = ServingCoordinator.TinyJob() }, headers));
+            Assert.Equal(StatusCode.Unauthenticated, start.StatusCode);
+        }
+        // Probes need no token.
+        var health = await new Health.HealthClient(coordinator.Channel).CheckAsync(new HealthCheckRequest());
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, health.Status);
+    }
+
+    [Theory]
+    [InlineData("{ not json", "configuration: is not a valid job configuration")]
+    [InlineData("", "configuration: is empty")]
+    [InlineData("{\"Model\": {\"Stages\": [2], \"Growth\": [4]}, \"BatchSz\": 5}", "BatchSz")]
+    [InlineData("{\"Model\": {\"Stages\": [2], \"Growth\": [4]}, \"LearningRate\": -1}", "configuration: --lr -1 must be positive")]
+    [InlineData("{\"Model\": {\"Stages\": [2], \"Growth\": [4], \"CondenseFactor\": 0}}", "configuration: ")]
+    public async Task AMalformedJobIsRefusedWithInvalidArgumentNamingTheField(string configuration, string expected)
+    {
+        var refusal = await Assert.ThrowsAsync<RpcException>(async () =>
+            await client.StartJobAsync(new StartJobRequest { Configuration = configuration }, ServingCoordinator.Bearer()));
+        Assert.Equal(StatusCode.InvalidArgument, refusal.StatusCode);
+        Assert.Contains(expected, refusal.Status.Detail);
+    }
+
+    [Fact]
+    public async Task OtherMalformedRequestsAreRefusedWithInvalidArgumentNamingTheField()
+    {
+        var workers = await Assert.ThrowsAsync<RpcException>(async () =>
+            await client.StartJobAsync(new StartJobRequest { Configuration = ServingCoordinator.TinyJob(), Workers = -2 }, ServingCoordinator.Bearer()));
+        Assert.Equal(StatusCode.InvalidArgument, workers.StatusCode);
+        Assert.StartsWith("workers: -2 must not be negative", workers.Status.Detail);
+        var path = await Assert.ThrowsAsync<RpcException>(async () =>
+            await client.ExportAsync(new ExportRequest { Path = "model.txt" }, ServingCoordinator.Bearer()));
+        Assert.Equal(StatusCode.InvalidArgument, path.StatusCode);
+        Assert.StartsWith("path: 'model.txt' must end with .ccm", path.Status.Detail);
+        var resume = await Assert.ThrowsAsync<RpcException>(async () =>
+            await client.StartJobAsync(new StartJobRequest { Resume = Path.Combine(coordinator.Folder, "no-such-run") }, ServingCoordinator.Bearer()));
+        Assert.Equal(StatusCode.InvalidArgument, resume.StatusCode);
+        Assert.StartsWith("resume: ", resume.Status.Detail);
+    }
+}
