@@ -153,8 +153,10 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
     /// Converts the newest state into the deployable model: a checkpoint taken now while a job runs, else the newest
     /// checkpoint of the last job. Written to <paramref name="path"/>, or to exports/ in the job's output folder.
     /// </summary>
-    public async Task<(string Path, long Step, Shared.Model.CostRow Cost)> ExportAsync(string? path)
+    public async Task<(string Path, long Step, CostRow Cost)> ExportAsync(string? path)
     {
+        if (path is not null && Path.GetExtension(path) is not (".ccm" or ".pt" or ".pth"))
+            throw new JobRequestException("path", $"'{path}' must end with .ccm (native) or .pt/.pth (PyTorch state dict)");
         string output;
         LoadedCheckpoint? checkpoint;
         if (Current() is { } current)

@@ -104,12 +104,15 @@ public sealed class ControlServer : IAsyncDisposable
             var (path, step) = await jobs.CheckpointAsync();
             return $"checkpoint of step {step}: {path}";
         }));
-        web.MapPost("/api/export", (HttpRequest http) => Control(http, token, async () =>
+        web.MapPost("/api/export", (HttpRequest http, ExportBody? body) => Control(http, token, async () =>
         {
-            var (path, step, _) = await jobs.ExportAsync(null);
+            var (path, step, _) = await jobs.ExportAsync(string.IsNullOrWhiteSpace(body?.Path) ? null : body.Path);
             return $"converted model of step {step}: {path}";
         }));
     }
+
+    /// <summary>The dashboard's export request: where to write, or the default when empty.</summary>
+    sealed record ExportBody(string? Path);
 
     /// <summary>A dashboard control: refused without the token; its answer or refusal as JSON.</summary>
     static async Task<IResult> Control(HttpRequest http, ControlToken token, Func<Task<string>> action)

@@ -75,14 +75,13 @@ public sealed class ControlService(IJobControl jobs, JobMonitor monitor) : Share
 
     public override async Task<ExportReply> Export(ExportRequest request, ServerCallContext context)
     {
-        if (request.Path.Length > 0 && Path.GetExtension(request.Path) is not (".ccm" or ".pt" or ".pth"))
-            throw Invalid("path", $"'{request.Path}' must end with .ccm (native) or .pt/.pth (PyTorch state dict)");
         try
         {
             var (path, step, cost) = await jobs.ExportAsync(Blank(request.Path)).WaitAsync(context.CancellationToken);
             return new ExportReply { Path = path, Step = step, Parameters = cost.Parameters, Flops = cost.Flops };
         }
         catch (InvalidOperationException e) { throw Refused(e.Message); }
+        catch (JobRequestException e) { throw Invalid(e.Field, e.Message); }
     }
 
     public override Task<WorkerList> ListWorkers(ListWorkersRequest request, ServerCallContext context)

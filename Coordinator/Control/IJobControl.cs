@@ -16,7 +16,7 @@ public interface IJobControl
     Task<(string Path, long Step, CostRow Cost)> ExportAsync(string? path);
 }
 
-/// <summary>A job request that cannot run, and which of its fields is at fault (configuration, workers, resume).</summary>
+/// <summary>A request that cannot be served, and which of its fields is at fault (configuration, workers, resume, path).</summary>
 public sealed class JobRequestException(string field, string message) : ArgumentException(message)
 {
     public string Field { get; } = field;
