@@ -153,7 +153,7 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
         cluster.StartWorker("worker-2", "--data", corrupt);
         cluster.StartWorker("worker-3");
         var run = cluster.Finish();
-        Assert.Matches(@"worker-2 lost: it failed: .*train-images", run.Output);
+        Assert.Matches(@"worker-2 excluded: it failed: .*train-images", run.Output);
         Assert.Contains("[worker-2] excluded from the job", run.Output);
 
         // Left out before its first step, it leaves the run of two workers, bit for bit. (Two workers summing three

@@ -117,7 +117,7 @@ public class TrainingJobTests : TempFolderTest
         Assert.Null(host.ExitCode);
         var excluded = Assert.Single(host.Sent, s => s.Message is Excluded);
         Assert.Equal("worker-2", excluded.Worker);
-        Assert.Contains(observer.Events, e => e.StartsWith("worker-2 lost: worker-2 diverged") && e.Contains("0123456789abcdef"));
+        Assert.Contains(observer.Events, e => e.StartsWith("worker-2 excluded: worker-2 diverged") && e.Contains("0123456789abcdef"));
 
         Reformed(job, ["worker-1", "worker-3"], at: 2);
         var resent = host.Sent.Where(s => s.Message is ApplyMasks).Skip(3).ToArray();
@@ -134,7 +134,7 @@ public class TrainingJobTests : TempFolderTest
         job.Handle(new StepReport("worker-2", 0, 2.3 * 16, 2, 16, 10, 1, 0, "other"));
         job.Handle(new StepReport("worker-3", 0, 2.3 * 16, 1, 16, 10, 1, 0, "same"));
         Assert.Null(host.ExitCode);
-        Assert.Contains(observer.Events, e => e.StartsWith("worker-2 lost: worker-2 diverged: weights at step 1 differ (worker-2 has other; worker-1, worker-3 have same)"));
+        Assert.Contains(observer.Events, e => e.StartsWith("worker-2 excluded: worker-2 diverged: weights at step 1 differ (worker-2 has other; worker-1, worker-3 have same)"));
         Assert.Equal(["worker-1", "worker-3"], host.Sent.Where(s => s.Message is AbortSteps).Select(s => s.Worker));
     }
 
@@ -218,5 +218,43 @@ public class TrainingJobTests : TempFolderTest
         Assert.Equal(24 / 64.0, step.Accuracy, 12);
         Assert.Equal(64 / 0.122, step.ImagesPerSecond, 6);
         Assert.Null(host.ExitCode);
+    }
+
+    [Fact]
+    public void ACheckpointRequestCutsTheSegmentShortAndCheckpointsAtTheStepEveryReplicaStoppedAt()
+    {
+        string[] workers = ["worker-1", "worker-2"];
+        var job = StartedJob(workers);
+        var request = new TaskCompletionSource<(string Path, long Step)>();
+        job.RequestCheckpoint(request);
+        // The replicas agree through the ring on the step to stop after, as for a join.
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is Yield).Select(s => s.Worker));
+        foreach (var w in workers) job.Handle(new StepsDone(w, 1, "after-1"));
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is PrepareState { Step: 1 }).Select(s => s.Worker));
+        Assert.DoesNotContain(host.All<RunSteps>(), r => r.From == 1); // the checkpoint comes first
+        Assert.False(request.Task.IsCompleted); // answered once the file is written
+
+        job.Interrupt("the test");
+        Assert.Equal(130, host.ExitCode);
+        Assert.Contains("the job ended before the checkpoint", Assert.Throws<AggregateException>(() => request.Task.Wait()).InnerException!.Message);
+        var late = new TaskCompletionSource<(string Path, long Step)>();
+        job.RequestCheckpoint(late);
+        Assert.Contains("the job has ended", Assert.Throws<AggregateException>(() => late.Task.Wait()).InnerException!.Message);
+    }
+
+    [Fact]
+    public void TheObserverHearsEachWorkersStateAndItsStepsTimingsAndBytes()
+    {
+        string[] workers = ["worker-1", "worker-2"];
+        var job = StartedJob(workers);
+        job.Handle(new StepReport("worker-1", 0, 1.0, 3, 32, 100, 20, 5, null, AllReduceBytes: 4096));
+        job.WorkerLost("worker-2", "process exited with code 137");
+        var reports = observer.Workers;
+        Assert.Equal([WorkerState.Registered, WorkerState.Registered, WorkerState.Training, WorkerState.Training, WorkerState.Training, WorkerState.Lost],
+            reports.Select(r => r.State));
+        var step = reports.Single(r => r.Step == 0);
+        Assert.Equal(("worker-1", 100.0, 20.0, 5.0, 4096L, "http://worker-1:1"), (step.Worker, step.ComputeMs, step.AllReduceMs, step.DataWaitMs, step.AllReduceBytes, step.Endpoint));
+        Assert.Equal("process exited with code 137", reports[^1].Detail);
+        Assert.Contains(observer.Kinds, k => k == EventKind.Failure);
     }
 }

@@ -109,12 +109,20 @@ sealed class RecordingObserver : ITrainingObserver
     public List<StepMetrics> Steps { get; } = [];
     public List<EpochMetrics> Epochs { get; } = [];
     public List<string> Events { get; } = [];
+    public List<EventKind> Kinds { get; } = [];
+    public List<WorkerReport> Workers { get; } = [];
     public RunStarted? Run { get; private set; }
     public TrainingSummary? Summary { get; private set; }
 
     public void Started(RunStarted run) => Run = run;
     public void Step(StepMetrics step) => Steps.Add(step);
     public void Epoch(EpochMetrics epoch) => Epochs.Add(epoch);
-    public void Event(string message, EventKind kind = EventKind.Info) => Events.Add(message);
+    public void Event(string message, EventKind kind = EventKind.Info)
+    {
+        Events.Add(message);
+        Kinds.Add(kind);
+    }
+
     public void Finished(TrainingSummary summary) => Summary = summary;
+    public void Worker(WorkerReport worker) => Workers.Add(worker);
 }
