@@ -59,33 +59,17 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         }
         MetricsLog? log = null;
         TensorBoardLog? tensorBoard = null;
+        bool announced = false;
         try
         {
-            var run = defaults with
-            {
-                OutputFolder = OutputFolder(request), ResumeFrom = request.Resume,
-                StopAfterStep = request.StopAfterStep,
-            };
-            int workers = request.Workers > 0 ? request.Workers : cluster.ExpectedWorkers;
-            if (workers < cluster.LocalWorkers) throw new JobRequestException("workers", $"{workers} must be at least the {cluster.LocalWorkers} local workers");
-            var events = new List<string>();
-            var resume = Checked("resume", () => CheckpointStore.Resolve(run.ResumeFrom, events.Add));
-            var options = resume?.Header.Options ?? request.Options
-                ?? throw new JobRequestException("configuration", "a job needs a configuration, or a checkpoint to resume from");
-            var data = Checked("configuration", () =>
-            {
-                options.Validate();
-                var opened = Datasets.Open(options.Dataset, options.DataDir, events.Add);
-                Datasets.CheckFits(opened.Train, options.Model);
-                return opened;
-            });
-
+            var (run, workers, options, data, resume, events) = Prepare(request);
             Directory.CreateDirectory(run.OutputFolder);
             File.WriteAllText(Path.Combine(run.OutputFolder, "job.json"), JsonSerializer.Serialize(options, new JsonSerializerOptions { WriteIndented = true }));
             log = new MetricsLog(Path.Combine(run.OutputFolder, "metrics.jsonl"));
             tensorBoard = new TensorBoardLog(run.OutputFolder);
             var observer = new Observers(monitor, always, log, tensorBoard);
             monitor.JobAccepted($"{options.Arch} on {data.Train.Description}", run.OutputFolder);
+            announced = true;
             foreach (var e in events) observer.Event(e);
             if (resume is not null) observer.Event($"resuming from {resume.Path} at step {resume.Header.Step} (its job configuration is used)", EventKind.Checkpoint);
 
@@ -113,13 +97,36 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             lock (gate) job = (outcome, run.OutputFolder);
             return outcome;
         }
-        catch
+        catch (Exception e)
         {
+            if (announced) monitor.JobEnded(1, e.Message);
             log?.Dispose();
             tensorBoard?.Dispose();
             lock (gate) running = false;
             throw;
         }
+    }
+
+    /// <summary>Everything a job needs before it starts, checked: where it runs, its configuration, its data, its resume point.</summary>
+    (RunSettings Run, int Workers, TrainingOptions Options, (IImageDataset Train, IImageDataset Test) Data, LoadedCheckpoint? Resume, List<string> Events)
+        Prepare(JobRequest request)
+    {
+        var run = defaults with { OutputFolder = OutputFolder(request), ResumeFrom = request.Resume, StopAfterStep = request.StopAfterStep };
+        int workers = request.Workers > 0 ? request.Workers : cluster.ExpectedWorkers;
+        if (workers < cluster.LocalWorkers) throw new JobRequestException("workers", $"{workers} must be at least the {cluster.LocalWorkers} local workers");
+        var events = new List<string>();
+        var resume = Checked("resume", () => CheckpointStore.Resolve(run.ResumeFrom, events.Add));
+        var options = resume?.Header.Options ?? request.Options
+            ?? throw new JobRequestException("configuration", "a job needs a configuration, or a checkpoint to resume from");
+        var data = Checked("configuration", () =>
+        {
+            options.Validate();
+            var opened = Datasets.Open(options.Dataset, options.DataDir, events.Add);
+            Datasets.CheckFits(opened.Train, options.Model);
+            new MicroBatchPlan(options.BatchSize, options.MicroBatches, opened.Train.Count, options.Epochs).Validate();
+            return opened;
+        });
+        return (run, workers, options, data, resume, events);
     }
 
     /// <summary>Runs a part of a request's preparation; what it finds wrong is a fault of <paramref name="field"/>.</summary>
