@@ -49,7 +49,7 @@ public sealed class ControlService(IJobControl jobs, JobMonitor monitor) : Share
 
     public override async Task Watch(WatchRequest request, IServerStreamWriter<JobUpdate> responseStream, ServerCallContext context)
     {
-        long after = request.FromStart ? 0 : monitor.Snapshot().Sequence - 1; // from the newest state on
+        long after = request.FromStart ? 0 : monitor.Sequence; // only what happens from now on
         await foreach (var update in monitor.Watch(after, context.CancellationToken))
             await responseStream.WriteAsync(update, context.CancellationToken);
     }

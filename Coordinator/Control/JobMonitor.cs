@@ -213,6 +213,12 @@ public sealed class JobMonitor : ITrainingObserver
         Publish(new JobUpdate { Worker = changed });
     }
 
+    /// <summary>The sequence number of the newest update.</summary>
+    public long Sequence
+    {
+        get { lock (gate) return sequence; }
+    }
+
     public JobStatus Status()
     {
         lock (gate)
