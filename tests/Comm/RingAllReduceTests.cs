@@ -29,7 +29,13 @@ public class RingAllReduceTests(ITestOutputHelper output)
         var random = new Random(size);
         var randoms = RingPlanTests.Buffers(size, 100_003, (_, _) => (float)random.NextDouble() * 2 - 1);
         float expected = randoms.Sum(b => b[12_345]);
+        long[] before = ring.Nodes.Select(n => n.BytesSent).ToArray();
         await ring.AllReduceAsync(members, randoms, ++operation);
+        // The bytes counted: reduce-scatter sends every chunk but the one after the rank's, all-gather every chunk but
+        // the one two after, 2(N-1)/N of the buffer in all (nothing on a ring of one).
+        int Chunk(int index) => RingPlan.Chunk(100_003, size, index % size).Length;
+        for (int rank = 0; rank < size; rank++)
+            Assert.Equal((2L * 100_003 - Chunk(rank + 1) - Chunk(rank + 2)) * sizeof(float), ring.Nodes[rank].BytesSent - before[rank]);
         RingPlanTests.AssertBitIdentical(randoms);
         Assert.Equal(expected, randoms[^1][12_345], 4);
     }
