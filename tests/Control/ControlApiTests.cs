@@ -112,6 +112,21 @@ public class ControlApiTests(ServingCoordinator coordinator, ITestOutputHelper l
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, health.Status);
     }
 
+    [Fact]
+    public void TheCommandLineClientTalksToTheCoordinator()
+    {
+        string[] at = ["--address", coordinator.ApiAddress, "--token", ServingCoordinator.Token];
+        var (code, output) = CoordinatorProgram.Run(["status", .. at]);
+        Assert.True(code == 0, output);
+        Assert.Matches(@"state\s+│ (idle|stopped|completed)", output);
+        (code, output) = CoordinatorProgram.Run(["checkpoint", .. at]);
+        Assert.Equal(1, code);
+        Assert.Contains("error: no job is running (FailedPrecondition)", output);
+        (code, output) = CoordinatorProgram.Run(["workers", "--address", coordinator.ApiAddress, "--token", "wrong"]);
+        Assert.Equal(1, code);
+        Assert.Contains("the bearer token is wrong", output);
+    }
+
     [Theory]
     [InlineData("{ not json", "configuration: is not a valid job configuration")]
     [InlineData("", "configuration: is empty")]
