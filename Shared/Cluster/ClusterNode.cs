@@ -20,7 +20,14 @@ public static class ClusterNode
     public static Config Configure(string role, ClusterEndpoint endpoint)
     {
         var overrides = new List<string> { $"akka.cluster.roles = [\"{role}\"]" };
-        if (endpoint.Host is not null) overrides.Add($"akka.remote.dot-netty.tcp.hostname = \"{endpoint.Host}\"");
+        if (endpoint.Host is not null)
+        {
+            // A DNS name (a Kubernetes pod's stable name) is advertised while the node listens on every interface: binding
+            // to the name would fail while its record is not yet published.
+            bool name = !System.Net.IPAddress.TryParse(endpoint.Host, out _);
+            overrides.Add($"akka.remote.dot-netty.tcp.hostname = \"{(name ? "0.0.0.0" : endpoint.Host)}\"");
+            if (name) overrides.Add($"akka.remote.dot-netty.tcp.public-hostname = \"{endpoint.Host}\"");
+        }
         if (endpoint.Port is int port)
         {
             if (port is < 0 or > 65535) throw new ArgumentException($"--port {port} is out of range (0 picks a free port)");

@@ -27,6 +27,16 @@ public class ClusterNodeTests
     }
 
     [Theory]
+    [InlineData("10.0.0.7", "10.0.0.7", "")]
+    [InlineData("worker-0.cc-worker-headless.training.svc.cluster.local", "0.0.0.0", "worker-0.cc-worker-headless.training.svc.cluster.local")]
+    public void AnAddressIsBoundAndANameIsAdvertisedWhileTheNodeListensEverywhere(string host, string bound, string advertised)
+    {
+        var config = ClusterNode.Configure("worker", new ClusterEndpoint(host));
+        Assert.Equal(bound, config.GetString("akka.remote.dot-netty.tcp.hostname"));
+        Assert.Equal(advertised, config.GetString("akka.remote.dot-netty.tcp.public-hostname", ""));
+    }
+
+    [Theory]
     [InlineData("10.0.0.1", "is neither host:port")]
     [InlineData("host:99999", "is neither host:port")]
     public void ABadSeedIsAClearError(string seed, string message) =>

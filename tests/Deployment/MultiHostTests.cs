@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+using CondenseCluster.Tests.Cluster;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace CondenseCluster.Tests.Deployment;
+
+/// <summary>
+/// Several machines simulated on one: the coordinator and each worker bound to a loopback address of its own
+/// (127.0.0.2, .3, .4), nobody on 127.0.0.1, every worker given the coordinator's address as a seed exactly as on a
+/// separate host (README "Several machines").
+/// </summary>
+[Collection(ClusterProcesses.Name)]
+public class MultiHostTests(ITestOutputHelper log) : TempFolderTest
+{
+    [Fact]
+    public void ACoordinatorAndTwoWorkersOnTheirOwnAddressesTrainTogether()
+    {
+        var output = new StringBuilder();
+        string Output() { lock (output) return output.ToString(); }
+        string seed = "";
+        var started = new ManualResetEventSlim();
+        var processes = new List<Process>();
+        try
+        {
+            processes.Add(BackgroundProgram.Start("condense-coordinator.dll",
+                ["train", "--host", "127.0.0.2", "--port", "0", "--control-host", "127.0.0.2", .. ClusterProcesses.FreeControlPorts,
+                    "--local-workers", "0", "--workers", "2", "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
+                    "--batch-size", "48", "--lr", "0.01", "--stop-after", "6", "--recovery-steps", "0", "--out", Path.Combine(Folder, "run")],
+                output, line =>
+                {
+                    var address = Regex.Match(line, @"coordinator at akka\.tcp://condense@(127\.0\.0\.2:\d+)");
+                    if (!address.Success) return;
+                    seed = address.Groups[1].Value;
+                    started.Set();
+                }));
+            Assert.True(started.Wait(TimeSpan.FromSeconds(60)), $"the coordinator did not start:\n{Output()}");
+            foreach (var (name, host) in new[] { ("machine-a", "127.0.0.3"), ("machine-b", "127.0.0.4") })
+                processes.Add(BackgroundProgram.Start("condense-worker.dll",
+                    ["--seed", seed, "--host", host, "--port", "0", "--data-port", "0", "--name", name, "--threads", "1"], output, _ => { }));
+
+            var coordinator = processes[0];
+            Assert.True(coordinator.WaitForExit(TimeSpan.FromMinutes(3)), $"the job did not end:\n{Output()}");
+            coordinator.WaitForExit();
+            string text = Output();
+            log.WriteLine(text);
+            Assert.True(coordinator.ExitCode == 0, text);
+            // Each worker's Akka node and data plane are on its own address, and the ring ran between them.
+            Assert.Matches(@"machine-a registered \(cpu, 1 threads, data plane http://127\.0\.0\.3:\d+\)", text);
+            Assert.Matches(@"machine-b registered \(cpu, 1 threads, data plane http://127\.0\.0\.4:\d+\)", text);
+            Assert.Contains("cluster formed: machine-a (rank 0), machine-b (rank 1)", text);
+            Assert.Contains("all 2 replicas hold identical weights at step 6", text);
+            Assert.DoesNotContain("127.0.0.1", text);
+        }
+        finally
+        {
+            foreach (var process in processes) BackgroundProgram.End(process, TimeSpan.FromSeconds(15));
+        }
+    }
+}
