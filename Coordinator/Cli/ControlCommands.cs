@@ -46,7 +46,7 @@ static class ControlCommands
         });
         yield return Client("workers", "the job's workers and where their time goes", [], async (control, headers, _) =>
         {
-            AnsiConsole.Write(WorkersTable((await control.ListWorkersAsync(new ListWorkersRequest(), headers)).Workers));
+            foreach (string line in WorkerLines((await control.ListWorkersAsync(new ListWorkersRequest(), headers)).Workers)) Console.WriteLine(line);
             return 0;
         });
         yield return Client("stop", "stop the job (its newest checkpoint stays the place to resume from)", [], async (control, headers, _) =>
@@ -114,7 +114,7 @@ static class ControlCommands
         using var call = control.Watch(new WatchRequest(), headers);
         bool interactive = !Console.IsOutputRedirected;
         var printed = DateTime.MinValue;
-        IRenderable View() => new Rows(StatusTable(status), WorkersTable(workers.Values),
+        IRenderable View() => new Rows(StatusTable(status), new Rows(WorkerLines(workers.Values, compact: true).Select(line => new Text(line))),
             new Rows(events.Select(e => new Markup($"[grey]{DateTimeOffset.FromUnixTimeMilliseconds(e.TimeUnixMs).ToLocalTime():HH:mm:ss}[/] {e.Kind}: {Markup.Escape(e.Message)}"))));
         async Task Follow(Action refresh)
         {
@@ -162,12 +162,13 @@ static class ControlCommands
         return table;
     }
 
-    static Table WorkersTable(IEnumerable<WorkerStatus> workers)
-    {
-        var table = new Table().AddColumns("worker", "state", "device", "step", "step ms", "compute", "all-reduce wait", "data wait", "images/s", "all-reduce MB", "detail");
-        foreach (var w in workers)
-            table.AddRow(w.Id, w.State, Markup.Escape(w.Device), w.Step.ToString(), $"{w.StepMs:F0}", $"{w.ComputeMs:F0}", $"{w.AllReduceMs:F0}", $"{w.DataWaitMs:F0}",
-                $"{w.ImagesPerSecond:F1}", $"{w.AllReduceBytes / 1e6:F2}", Markup.Escape(w.Detail));
-        return table;
-    }
+    /// <summary>
+    /// The workers, a line each: state, last step and where its time went, then (unless <paramref name="compact"/>, the
+    /// live view) the bytes it sent, its device and why it left. Lines rather than a table: the columns would not fit.
+    /// </summary>
+    static IEnumerable<string> WorkerLines(IEnumerable<WorkerStatus> workers, bool compact = false) =>
+        workers.Select(w =>
+            $"{w.Id,-9} {w.State,-9} step {w.Step}: {w.StepMs:F0} ms = compute {w.ComputeMs:F0}, all-reduce {w.AllReduceMs:F0}, data {w.DataWaitMs:F0}; " +
+            $"{w.ImagesPerSecond:F0} img/s" +
+            (compact ? "" : $"; sent {w.AllReduceBytes / 1e6:F2} MB; {w.Device}{(w.Detail.Length > 0 ? $"; {w.Detail}" : "")}"));
 }
