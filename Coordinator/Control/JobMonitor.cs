@@ -62,10 +62,7 @@ public sealed class JobMonitor : ITrainingObserver
             status.EtaSeconds = 0;
             status.ElapsedSeconds = clock.Elapsed.TotalSeconds;
             clock.Stop();
-            foreach (var worker in workers.Values.Where(w => w.State is "registered" or "training").ToArray())
-                UpsertWorker(worker.Clone(), w => w.State = "finished");
-            status.WorkersAlive = 0;
-            PublishStatus();
+            PublishStatus(); // the job has reported its workers finished already
         }
     }
 
@@ -91,7 +88,7 @@ public sealed class JobMonitor : ITrainingObserver
             var point = new StepPoint
             {
                 Step = step.Step, Epoch = step.Epoch, Loss = step.Loss, Accuracy = step.Accuracy, LearningRate = step.LearningRate,
-                ImagesPerSecond = step.ImagesPerSecond, StepMs = status.BatchSize / Math.Max(1e-9, step.ImagesPerSecond) * 1000,
+                ImagesPerSecond = step.ImagesPerSecond, StepMs = step.StepMs,
             };
             steps.Add(point);
             Publish(new JobUpdate { Step = point });
@@ -184,19 +181,21 @@ public sealed class JobMonitor : ITrainingObserver
     {
         lock (gate)
         {
-            var known = workers.GetValueOrDefault(report.Worker)?.Clone() ?? new WorkerStatus { Id = report.Worker };
-            UpsertWorker(known, w =>
+            // A new message per change: the one published before stays as it was for subscribers still reading it.
+            var w = workers.GetValueOrDefault(report.Worker)?.Clone() ?? new WorkerStatus { Id = report.Worker };
+            w.State = report.State.ToString().ToLowerInvariant();
+            if (report.Device != "") (w.Device, w.Threads, w.Endpoint) = (report.Device, report.Threads, report.Endpoint);
+            w.Detail = report.Detail;
+            if (report.Step >= 0)
             {
-                w.State = report.State.ToString().ToLowerInvariant();
-                if (report.Device != "") (w.Device, w.Threads, w.Endpoint) = (report.Device, report.Threads, report.Endpoint);
-                w.Detail = report.Detail;
-                if (report.Step < 0) return;
                 w.Step = report.Step;
                 (w.ComputeMs, w.AllReduceMs, w.DataWaitMs) = (report.ComputeMs, report.AllReduceMs, report.DataWaitMs);
                 w.StepMs = report.ComputeMs + report.AllReduceMs + report.DataWaitMs;
                 w.ImagesPerSecond = report.Samples / Math.Max(1e-9, w.StepMs / 1000);
                 w.AllReduceBytes = report.AllReduceBytes;
-            });
+            }
+            workers[w.Id] = w;
+            Publish(new JobUpdate { Worker = w });
             int alive = workers.Values.Count(w => w.State is "registered" or "training");
             if (alive != status.WorkersAlive)
             {
@@ -204,13 +203,6 @@ public sealed class JobMonitor : ITrainingObserver
                 PublishStatus();
             }
         }
-    }
-
-    void UpsertWorker(WorkerStatus changed, Action<WorkerStatus> change)
-    {
-        change(changed);
-        workers[changed.Id] = changed;
-        Publish(new JobUpdate { Worker = changed });
     }
 
     /// <summary>The sequence number of the newest update.</summary>

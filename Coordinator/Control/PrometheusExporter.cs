@@ -14,7 +14,6 @@ public sealed class PrometheusExporter : ITrainingObserver
     public CollectorRegistry Registry { get; } = Metrics.NewCustomRegistry();
     readonly Counter steps, failures, recoveries, computeSeconds, allReduceSeconds, dataWaitSeconds, allReduceBytes;
     readonly Histogram stepSeconds;
-    int batchSize = 1;
 
     public PrometheusExporter(JobMonitor monitor)
     {
@@ -56,12 +55,12 @@ public sealed class PrometheusExporter : ITrainingObserver
         });
     }
 
-    public void Started(RunStarted run) => batchSize = run.BatchSize;
+    public void Started(RunStarted run) { }
 
     public void Step(StepMetrics step)
     {
         steps.Inc();
-        stepSeconds.Observe(batchSize / Math.Max(1e-9, step.ImagesPerSecond));
+        stepSeconds.Observe(step.StepMs / 1000);
     }
 
     public void Epoch(EpochMetrics epoch) { }

@@ -462,7 +462,7 @@ public sealed class TrainingJob
         int stage = masks.Max(m => m.Stage);
         observer.Step(new StepMetrics(completed, plan.EpochOf(completed), loss / samples, correct / samples,
             LearningRate.Cosine(options.LearningRate, completed, plan.TotalSteps), stage, options.Model.CondenseFactor - 1,
-            samples / (ms / 1000), reports.Max(r => r.ComputeMs), reports.Max(r => r.DataWaitMs)));
+            samples / (ms / 1000), ms, reports.Max(r => r.ComputeMs), reports.Max(r => r.DataWaitMs)));
     }
 
     void Importance(LayerImportance layer)

@@ -67,7 +67,7 @@ public static class LocalTraining
                 stepTimes.Add(ms);
                 (epochLoss, epochCorrect, epochSamples) = (epochLoss + loss, epochCorrect + correct, epochSamples + samples);
                 observer.Step(new StepMetrics(step, plan.EpochOf(step), loss / samples, correct / (double)samples, lr, stage,
-                    options.Model.CondenseFactor - 1, samples / (ms / 1000), ms - dataWait, dataWait));
+                    options.Model.CondenseFactor - 1, samples / (ms / 1000), ms, ms - dataWait, dataWait));
 
                 bool epochEnd = (step + 1) % plan.StepsPerEpoch == 0;
                 if (epochEnd)

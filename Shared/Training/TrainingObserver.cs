@@ -7,10 +7,13 @@ public sealed record RunStarted(
     string Description, long FirstStep, long TotalSteps, int StepsPerEpoch, int Epochs, int BatchSize, int MicroBatches,
     string Device, int Threads, string Allocator, string OutputFolder);
 
-/// <summary>One global step. Times in milliseconds: compute = forward/backward/update, data = waiting for the loader.</summary>
+/// <summary>
+/// One global step. Times in milliseconds: the whole step (the slowest worker's), compute = forward/backward/update,
+/// data = waiting for the loader.
+/// </summary>
 public sealed record StepMetrics(
     long Step, int Epoch, double Loss, double Accuracy, double LearningRate, int Stage, int FinalStage,
-    double ImagesPerSecond, double ComputeMs, double DataWaitMs);
+    double ImagesPerSecond, double StepMs, double ComputeMs, double DataWaitMs);
 
 /// <summary>Test-set accuracy of the masked model after an epoch.</summary>
 public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, Accuracy Test, double Seconds);

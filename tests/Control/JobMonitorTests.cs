@@ -16,7 +16,7 @@ public class JobMonitorTests
         monitor.JobAccepted("tiny", "/runs/a");
         monitor.Started(new RunStarted("tiny", 0, 100, 50, 2, 64, 2, "2 workers", 1, "glibc", "/runs/a"));
         for (int s = 0; s < steps; s++)
-            monitor.Step(new StepMetrics(s, 0, 2.0 - s * 0.01, 0.1, 0.1, 0, 3, 640, 90, 1));
+            monitor.Step(new StepMetrics(s, 0, 2.0 - s * 0.01, 0.1, 0.1, 0, 3, 640, 100, 90, 1));
     }
 
     [Fact]
@@ -35,7 +35,7 @@ public class JobMonitorTests
             }
         });
         monitor.Event("condensing before step 3", EventKind.Condensing);
-        monitor.Step(new StepMetrics(3, 0, 1.9, 0.2, 0.1, 1, 3, 640, 90, 1));
+        monitor.Step(new StepMetrics(3, 0, 1.9, 0.2, 0.1, 1, 3, 640, 100, 90, 1));
         monitor.JobEnded(0, "the job completed");
         await watching;
 
