@@ -10,6 +10,9 @@ namespace CondenseCluster.Coordinator.Cli;
 /// </summary>
 sealed class ConsoleProgress(TextWriter output, bool interactive, TimeSpan plainInterval) : ITrainingObserver
 {
+    /// <summary>On this process's console: redrawn in place on a terminal, a line every 10 s otherwise.</summary>
+    public static ConsoleProgress OnConsole() => new(Console.Out, interactive: !Console.IsOutputRedirected, TimeSpan.FromSeconds(10));
+
     readonly Stopwatch sinceDraw = Stopwatch.StartNew(), sinceStart = Stopwatch.StartNew();
     RunStarted? run;
     StepMetrics? latest;

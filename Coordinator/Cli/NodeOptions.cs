@@ -56,7 +56,7 @@ sealed class NodeOptions
             Device = TorchRuntime.ParseDevice(result.GetValue(Device)!), OutputFolder = ".", LoaderThreads = Math.Max(1, result.GetValue(LoaderThreads)),
             Allocator = allocator,
         };
-        var console = new ConsoleProgress(Console.Out, interactive: !Console.IsOutputRedirected, TimeSpan.FromSeconds(10));
+        var console = ConsoleProgress.OnConsole();
         var token = ControlToken.Resolve(result.GetValue(tokenFile), line => console.Event(line));
         var monitor = new JobMonitor();
         var metrics = new PrometheusExporter(monitor);

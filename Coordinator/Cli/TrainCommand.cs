@@ -80,10 +80,8 @@ static class TrainCommand
             StopAfterStep = request.StopAfterStep,
             Allocator = allocator,
         };
-        using var log = new MetricsLog(Path.Combine(settings.OutputFolder, "metrics.jsonl"));
-        using var tensorBoard = new TensorBoardLog(settings.OutputFolder);
-        var console = new ConsoleProgress(Console.Out, interactive: !Console.IsOutputRedirected, TimeSpan.FromSeconds(10));
-        LocalTraining.Run(request.Options!, settings, new Observers(console, log, tensorBoard));
+        using var logs = new RunLogs(settings.OutputFolder);
+        LocalTraining.Run(request.Options!, settings, new Observers(ConsoleProgress.OnConsole(), logs.Observer));
         return 0;
     }
 }

@@ -57,17 +57,15 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             if (running) throw new InvalidOperationException("a job is running: stop it first, or wait for it to end");
             running = true;
         }
-        MetricsLog? log = null;
-        TensorBoardLog? tensorBoard = null;
+        RunLogs? logs = null;
         bool announced = false;
         try
         {
             var (run, workers, options, data, resume, events) = Prepare(request);
             Directory.CreateDirectory(run.OutputFolder);
             File.WriteAllText(Path.Combine(run.OutputFolder, "job.json"), JsonSerializer.Serialize(options, new JsonSerializerOptions { WriteIndented = true }));
-            log = new MetricsLog(Path.Combine(run.OutputFolder, "metrics.jsonl"));
-            tensorBoard = new TensorBoardLog(run.OutputFolder);
-            var observer = new Observers(monitor, always, log, tensorBoard);
+            logs = new RunLogs(run.OutputFolder);
+            var observer = new Observers(monitor, always, logs.Observer);
             monitor.JobAccepted($"{options.Arch} on {data.Train.Description}", run.OutputFolder);
             announced = true;
             foreach (var e in events) observer.Event(e);
@@ -84,12 +82,11 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
                 (cluster.LocalWorkers < workers ? $"; start more with: dotnet run --project Worker -- --seed {hostPort}" : ""), EventKind.Worker);
             var local = new LocalWorkers(cluster.LocalWorkers, Address, cluster.WorkerDevice, cluster.WorkerThreads,
                 (name, code) => coordinator.Tell(new LocalWorkerExited(name, code)));
-            var (jobLog, jobEvents) = (log, tensorBoard);
+            var jobLogs = logs;
             var outcome = ended.Task.ContinueWith(t =>
             {
                 local.Dispose();
-                jobLog.Dispose();
-                jobEvents.Dispose();
+                jobLogs.Dispose();
                 monitor.JobEnded(t.Result.ExitCode, t.Result.Reason);
                 lock (gate) running = false;
                 return t.Result;
@@ -100,8 +97,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         catch (Exception e)
         {
             if (announced) monitor.JobEnded(1, e.Message);
-            log?.Dispose();
-            tensorBoard?.Dispose();
+            logs?.Dispose();
             lock (gate) running = false;
             throw;
         }

@@ -152,7 +152,7 @@ public sealed class TrainingJob
         }
         joiners.Add(member);
         observer.Event($"{what}; it joins at the next step boundary", EventKind.Worker);
-        if (phase == Phase.Running) foreach (var m in members) host.Send(m.Id, new Yield(generation));
+        EndSegmentEarly();
     }
 
     /// <summary>The user stopped the job (Ctrl+C, the control API): workers are told, the last checkpoint stays the place to resume from.</summary>
@@ -175,6 +175,12 @@ public sealed class TrainingJob
             return;
         }
         checkpointRequests.Add(request);
+        EndSegmentEarly();
+    }
+
+    /// <summary>Cuts the running segment short, after a step every replica agrees on through the ring, to reach a boundary sooner.</summary>
+    void EndSegmentEarly()
+    {
         if (phase == Phase.Running) foreach (var m in members) host.Send(m.Id, new Yield(generation));
     }
 
