@@ -12,14 +12,7 @@ public class ConversionTests
     [InlineData(8, 8)]
     public void ConvertedFeaturesEqualMaskedFeaturesAndLogitsUseThePrunedClassifier(int groups, int condenseFactor)
     {
-        torch.manual_seed(groups);
-        using var model = new CondenseNet(TinyModels.Config(condenseFactor, groups));
-        TinyModels.RandomizeBatchNorm(model, seed: 7);
-        for (int stage = 1; stage < condenseFactor; stage++)
-        {
-            PerturbLearnedWeights(model);
-            ModelCondensing.Apply(model, stage / (2.0 * (condenseFactor - 1)));
-        }
+        using var model = TinyModels.FullyCondensed(TinyModels.Config(condenseFactor, groups), seed: groups);
         Assert.All(model.LearnedLayers, l => Assert.Equal(condenseFactor - 1, l.Layer.Stage));
 
         using var converted = Conversion.Convert(model);
@@ -70,12 +63,5 @@ public class ConversionTests
         using var x = torch.tensor(new float[] { 0, 1, 2, 3 }, 1, 4, 1, 1);
         using var shuffled = CondensedConv.ChannelShuffle(x, 2);
         Assert.Equal(new float[] { 0, 2, 1, 3 }, shuffled.data<float>().ToArray());
-    }
-
-    static void PerturbLearnedWeights(CondenseNet model)
-    {
-        using var _ = torch.no_grad();
-        foreach (var (_, layer) in model.LearnedLayers)
-            layer.Weight.add_(torch.empty(layer.Weight.shape).normal_(0, 0.01));
     }
 }

@@ -34,6 +34,25 @@ static class TinyModels
         }
     }
 
+    /// <summary>
+    /// A model with random BatchNorm statistics condensed through all C-1 stages, its learned weights perturbed before
+    /// each drop so that the stages drop different columns: ready for conversion.
+    /// </summary>
+    public static CondenseNet FullyCondensed(CondenseNetConfig config, int seed)
+    {
+        torch.manual_seed(seed);
+        var model = new CondenseNet(config);
+        RandomizeBatchNorm(model, seed: seed + 7);
+        for (int stage = 1; stage < config.CondenseFactor; stage++)
+        {
+            using (torch.no_grad())
+                foreach (var (_, layer) in model.LearnedLayers)
+                    layer.Weight.add_(torch.empty(layer.Weight.shape).normal_(0, 0.01));
+            ModelCondensing.Apply(model, stage / (2.0 * (config.CondenseFactor - 1)));
+        }
+        return model;
+    }
+
     static Tensor Uniform(long[] shape, double low, double high, Generator generator) =>
         torch.empty(shape).uniform_(low, high, generator);
 }

@@ -1,0 +1,270 @@
+using System.Diagnostics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CondenseCluster.Shared.Model;
+
+/// <summary>
+/// A converted CondenseNet compiled for inference: the same features and logits as <see cref="CondenseNet.forward"/>,
+/// computed with fewer passes over memory.
+/// <list type="bullet">
+/// <item>Each dense block's feature maps live in one preallocated channel-major buffer [C, N, H, W]: a layer writes
+/// its new maps into the next channels instead of concatenating the whole input again, and the first c channels it
+/// reads are one contiguous [c, N·H·W] matrix.</item>
+/// <item>The learned 1x1 convolution is a matrix product on that matrix: either per group on the gathered kept
+/// channels (one large product per group), or one dense product whose weight has zeros for the dropped inputs (no
+/// gather). The next layer's BatchNorm is folded into its rows and bias, and the channel shuffle into the one copy
+/// that brings its output to NCHW.</item>
+/// <item>The 3x3 group convolution runs as such or as a dense convolution with a block-diagonal weight.</item>
+/// </list>
+/// Which form each layer uses is measured on first use per input shape, as cuDNN's benchmark mode does. The compiled
+/// tensors are copies taken when compiled: compile again after changing the model's weights.
+/// </summary>
+public sealed class CondensedInference : IDisposable
+{
+    /// <summary>The forms a dense layer's learned 1x1 convolution can run in; all give the same result.</summary>
+    public enum Pointwise { GroupedConv, GroupedMatmul, DenseConv }
+
+    /// <summary>Forms every layer uses instead of measuring: for tests of each form, and for reproducible timings.</summary>
+    public sealed record FixedForms(Pointwise Pointwise, bool Dense3x3);
+
+    const double Epsilon = 1e-5; // BatchNorm's
+    readonly CondenseNetConfig config;
+    readonly Tensor initWeight;
+    readonly DenseLayerKernels[][] blocks;
+    readonly Norm last;
+    readonly nn.Module<Tensor, Tensor> classifier;
+
+    CondensedInference(CondenseNetConfig config, Tensor initWeight, DenseLayerKernels[][] blocks, Norm last, nn.Module<Tensor, Tensor> classifier) =>
+        (this.config, this.initWeight, this.blocks, this.last, this.classifier) = (config, initWeight, blocks, last, classifier);
+
+    /// <summary>
+    /// Compiles a converted model (<see cref="Conversion.Convert"/>), with its weights and BatchNorm statistics as they
+    /// are now; <paramref name="fixedForms"/> skips the measuring.
+    /// </summary>
+    public static CondensedInference Compile(CondenseNet converted, FixedForms? fixedForms = null)
+    {
+        if (converted.Form != ModelForm.Converted)
+            throw new ArgumentException("only a converted model can be compiled for inference; convert the trained model first");
+        var config = converted.Config;
+        using var _ = torch.no_grad();
+        var state = converted.state_dict();
+        var blocks = new DenseLayerKernels[config.Stages.Length][];
+        int channels = 2 * config.Growth[0];
+        for (int b = 0; b < config.Stages.Length; b++)
+        {
+            blocks[b] = new DenseLayerKernels[config.Stages[b]];
+            for (int l = 0; l < config.Stages[b]; l++, channels += config.Growth[b])
+            {
+                string prefix = $"features.denseblock_{b + 1}.denselayer_{l + 1}.";
+                blocks[b][l] = DenseLayerKernels.Compile(config, channels, key => state[prefix + key], fixedForms);
+            }
+        }
+        return new CondensedInference(config, state["features.init_conv.weight"].detach().clone(), blocks,
+            Norm.Of(key => state["features.norm_last." + key]), converted.Classifier);
+    }
+
+    /// <summary>Pooled features [N, final channels], equal to the converted model's <see cref="CondenseNet.Features"/>.</summary>
+    public Tensor Features(Tensor input)
+    {
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        long n = input.shape[0];
+        var maps = nn.functional.conv2d(input, initWeight, strides: [config.InitStride, config.InitStride], padding: [1, 1]).transpose(0, 1);
+        for (int b = 0; b < blocks.Length; b++)
+        {
+            if (b > 0) maps = nn.functional.avg_pool2d(maps, 2, 2); // per plane, so channel-major maps pool as they are
+            long channels = maps.shape[0], total = channels + blocks[b].Length * (long)config.Growth[b];
+            var block = torch.empty([total, n, maps.shape[2], maps.shape[3]], dtype: maps.dtype, device: maps.device);
+            block.narrow(0, 0, channels).copy_(maps);
+            foreach (var layer in blocks[b])
+            {
+                var grown = layer.Forward(block, channels);
+                block.narrow(0, channels, grown.shape[1]).copy_(grown.transpose(0, 1));
+                channels += grown.shape[1];
+            }
+            maps = block;
+        }
+        var normalized = last.Apply(maps);
+        return nn.functional.avg_pool2d(normalized, config.FinalMapSize).view(maps.shape[0], n).t().contiguous().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Logits: <see cref="Features"/> through the converted classifier.</summary>
+    public Tensor Forward(Tensor input)
+    {
+        using var _ = torch.no_grad();
+        using var features = Features(input);
+        return classifier.forward(features);
+    }
+
+    /// <summary>The forms each dense layer chose per input shape so far, e.g. "N=64 32x32: 1x1 GroupedConv, 3x3 dense".</summary>
+    public IReadOnlyList<string> ChosenForms() =>
+        blocks.SelectMany((layers, b) => layers.SelectMany((layer, l) => layer.ChosenForms.Select(form => $"block {b + 1} layer {l + 1}, {form}"))).ToArray();
+
+    public void Dispose()
+    {
+        initWeight.Dispose();
+        foreach (var layer in blocks.SelectMany(b => b)) layer.Dispose();
+        last.Dispose();
+    }
+
+    /// <summary>Eval-mode BatchNorm → ReLU on channel-major maps [C, …], one pass.</summary>
+    sealed record Norm(Tensor Mean, Tensor Var, Tensor Weight, Tensor Bias) : IDisposable
+    {
+        public static Norm Of(Func<string, Tensor> state) =>
+            new(state("running_mean").detach().clone(), state("running_var").detach().clone(), state("weight").detach().clone(), state("bias").detach().clone());
+
+        /// <summary>BN → ReLU of the first <see cref="Mean"/>.Length channels of <paramref name="maps"/>, same shape.</summary>
+        public Tensor Apply(Tensor maps)
+        {
+            var rows = maps.view(1, maps.shape[0], -1); // batch_norm's channel axis is 1
+            return nn.functional.batch_norm(rows, Mean, Var, Weight, Bias, false, 0.1, Epsilon).relu_().view(maps.shape);
+        }
+
+        /// <summary>x·scale + shift per channel.</summary>
+        public (Tensor Scale, Tensor Shift) Affine()
+        {
+            var scale = Weight.div(Var.add(Epsilon).sqrt());
+            return (scale, Bias.sub(Mean.mul(scale)));
+        }
+
+        public void Dispose()
+        {
+            foreach (var t in new[] { Mean, Var, Weight, Bias }) t.Dispose();
+        }
+    }
+
+
+    /// <summary>One dense layer's compiled tensors and the forms it runs in.</summary>
+    sealed class DenseLayerKernels : IDisposable
+    {
+        readonly Tensor index;                 // the kept input channels, group after group
+        readonly Norm gatheredNorm, inputNorm; // conv_1's BatchNorm on the gathered channels / on all c input channels
+        readonly Tensor groupedWeight;         // [out, kept/G, 1, 1] as converted, conv_2's BatchNorm folded into its rows
+        readonly Tensor groupedBias;           // [out]: conv_2's BatchNorm shift; row g·(out/G) + k feeds channel k·G + g
+        readonly Tensor denseWeight, denseBias; // [out, c, 1, 1] with zeros for dropped inputs, rows in channel (shuffled) order
+        readonly Tensor grouped3, dense3;      // the 3x3 weight as a group convolution and as a block-diagonal dense one
+        readonly int groups, groups3;
+        readonly Dictionary<(long N, long H, long W), (Pointwise Pointwise, bool Dense3x3)> forms = new();
+        readonly FixedForms? fixedForms;
+
+        DenseLayerKernels(Tensor index, Norm gatheredNorm, Norm inputNorm, Tensor groupedWeight, Tensor groupedBias, Tensor denseWeight,
+            Tensor denseBias, Tensor grouped3, Tensor dense3, int groups, int groups3, FixedForms? fixedForms)
+        {
+            this.fixedForms = fixedForms;
+            (this.index, this.gatheredNorm, this.inputNorm, this.groupedWeight, this.groupedBias) = (index, gatheredNorm, inputNorm, groupedWeight, groupedBias);
+            (this.denseWeight, this.denseBias, this.grouped3, this.dense3, this.groups, this.groups3) = (denseWeight, denseBias, grouped3, dense3, groups, groups3);
+        }
+
+        public static DenseLayerKernels Compile(CondenseNetConfig config, int inChannels, Func<string, Tensor> state, FixedForms? fixedForms)
+        {
+            int groups = config.Group1x1;
+            var index = state("conv_1.index").detach().clone();
+            var gatheredNorm = Norm.Of(key => state("conv_1.norm." + key));
+            using var norm2 = Norm.Of(key => state("conv_2.norm." + key));
+            var (scale2, shift2) = norm2.Affine();
+
+            // Row g·(out/G) + k of the grouped weight feeds channel k·G + g after the shuffle, whose BatchNorm it absorbs.
+            var weight = state("conv_1.conv.weight");
+            long outChannels = weight.shape[0], outPerGroup = outChannels / groups, perGroup = weight.shape[1];
+            using var channelOfRow = torch.arange(outPerGroup, device: weight.device).unsqueeze(0).mul(groups).add(torch.arange(groups, device: weight.device).unsqueeze(1)).flatten();
+            var groupedWeight = weight.mul(scale2.index_select(0, channelOfRow).view(-1, 1, 1, 1));
+            var groupedBias = shift2.index_select(0, channelOfRow);
+
+            // The dense form: each row moved to its channel, its group's kept columns scattered back to their inputs.
+            // Inputs no group keeps get identity BatchNorm statistics; their zero weights ignore them.
+            var denseWeight = torch.zeros(outChannels, inChannels, 1, 1, dtype: weight.dtype, device: weight.device);
+            for (int g = 0; g < groups; g++)
+            {
+                using var columns = index.narrow(0, g * perGroup, perGroup);
+                using var rows = channelOfRow.narrow(0, g * outPerGroup, outPerGroup);
+                using var groupRows = groupedWeight.narrow(0, g * outPerGroup, outPerGroup).view(outPerGroup, perGroup);
+                using var scattered = torch.zeros(outPerGroup, inChannels, dtype: weight.dtype, device: weight.device).index_copy_(1, columns, groupRows);
+                denseWeight.view(outChannels, inChannels).index_copy_(0, rows, scattered);
+            }
+            var inputNorm = new Norm(Scatter(index, gatheredNorm.Mean, inChannels, 0), Scatter(index, gatheredNorm.Var, inChannels, 1),
+                Scatter(index, gatheredNorm.Weight, inChannels, 1), Scatter(index, gatheredNorm.Bias, inChannels, 0));
+
+            var grouped3 = state("conv_2.conv.weight").detach().clone();
+            int groups3 = config.Group3x3;
+            long outs = grouped3.shape[0], insPerGroup = grouped3.shape[1], outsPerGroup = outs / groups3;
+            var dense3 = torch.zeros([outs, insPerGroup * groups3, 3, 3], dtype: grouped3.dtype, device: grouped3.device);
+            for (int g = 0; g < groups3; g++)
+                dense3.narrow(0, g * outsPerGroup, outsPerGroup).narrow(1, g * insPerGroup, insPerGroup)
+                    .copy_(grouped3.narrow(0, g * outsPerGroup, outsPerGroup));
+            scale2.Dispose();
+            return new DenseLayerKernels(index, gatheredNorm, inputNorm, groupedWeight, groupedBias, denseWeight, shift2, grouped3, dense3, groups, groups3, fixedForms);
+        }
+
+        /// <summary>A per-channel vector over all inputs: the gathered values at their channels, <paramref name="fill"/> elsewhere.</summary>
+        static Tensor Scatter(Tensor index, Tensor gathered, int channels, float fill) =>
+            torch.full(channels, fill, dtype: gathered.dtype, device: gathered.device).index_copy_(0, index, gathered);
+
+        /// <summary>The layer's new feature maps [N, growth, H, W] from the first <paramref name="channels"/> of <paramref name="block"/> [C, N, H, W].</summary>
+        public Tensor Forward(Tensor block, long channels)
+        {
+            var (pointwise, dense3x3) = Forms(block, channels);
+            return Conv3x3(Bottleneck(block, channels, pointwise), dense3x3);
+        }
+
+        /// <summary>conv_1, then conv_2's BN → ReLU: [N, out, H, W] in the shuffled channel order.</summary>
+        Tensor Bottleneck(Tensor block, long channels, Pointwise form)
+        {
+            long n = block.shape[1], h = block.shape[2], w = block.shape[3];
+            if (form == Pointwise.DenseConv)
+            {
+                // A 1x1 convolution sees channel-major maps [c, N, H, W] as one image [1, c, N·H, W].
+                var input = inputNorm.Apply(block.narrow(0, 0, channels)).view(1, channels, n * h, w);
+                var product = nn.functional.conv2d(input, denseWeight, denseBias).relu_(); // channels already shuffled
+                return product.view(-1, n, h * w).transpose(0, 1).contiguous().view(n, -1, h, w);
+            }
+            var gathered = gatheredNorm.Apply(block.index_select(0, index));
+            var grouped = form == Pointwise.GroupedConv
+                ? nn.functional.conv2d(gathered.view(1, -1, n * h, w), groupedWeight, groupedBias, groups: groups)
+                : torch.bmm(groupedWeight.view(groups, -1, groupedWeight.shape[1]), gathered.view(groups, -1, n * h * w)).add_(groupedBias.view(groups, -1, 1));
+            // [G, out/G, N, HW] → [N, out/G, G, HW]: channel k·G + g, the shuffle, in the one copy back to NCHW.
+            return grouped.relu_().view(groups, -1, n, h * w).permute(2, 1, 0, 3).contiguous().view(n, -1, h, w);
+        }
+
+        Tensor Conv3x3(Tensor x, bool dense) => dense
+            ? nn.functional.conv2d(x, dense3, padding: [1, 1])
+            : nn.functional.conv2d(x, grouped3, padding: [1, 1], groups: groups3);
+
+        /// <summary>The fastest forms for this input shape, measured once per shape.</summary>
+        (Pointwise, bool) Forms(Tensor block, long channels)
+        {
+            if (fixedForms is not null) return (fixedForms.Pointwise, fixedForms.Dense3x3);
+            var shape = (block.shape[1], block.shape[2], block.shape[3]);
+            if (forms.TryGetValue(shape, out var chosen)) return chosen;
+            using var bottleneck = Bottleneck(block, channels, Pointwise.GroupedConv);
+            chosen = (Fastest(Enum.GetValues<Pointwise>(), form => Bottleneck(block, channels, form)),
+                Fastest([false, true], dense => Conv3x3(bottleneck, dense)));
+            forms[shape] = chosen;
+            return chosen;
+        }
+
+        /// <summary>The candidate whose run is fastest, best of three runs each after one to warm up.</summary>
+        static T Fastest<T>(T[] candidates, Func<T, Tensor> run)
+        {
+            double Best(T candidate) => Enumerable.Range(0, 4).Select(_ =>
+            {
+                using var scope = torch.NewDisposeScope(); // frees each run's intermediates before the next
+                var clock = Stopwatch.StartNew();
+                var result = run(candidate);
+                if (result.device_type == DeviceType.CUDA) torch.cuda.synchronize();
+                return clock.Elapsed.TotalMilliseconds;
+            }).Skip(1).Min();
+            return candidates.MinBy(Best)!;
+        }
+
+        public IEnumerable<string> ChosenForms => forms.Select(f =>
+            $"N={f.Key.N} {f.Key.H}x{f.Key.W}: 1x1 {f.Value.Pointwise}, 3x3 {(f.Value.Dense3x3 ? "dense" : "grouped")}");
+
+        public void Dispose()
+        {
+            foreach (var t in new[] { index, groupedWeight, groupedBias, denseWeight, denseBias, grouped3, dense3 }) t.Dispose();
+            gatheredNorm.Dispose();
+            inputNorm.Dispose();
+        }
+    }
+}
