@@ -1,0 +1,11 @@
+using System.CommandLine;
+using CondenseCluster.Bench.MicroBenchmarks;
+using CondenseCluster.Shared.Runtime;
+
+// Before any tensor exists, as in the worker: keep freed tensor memory in the heap (see NativeAllocator).
+string allocator = NativeAllocator.Configure();
+TorchRuntime.QuietNativeLog();
+
+var root = new RootCommand("CondenseCluster benchmarks (bench/README.md): micro-benchmarks");
+root.Subcommands.Add(MicroSuite.Command(allocator));
+return Cli.Run(root, args);
