@@ -1,4 +1,5 @@
 using System.CommandLine;
+using CondenseCluster.Bench;
 using CondenseCluster.Bench.MicroBenchmarks;
 using CondenseCluster.Shared.Runtime;
 
@@ -6,6 +7,7 @@ using CondenseCluster.Shared.Runtime;
 string allocator = NativeAllocator.Configure();
 TorchRuntime.QuietNativeLog();
 
-var root = new RootCommand("CondenseCluster benchmarks (bench/README.md): micro-benchmarks");
+var root = new RootCommand("CondenseCluster benchmarks (bench/README.md): micro-benchmarks, the image loader's throughput");
 root.Subcommands.Add(MicroSuite.Command(allocator));
+root.Subcommands.Add(LoaderBenchmark.Command());
 return Cli.Run(root, args);
