@@ -7,7 +7,8 @@ using CondenseCluster.Shared.Runtime;
 string allocator = NativeAllocator.Configure();
 TorchRuntime.QuietNativeLog();
 
-var root = new RootCommand("CondenseCluster benchmarks (bench/README.md): micro-benchmarks, the image loader's throughput");
+var root = new RootCommand("CondenseCluster benchmarks (bench/README.md): micro-benchmarks, the image loader's throughput, a worker's memory over a long run");
 root.Subcommands.Add(MicroSuite.Command(allocator));
 root.Subcommands.Add(LoaderBenchmark.Command());
+root.Subcommands.Add(MemoryBenchmark.Command(allocator));
 return Cli.Run(root, args);
