@@ -91,7 +91,7 @@ static class MemoryBenchmark
             int completed = step + 1;
             if (!settings.Samples(completed)) continue;
             var (resident, peak) = ProcessMemory.Read();
-            samples.Add(new MemorySample(completed, resident, peak));
+            samples.Add(new MemorySample(completed, resident, peak, GC.GetGCMemoryInfo().TotalCommittedBytes));
             PrintProgress(samples[^1], settings.Steps, sinceLastLine);
             sinceLastLine.Clear();
         }
@@ -104,7 +104,7 @@ static class MemoryBenchmark
         string counter = sample.Step.ToString(CultureInfo.InvariantCulture).PadLeft(steps.ToString(CultureInfo.InvariantCulture).Length);
         // The slowest step too: on a shared machine one busy core can stall libtorch's threads for seconds, which a median hides.
         Console.WriteLine($"step {counter}/{steps}: {Statistics.Median(stepTimesSinceLastLine),5:F0} ms/step median, "
-            + $"{stepTimesSinceLastLine.Max(),6:F0} max since the last line; RSS {Mib(sample.ResidentBytes)}, peak {Mib(sample.PeakResidentBytes)}");
+            + $"{stepTimesSinceLastLine.Max(),6:F0} max since the last line; RSS {Mib(sample.ResidentBytes)} (GC {Mib(sample.ManagedCommittedBytes)}), peak {Mib(sample.PeakResidentBytes)}");
     }
 
     static int PrintSummary(MemorySummary summary, Settings settings, long startResident, double medianStepMs, TimeSpan elapsed)
@@ -116,7 +116,8 @@ static class MemoryBenchmark
             ($"RSS after warm-up (step {summary.AfterWarmup.Step})", Mib(summary.AfterWarmup.ResidentBytes)),
             ("peak (VmHWM)", Mib(summary.PeakBytes)),
             ($"RSS at end (step {summary.End.Step})", Mib(summary.End.ResidentBytes)),
-            ("growth after warm-up", $"{Mib(summary.GrowthBytes, signed: true)} ({Mib((long)summary.GrowthPer1000StepsBytes, signed: true)} per 1000 steps)"),
+            ("growth after warm-up", $"{Mib(summary.GrowthBytes, signed: true)} ({Mib((long)summary.GrowthPer1000StepsBytes, signed: true)} per 1000 steps), "
+                + $"of which GC-committed {Mib(summary.ManagedGrowthBytes, signed: true)}"),
         ];
         int width = rows.Max(row => row.Label.Length);
         Console.WriteLine();

@@ -1,7 +1,10 @@
 namespace CondenseCluster.Bench;
 
-/// <summary>The process's memory after <see cref="Step"/> training steps.</summary>
-public readonly record struct MemorySample(int Step, long ResidentBytes, long PeakResidentBytes);
+/// <summary>
+/// The process's memory after <see cref="Step"/> training steps: resident now and at most so far, and the part of it the
+/// .NET garbage collector has committed (the rest is native: libtorch, the allocator's heap, the runtime).
+/// </summary>
+public readonly record struct MemorySample(int Step, long ResidentBytes, long PeakResidentBytes, long ManagedCommittedBytes);
 
 /// <summary>
 /// What a long run did to a worker's memory: resident memory once warmed up (allocator caches and libtorch's buffers
@@ -10,6 +13,9 @@ public readonly record struct MemorySample(int Step, long ResidentBytes, long Pe
 public sealed record MemorySummary(MemorySample AfterWarmup, MemorySample End, long PeakBytes)
 {
     public long GrowthBytes => End.ResidentBytes - AfterWarmup.ResidentBytes;
+
+    /// <summary>How much of <see cref="GrowthBytes"/> the garbage collector's committed memory accounts for.</summary>
+    public long ManagedGrowthBytes => End.ManagedCommittedBytes - AfterWarmup.ManagedCommittedBytes;
 
     public double GrowthPer1000StepsBytes =>
         End.Step == AfterWarmup.Step ? 0 : GrowthBytes * 1000.0 / (End.Step - AfterWarmup.Step);
