@@ -1,0 +1,68 @@
+using BenchmarkDotNet.Attributes;
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CondenseCluster.Bench.MicroBenchmarks;
+
+/// <summary>
+/// Whole-model inference of CondenseNet-86 on 1x32x32 (Fashion-MNIST) inputs: the masked training-form model in eval
+/// mode against the converted model (index_select + grouped convolution + shuffle) made from it, at batch 1 and 64.
+/// Both are the same fully condensed network with random weights.
+/// </summary>
+public class InferenceBenchmark
+{
+    [Params(1, 64)]
+    public int BatchSize { get; set; }
+
+    CondenseNet masked = null!, converted = null!;
+    Tensor images = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        TorchRuntime.SetThreads(MicroSuite.TorchThreads);
+        torch.manual_seed(0);
+        var config = CondenseNetConfig.Preset("condensenet-86", "fashion-mnist");
+        masked = new CondenseNet(config);
+        CondenseFully(masked);
+        converted = Conversion.Convert(masked);
+        masked.eval();
+        converted.eval();
+        images = torch.randn(BatchSize, config.InChannels, config.InputSize, config.InputSize);
+    }
+
+    [Benchmark(Baseline = true)]
+    public void MaskedModel() => Infer(masked);
+
+    [Benchmark]
+    public void ConvertedModel() => Infer(converted);
+
+    void Infer(CondenseNet model)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        model.forward(images);
+    }
+
+    /// <summary>Takes every layer through all C-1 drops at the schedule's stage boundaries (one call moves a layer by one drop at most).</summary>
+    static void CondenseFully(CondenseNet model)
+    {
+        int condenseFactor = model.Config.CondenseFactor, layers = model.LearnedLayers.Count();
+        for (int stage = 1; stage < condenseFactor; stage++)
+        {
+            double progress = stage / (2.0 * (condenseFactor - 1));
+            int moved = ModelCondensing.Apply(model, progress);
+            if (moved != layers) throw new InvalidOperationException($"stage {stage}: {moved} of {layers} layers condensed");
+        }
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        masked.Dispose();
+        converted.Dispose();
+        images.Dispose();
+    }
+}

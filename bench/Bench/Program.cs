@@ -1,0 +1,14 @@
+using System.CommandLine;
+using CondenseCluster.Bench;
+using CondenseCluster.Bench.MicroBenchmarks;
+using CondenseCluster.Shared.Runtime;
+
+// Before any tensor exists, as in the worker: keep freed tensor memory in the heap (see NativeAllocator).
+string allocator = NativeAllocator.Configure();
+TorchRuntime.QuietNativeLog();
+
+var root = new RootCommand("CondenseCluster benchmarks (bench/README.md): micro-benchmarks, the image loader's throughput, a worker's memory over a long run");
+root.Subcommands.Add(MicroSuite.Command(allocator));
+root.Subcommands.Add(LoaderBenchmark.Command());
+root.Subcommands.Add(MemoryBenchmark.Command(allocator));
+return Cli.Run(root, args);
