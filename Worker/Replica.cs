@@ -42,7 +42,10 @@ sealed class Replica : IAsyncDisposable
     long yieldGeneration = -1;  // a Yield asked for in this generation ends the running segment
     long batchNormAveragedAt = -1;
     long operation;             // all-reduce sequence number, the same on every rank of a ring generation
-    float[] gradients = [];
+    GradientSync? gradientSync; // the step's gradient exchange, planned for the current masks and ring
+    bool compressGradients;
+    long stepInExchange;
+    int bucketsSent;            // of the step being exchanged
 
     public Replica(ReplicaSettings settings, DataPlaneNode dataPlane)
     {
@@ -96,11 +99,12 @@ sealed class Replica : IAsyncDisposable
             plan = new MicroBatchPlan(jobOptions.BatchSize, jobOptions.MicroBatches, data.Value.Train.Count, jobOptions.Epochs);
             plan.Validate();
             engine = new TrainingEngine(jobOptions, settings.Device);
-            gradients = new float[engine.Gradients.Length + 1]; // + the yield flag
             options = jobOptions;
             Interlocked.Exchange(ref step, 0);
         }
-        (rank, size, checksumEvery, bucketFloats, operation) = (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery), job.BucketFloats, 0);
+        (rank, size, checksumEvery, bucketFloats, compressGradients, operation) =
+            (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery), job.BucketFloats, job.CompressGradients, 0);
+        gradientSync = null;
         dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration);
         Interlocked.Exchange(ref generation, job.RingGeneration);
         batchNormAveragedAt = -1;
@@ -133,6 +137,7 @@ sealed class Replica : IAsyncDisposable
     {
         using var reader = new BinaryReader(new MemoryStream(state));
         Engine.LoadState(reader);
+        gradientSync = null; // the loaded masks may differ
         Interlocked.Exchange(ref step, atStep);
         batchNormAveragedAt = -1;
         return ReplicaChecksum.Weights(Engine.Model);
@@ -166,24 +171,18 @@ sealed class Replica : IAsyncDisposable
             var clock = Stopwatch.StartNew();
             long sentBefore = dataPlane.BytesSent;
             engine.BeginStep();
-            var ((loss, correct, samples), dataWait) = engine.AccumulateAll(s, mine, prefetcher, train);
+            var sync = GradientSync(s);
+            var ((loss, correct, samples), dataWait) = engine.AccumulateAll(s, mine, prefetcher, train, sync.FinalFrom);
             double computed = clock.Elapsed.TotalMilliseconds;
             settings.Fault?.At(FaultPoint.Compute, s);
-            gradients[^1] = Interlocked.Read(ref yieldGeneration) == generation ? 1 : 0;
-            int bucket = 0;
-            BucketedAllReduce.Run(engine.Gradients.Flat, gradients, bucketFloats, values =>
-            {
-                var reducing = dataPlane.AllReduceAsync(values, ++operation);
-                if (bucket++ == 1) settings.Fault?.At(FaultPoint.AllReduce, s); // the first bucket has crossed the ring, the second is on its way
-                return reducing;
-            });
+            bool yielding = sync.Finish(Interlocked.Read(ref yieldGeneration) == generation ? 1 : 0) > 0;
             double reduced = clock.Elapsed.TotalMilliseconds;
             engine.ApplyUpdate(LearningRate.Cosine(jobOptions.LearningRate, s, jobPlan.TotalSteps));
             Interlocked.Exchange(ref step, s + 1);
             checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine.Model) : null;
             report(new StepReport(settings.WorkerId, s, loss, correct, samples, computed - dataWait + (clock.Elapsed.TotalMilliseconds - reduced),
                 reduced - computed, dataWait, checksum, dataPlane.BytesSent - sentBefore));
-            if (gradients[^1] > 0)
+            if (yielding)
             {
                 Interlocked.Exchange(ref yieldGeneration, -1);
                 break;
@@ -191,6 +190,28 @@ sealed class Replica : IAsyncDisposable
         }
         batchNormAveragedAt = -1;
         return new StepsDone(settings.WorkerId, step, checksum ?? ReplicaChecksum.Weights(engine.Model));
+    }
+
+    /// <summary>
+    /// Starts step <paramref name="s"/>'s gradient exchange. The bucket plan is made again when the masks changed: a
+    /// condensed layer's dropped weights have zero gradients on every worker, so only its kept entries are sent.
+    /// </summary>
+    GradientSync GradientSync(long s)
+    {
+        if (gradientSync is null)
+        {
+            var engine = Engine;
+            var kept = compressGradients ? GradientBuckets.KeptRuns(engine.GradientLayout()) : [new GradientRun(0, engine.Gradients.Length)];
+            gradientSync = new GradientSync(engine.Gradients.Flat, GradientBuckets.Plan(engine.ChainStepEnds(), kept, bucketFloats), values =>
+            {
+                var reducing = dataPlane.AllReduceAsync(values, ++operation);
+                if (bucketsSent++ == 1) settings.Fault?.At(FaultPoint.AllReduce, stepInExchange); // the first bucket has crossed the ring, the second is on its way
+                return reducing;
+            });
+        }
+        (stepInExchange, bucketsSent) = (s, 0);
+        gradientSync.BeginStep();
+        return gradientSync;
     }
 
     /// <summary>Per-layer importance averaged over the ring; every rank takes part, rank 0 returns it for the coordinator.</summary>
@@ -226,6 +247,7 @@ sealed class Replica : IAsyncDisposable
             throw new ArgumentException($"mask version {masks.MaskVersion} has {masks.KeptColumns.Count} layers, this model {layers.Length}");
         ModelCondensing.Install(model, layers.Select((l, i) =>
             new LayerMask(masks.Stages[i], ModelCondensing.Unpack(masks.KeptColumns[i], l.Groups, l.InChannels))).ToArray());
+        gradientSync = null;
         return new MasksApplied(settings.WorkerId, masks.MaskVersion, ModelCondensing.Checksum(ModelCondensing.Masks(model)), ReplicaChecksum.Weights(model));
     }
 

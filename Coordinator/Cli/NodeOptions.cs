@@ -22,7 +22,8 @@ sealed class NodeOptions
     readonly Option<int> port = new("--port") { Description = "the coordinator's Akka port, which workers name as --seed (0: a free one)", DefaultValueFactory = _ => 4053 };
     readonly Option<string?> config = new("--config") { Description = "HOCON file overriding the cluster defaults (ports, failure detector)" };
     readonly Option<int> checksumEvery = new("--checksum-every") { Description = "workers report a weight checksum every N steps", DefaultValueFactory = _ => 10 };
-    readonly Option<double> bucket = new("--bucket-mb") { Description = "gradients cross the ring in buckets of this many MB", DefaultValueFactory = _ => 4 };
+    readonly Option<double> bucket = new("--bucket-mb") { Description = "gradients cross the ring in buckets of this many MB, each sent while backward computes the ones before it", DefaultValueFactory = _ => 1 };
+    readonly Option<bool> uncompressed = new("--send-masked-gradients") { Description = "also send the gradients that condensed layers' masks make zero (to compare; the result is the same)" };
     readonly Option<string> controlHost = new("--control-host") { Description = "address the control API and the dashboard listen on (0.0.0.0: every interface)", DefaultValueFactory = _ => "127.0.0.1" };
     readonly Option<int> apiPort = new("--api-port") { Description = "port of the gRPC control API (0: a free one)", DefaultValueFactory = _ => 4080 };
     readonly Option<int> httpPort = new("--dashboard-port") { Description = "port of the web dashboard and /metrics (0: a free one)", DefaultValueFactory = _ => 4081 };
@@ -30,7 +31,7 @@ sealed class NodeOptions
     public readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
     public readonly Option<int> LoaderThreads = new("--loader-threads") { Description = "threads that decode and augment images", DefaultValueFactory = _ => 1 };
 
-    public IEnumerable<Option> All => [localWorkers, workers, workerThreads, host, port, config, checksumEvery, bucket, controlHost, apiPort, httpPort, tokenFile, Device, LoaderThreads];
+    public IEnumerable<Option> All => [localWorkers, workers, workerThreads, host, port, config, checksumEvery, bucket, uncompressed, controlHost, apiPort, httpPort, tokenFile, Device, LoaderThreads];
 
     /// <summary>Workers a job waits for: --workers, else the local ones (at least one).</summary>
     public int ExpectedWorkers(ParseResult result)
@@ -50,7 +51,7 @@ sealed class NodeOptions
     {
         var cluster = new ClusterSettings(new ClusterEndpoint(result.GetValue(host)!, result.GetValue(port), null, result.GetValue(config)),
             result.GetValue(localWorkers), ExpectedWorkers(result), Math.Max(1, result.GetValue(workerThreads)), result.GetValue(Device)!,
-            Math.Max(1, result.GetValue(checksumEvery)), BucketFloats(result.GetValue(bucket)));
+            Math.Max(1, result.GetValue(checksumEvery)), BucketFloats(result.GetValue(bucket)), !result.GetValue(uncompressed));
         var defaults = new RunSettings
         {
             Device = TorchRuntime.ParseDevice(result.GetValue(Device)!), OutputFolder = ".", LoaderThreads = Math.Max(1, result.GetValue(LoaderThreads)),

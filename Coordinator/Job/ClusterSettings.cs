@@ -4,7 +4,8 @@ namespace CondenseCluster.Coordinator.Job;
 
 /// <summary>
 /// How a job's cluster is formed and kept in step: where the coordinator listens, which workers it starts here, how
-/// many it waits for, how often replicas prove they agree, and the gradient bucket size of the ring.
+/// many it waits for, how often replicas prove they agree, the gradient bucket size of the ring, and whether gradients
+/// the masks zero are left out of it.
 /// </summary>
 public sealed record ClusterSettings(ClusterEndpoint Endpoint, int LocalWorkers, int ExpectedWorkers, int WorkerThreads, string WorkerDevice,
-    int ChecksumEvery, long BucketFloats);
+    int ChecksumEvery, long BucketFloats, bool CompressGradients = true);

@@ -301,7 +301,7 @@ public sealed class TrainingJob
         var endpoints = members.Select(m => m.Endpoint).ToArray();
         checksums.Clear();
         for (int rank = 0; rank < members.Count; rank++)
-            Send(members[rank].Id, new JoinJob(optionsJson, rank, endpoints, generation, cluster.ChecksumEvery, cluster.BucketFloats, from));
+            Send(members[rank].Id, new JoinJob(optionsJson, rank, endpoints, generation, cluster.ChecksumEvery, cluster.BucketFloats, cluster.CompressGradients, from));
     }
 
     /// <summary>Every member stands in the new ring at the same step with identical weights.</summary>

@@ -59,6 +59,23 @@ public sealed class CondenseNet : nn.Module<Tensor, Tensor>
 
     public nn.Module<Tensor, Tensor> Classifier => classifier;
 
+    /// <summary>
+    /// The forward pass as a chain of steps (the stem, each dense layer, each transition, then norm-pool-classifier),
+    /// with how many parameter values each step owns. Steps own consecutive runs of <see cref="nn.Module.parameters"/>,
+    /// so a training loop can run backward one step at a time and know which gradients are final after each.
+    /// </summary>
+    public IReadOnlyList<(Func<Tensor, Tensor> Forward, long ParameterCount)> Chain()
+    {
+        var modules = features.children().Cast<nn.Module<Tensor, Tensor>>()
+            .SelectMany(m => m is Sequential block ? block.children().Cast<nn.Module<Tensor, Tensor>>() : [m]).ToList();
+        int head = modules.FindIndex(m => m is BatchNorm); // norm_last: from here on, one step with the classifier
+        long Count(IEnumerable<nn.Module> ms) => ms.SelectMany(m => m.parameters()).Sum(p => p.numel());
+        var chain = modules.Take(head).Select(m => ((Func<Tensor, Tensor>)m.forward, Count([m]))).ToList();
+        var tail = modules.Skip(head).ToArray();
+        chain.Add((x => classifier.forward(tail.Aggregate(x, (h, m) => m.forward(h)).flatten(1)), Count([.. tail, classifier])));
+        return chain;
+    }
+
     /// <summary>Every learned group convolution with its state-dict prefix, in network order (training form).</summary>
     public IEnumerable<(string Name, LearnedGroupConv Layer)> LearnedLayers => LayersOf<LearnedGroupConv>();
 

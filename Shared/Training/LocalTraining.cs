@@ -60,7 +60,7 @@ public static class LocalTraining
 
                 double lr = LearningRate.Cosine(options.LearningRate, step, plan.TotalSteps);
                 engine.BeginStep();
-                var ((loss, correct, samples), dataWait) = engine.AccumulateAll(step, Enumerable.Range(0, options.MicroBatches), prefetcher, train);
+                var ((loss, correct, samples), dataWait) = engine.AccumulateAll(step, Enumerable.Range(0, options.MicroBatches).ToArray(), prefetcher, train);
                 engine.ApplyUpdate(lr);
 
                 double ms = stepClock.Elapsed.TotalMilliseconds;

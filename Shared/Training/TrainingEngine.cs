@@ -41,8 +41,12 @@ public sealed class TrainingEngine : IDisposable
     /// <summary>Starts a step: clears the accumulated gradients.</summary>
     public void BeginStep() => Gradients.Zero();
 
-    /// <summary>Forward and backward of one micro-batch (BN in training mode), adding its gradient to the buffer.</summary>
-    public MicroBatchResult Accumulate(Tensor images, Tensor labels, long step, int microBatch)
+    /// <summary>
+    /// Forward and backward of one micro-batch (BN in training mode), adding its gradient to the buffer. With
+    /// <paramref name="gradientsFinalFrom"/>, backward runs one chain step of the model at a time (the same sums, in the
+    /// same order) and reports after each step from which flat offset on the buffer's gradients are final.
+    /// </summary>
+    public MicroBatchResult Accumulate(Tensor images, Tensor labels, long step, int microBatch, Action<long>? gradientsFinalFrom = null)
     {
         using var scope = torch.NewDisposeScope();
         Model.train();
@@ -50,19 +54,54 @@ public sealed class TrainingEngine : IDisposable
         if (options.Model.DropoutRate > 0) torch.manual_seed(SampleOrder.Mix(options.Seed, (int)step, microBatch));
         var x = images.to(Device);
         var y = labels.to(Device);
-        var logits = Model.forward(x);
-        var crossEntropy = nn.functional.cross_entropy(logits, y);
+        if (gradientsFinalFrom is null)
+        {
+            var (logits, crossEntropy) = Loss(Model.forward(x), y);
+            return Result(logits, crossEntropy, y);
+        }
+
+        // Forward step by step, each step's input a leaf of its own, so backward can be run one step at a time.
+        var chain = Model.Chain();
+        var outputs = new Tensor[chain.Count];
+        var inputs = new Tensor[chain.Count];
+        var h = x;
+        for (int i = 0; i < chain.Count; i++)
+        {
+            inputs[i] = i == 0 ? h : h.detach().requires_grad_(true);
+            outputs[i] = h = chain[i].Forward(inputs[i]);
+        }
+        var result = Result(outputs[^1], Loss(outputs[^1], y).CrossEntropy, y); // backward of the loss: the last step's gradients
+        long final = Gradients.Length;
+        for (int i = chain.Count - 1; i >= 0; i--)
+        {
+            if (i < chain.Count - 1) outputs[i].backward([inputs[i + 1].grad!]);
+            final -= chain[i].ParameterCount;
+            gradientsFinalFrom(final);
+        }
+        return result;
+    }
+
+    (Tensor Logits, Tensor CrossEntropy) Loss(Tensor logits, Tensor labels)
+    {
+        var crossEntropy = nn.functional.cross_entropy(logits, labels);
         var loss = options.Lasso > 0 ? crossEntropy + Model.GroupLasso().mul(lasso) : crossEntropy;
         loss.backward();
-        int correct = (int)logits.argmax(1).eq(y).sum().item<long>();
-        return new(crossEntropy.item<float>() * y.shape[0], correct, (int)y.shape[0]);
+        return (logits, crossEntropy);
+    }
+
+    static MicroBatchResult Result(Tensor logits, Tensor crossEntropy, Tensor labels)
+    {
+        int correct = (int)logits.argmax(1).eq(labels).sum().item<long>();
+        return new(crossEntropy.item<float>() * labels.shape[0], correct, (int)labels.shape[0]);
     }
 
     /// <summary>
     /// Accumulates the given micro-batches of a step, taken in order from <paramref name="prefetcher"/>; returns their
-    /// summed result and the milliseconds spent waiting for the loader.
+    /// summed result and the milliseconds spent waiting for the loader. The last micro-batch's backward reports to
+    /// <paramref name="gradientsFinalFrom"/> (see <see cref="Accumulate"/>).
     /// </summary>
-    public (MicroBatchResult Total, double DataWaitMs) AccumulateAll(long step, IEnumerable<int> microBatches, BatchPrefetcher prefetcher, IImageDataset data)
+    public (MicroBatchResult Total, double DataWaitMs) AccumulateAll(long step, IReadOnlyList<int> microBatches, BatchPrefetcher prefetcher, IImageDataset data,
+        Action<long>? gradientsFinalFrom = null)
     {
         double loss = 0, dataWait = 0;
         int correct = 0, samples = 0;
@@ -73,10 +112,28 @@ public sealed class TrainingEngine : IDisposable
             dataWait += wait.Elapsed.TotalMilliseconds;
             using var scope = torch.NewDisposeScope();
             var (x, y) = BatchTensors.From(batch, data, Device);
-            var result = Accumulate(x, y, step, m);
+            var result = Accumulate(x, y, step, m, m == microBatches[^1] ? gradientsFinalFrom : null);
             (loss, correct, samples) = (loss + result.LossSum, correct + result.Correct, samples + result.Samples);
         }
         return (new MicroBatchResult(loss, correct, samples), dataWait);
+    }
+
+    /// <summary>Where each chain step's parameters end in the gradient buffer (<see cref="CondenseNet.Chain"/>).</summary>
+    public long[] ChainStepEnds()
+    {
+        long end = 0;
+        var ends = Model.Chain().Select(s => end += s.ParameterCount).ToArray();
+        if (end != Gradients.Length) throw new InvalidOperationException($"the model's chain steps own {end} parameter values, its gradient buffer {Gradients.Length}");
+        return ends;
+    }
+
+    /// <summary>Every parameter's place in the gradient buffer, with the kept columns of each learned layer's weight.</summary>
+    public ParameterLayout[] GradientLayout()
+    {
+        var masked = Model.LearnedLayers.ToDictionary(l => l.Layer.Weight.Handle, l => l.Layer);
+        return Model.parameters().Select(p => masked.TryGetValue(p.Handle, out var layer)
+            ? new ParameterLayout(p.numel(), layer.OutChannels, layer.KeptColumns())
+            : new ParameterLayout(p.numel())).ToArray();
     }
 
     /// <summary>Finishes a step whose gradients hold the sum over all M micro-batches: average and apply the update.</summary>

@@ -30,6 +30,53 @@ public class TrainingEngineTests
     }
 
     [Theory]
+    [InlineData(0, 0.0)]
+    [InlineData(1e-3, 0.0)]
+    [InlineData(1e-3, 0.5)] // condensed once, dropout on
+    public void BackwardStepByStepGivesTheSameGradientsAndReportsEachStepsFinalRange(double lasso, double condensedAt)
+    {
+        var options = Options(1, lasso) with { Model = TinyModels.Config() with { InChannels = 1, DropoutRate = condensedAt > 0 ? 0.1 : 0 } };
+        using var whole = new TrainingEngine(options, CPU);
+        using var chained = new TrainingEngine(options, CPU);
+        whole.Condense(condensedAt);
+        chained.Condense(condensedAt);
+        using var x = torch.randn(4, 1, 16, 16);
+        using var y = torch.randint(0, 10, [4], dtype: ScalarType.Int64);
+        whole.BeginStep();
+        chained.BeginStep();
+        var a = whole.Accumulate(x, y, 3, 0);
+        var finalFrom = new List<long>();
+        var b = chained.Accumulate(x, y, 3, 0, finalFrom.Add);
+
+        Assert.Equal(a, b);
+        Assert.Equal(whole.Gradients.Flat.data<float>().ToArray(), chained.Gradients.Flat.data<float>().ToArray());
+        // One report per chain step, from the end of the buffer to its start, each at a step boundary.
+        var ends = chained.ChainStepEnds();
+        Assert.Equal(ends.Length, finalFrom.Count);
+        Assert.Equal(new long[] { 0 }.Concat(ends.SkipLast(1)).Reverse(), finalFrom);
+        Assert.Equal(chained.Gradients.Length, ends[^1]);
+    }
+
+    [Fact]
+    public void TheGradientLayoutMarksEachLearnedWeightWithItsKeptColumns()
+    {
+        using var engine = new TrainingEngine(Options(1), CPU);
+        engine.Condense(0.5);
+        var layout = engine.GradientLayout();
+        Assert.Equal(engine.Gradients.Length, layout.Sum(p => p.Length));
+        var masked = layout.Where(p => p.KeptColumns is not null).ToArray();
+        Assert.Equal(engine.Model.LearnedLayers.Count(), masked.Length);
+        foreach (var (layer, parameter) in engine.Model.LearnedLayers.Select(l => l.Layer).Zip(masked))
+        {
+            Assert.Equal(layer.OutChannels, parameter.Rows);
+            Assert.Equal(layer.KeptColumns(), parameter.KeptColumns);
+        }
+        // A condensing call moves each layer by one drop: each group has dropped a quarter of its inputs (C = 4).
+        long dropped = masked.Sum(p => p.Length / 4);
+        Assert.Equal(engine.Gradients.Length - dropped, GradientBuckets.KeptRuns(layout).Sum(r => r.Length));
+    }
+
+    [Theory]
     [InlineData(0)]
     [InlineData(1e-3)]
     public void MicroBatchUpdateEqualsSummedHandGradientsDividedByM(double lasso)

@@ -1,0 +1,120 @@
+namespace CondenseCluster.Shared.Training;
+
+/// <summary>Values [Offset, Offset + Length) of the flat gradient buffer.</summary>
+public readonly record struct GradientRun(long Offset, long Length);
+
+/// <summary>
+/// One parameter's place in the flat gradient buffer. A learned group convolution's weight [rows, in] also gives the
+/// input columns each group keeps (row o belongs to group o mod G): its other entries' gradients are exactly zero,
+/// since the forward multiplies the weight by the mask, and every worker holds the same mask.
+/// </summary>
+public sealed record ParameterLayout(long Length, int Rows = 1, bool[,]? KeptColumns = null);
+
+/// <summary>
+/// One all-reduce of a step: the flat range [<see cref="FlatStart"/>, <see cref="FlatEnd"/>), of which only the values
+/// in <see cref="Runs"/> cross the ring, packed in order at [<see cref="CompactStart"/>, + <see cref="CompactLength"/>).
+/// </summary>
+public sealed record GradientBucket(long FlatStart, long FlatEnd, long CompactStart, long CompactLength, GradientRun[] Runs);
+
+/// <summary>
+/// Plans how a step's gradients cross the ring (DESIGN.md §2): in buckets taken from the end of the buffer, because
+/// backward finishes the last layers' gradients first, each bucket cut where a chain step of the model ends so that it
+/// can be sent as soon as backward has passed it; and, once layers are condensed, only the entries their masks keep.
+/// Pure functions: every worker computes the same plan from the same masks.
+/// </summary>
+public static class GradientBuckets
+{
+    /// <summary>The runs of the flat buffer that must be summed: whole parameters, and the kept entries of masked weights.</summary>
+    public static GradientRun[] KeptRuns(IReadOnlyList<ParameterLayout> parameters)
+    {
+        var runs = new List<GradientRun>();
+        void Add(long offset, long length)
+        {
+            if (runs.Count > 0 && runs[^1].Offset + runs[^1].Length == offset) runs[^1] = runs[^1] with { Length = runs[^1].Length + length };
+            else runs.Add(new(offset, length));
+        }
+        long start = 0;
+        foreach (var parameter in parameters)
+        {
+            if (parameter.KeptColumns is not { } kept) Add(start, parameter.Length);
+            else
+            {
+                int groups = kept.GetLength(0), inputs = kept.GetLength(1);
+                if ((long)parameter.Rows * inputs != parameter.Length)
+                    throw new ArgumentException($"a masked weight of {parameter.Length} values is not {parameter.Rows} rows of {inputs} inputs");
+                for (int row = 0; row < parameter.Rows; row++)
+                    for (int j = 0; j < inputs;)
+                    {
+                        if (!kept[row % groups, j]) { j++; continue; }
+                        int from = j;
+                        while (j < inputs && kept[row % groups, j]) j++;
+                        Add(start + (long)row * inputs + from, j - from);
+                    }
+            }
+            start += parameter.Length;
+        }
+        return runs.ToArray();
+    }
+
+    /// <summary>
+    /// The buckets in the order they are sent, last gradients first. <paramref name="stepEnds"/> are the flat offsets
+    /// where the model's chain steps end (ascending; the last is the buffer's length); a bucket closes at the first step
+    /// boundary where it holds at least <paramref name="bucketFloats"/> kept values.
+    /// </summary>
+    public static GradientBucket[] Plan(IReadOnlyList<long> stepEnds, GradientRun[] kept, long bucketFloats)
+    {
+        if (bucketFloats < 1) throw new ArgumentOutOfRangeException(nameof(bucketFloats), "a bucket holds at least one value");
+        if (stepEnds.Count == 0) throw new ArgumentException("the model has no chain steps");
+        var boundaries = new[] { 0L }.Concat(stepEnds).ToArray();
+        var buckets = new List<GradientBucket>();
+        long end = boundaries[^1];
+        for (int b = boundaries.Length - 2; b >= 0; b--)
+        {
+            long start = boundaries[b];
+            if (start > 0 && Count(kept, start, end) < bucketFloats) continue; // grow the bucket over the previous step
+            buckets.Add(Bucket(kept, start, end));
+            end = start;
+        }
+        return buckets.ToArray();
+    }
+
+    /// <summary>Copies the bucket's kept values of <paramref name="flat"/> (the whole buffer) into <paramref name="compact"/> (the whole packed buffer).</summary>
+    public static void Pack(ReadOnlySpan<float> flat, GradientBucket bucket, Span<float> compact)
+    {
+        long to = bucket.CompactStart;
+        foreach (var run in bucket.Runs)
+        {
+            flat.Slice((int)run.Offset, (int)run.Length).CopyTo(compact[(int)to..]);
+            to += run.Length;
+        }
+    }
+
+    /// <summary>Writes the bucket's packed values back into <paramref name="flat"/>; its values that did not cross the ring become zero.</summary>
+    public static void Unpack(ReadOnlySpan<float> compact, GradientBucket bucket, Span<float> flat)
+    {
+        flat.Slice((int)bucket.FlatStart, (int)(bucket.FlatEnd - bucket.FlatStart)).Clear();
+        long from = bucket.CompactStart;
+        foreach (var run in bucket.Runs)
+        {
+            compact.Slice((int)from, (int)run.Length).CopyTo(flat[(int)run.Offset..]);
+            from += run.Length;
+        }
+    }
+
+    static long Count(GradientRun[] runs, long start, long end) => Clip(runs, start, end).Sum(r => r.Length);
+
+    static IEnumerable<GradientRun> Clip(GradientRun[] runs, long start, long end)
+    {
+        foreach (var run in runs)
+        {
+            long from = Math.Max(run.Offset, start), to = Math.Min(run.Offset + run.Length, end);
+            if (from < to) yield return new(from, to - from);
+        }
+    }
+
+    static GradientBucket Bucket(GradientRun[] runs, long start, long end)
+    {
+        var clipped = Clip(runs, start, end).ToArray();
+        return new(start, end, Count(runs, 0, start), clipped.Sum(r => r.Length), clipped);
+    }
+}
