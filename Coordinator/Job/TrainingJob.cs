@@ -577,7 +577,7 @@ public sealed class TrainingJob
             var reports = w.Value;
             return new WorkerTimings(w.Key, reports.Count, TrainingCompletion.Median(reports.Select(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs)),
                 TrainingCompletion.Median(reports.Select(r => r.ComputeMs)), TrainingCompletion.Median(reports.Select(r => r.AllReduceMs)),
-                TrainingCompletion.Median(reports.Select(r => r.DataWaitMs)));
+                TrainingCompletion.Median(reports.Select(r => r.DataWaitMs)), reports.MaxBy(r => r.Step)!.AllReduceBytes);
         }).ToArray();
 
     /// <summary>A worker that cannot or must not go on (it failed, diverged, broke the protocol) leaves the job; the others continue.</summary>

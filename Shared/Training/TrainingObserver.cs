@@ -26,7 +26,7 @@ public sealed record TrainingSummary(
     IReadOnlyList<string> Files, string? StoppedEarly, IReadOnlyList<WorkerTimings> Workers);
 
 /// <summary>Medians of one worker's steps in milliseconds: the whole step, and its compute, all-reduce wait and data wait.</summary>
-public sealed record WorkerTimings(string Worker, long Steps, double StepMs, double ComputeMs, double AllReduceMs, double DataWaitMs);
+public sealed record WorkerTimings(string Worker, long Steps, double StepMs, double ComputeMs, double AllReduceMs, double DataWaitMs, long LastStepBytesSent = 0);
 
 /// <summary>
 /// What a notable event is about; the dashboard's event log shows it. <see cref="Recovery"/> marks the steps of a
