@@ -18,7 +18,8 @@ namespace CondenseCluster.Shared.Model;
 /// <item>The 3x3 group convolution runs as such or as a dense convolution with a block-diagonal weight.</item>
 /// </list>
 /// Which form each layer uses is measured on first use per input shape, as cuDNN's benchmark mode does. The compiled
-/// tensors are copies taken when compiled: compile again after changing the model's weights.
+/// tensors are copies taken when compiled (the classifier is the model's own): compile again after changing the
+/// model's weights.
 /// </summary>
 public sealed class CondensedInference : IDisposable
 {
@@ -114,7 +115,7 @@ public sealed class CondensedInference : IDisposable
         public static Norm Of(Func<string, Tensor> state) =>
             new(state("running_mean").detach().clone(), state("running_var").detach().clone(), state("weight").detach().clone(), state("bias").detach().clone());
 
-        /// <summary>BN → ReLU of the first <see cref="Mean"/>.Length channels of <paramref name="maps"/>, same shape.</summary>
+        /// <summary>BN → ReLU of channel-major <paramref name="maps"/> [C, …] with this norm's C channels; same shape.</summary>
         public Tensor Apply(Tensor maps)
         {
             var rows = maps.view(1, maps.shape[0], -1); // batch_norm's channel axis is 1
@@ -133,7 +134,6 @@ public sealed class CondensedInference : IDisposable
             foreach (var t in new[] { Mean, Var, Weight, Bias }) t.Dispose();
         }
     }
-
 
     /// <summary>One dense layer's compiled tensors and the forms it runs in.</summary>
     sealed class DenseLayerKernels : IDisposable

@@ -74,7 +74,14 @@ public sealed class TrainingEngine : IDisposable
         long final = Gradients.Length;
         for (int i = chain.Count - 1; i >= 0; i--)
         {
-            if (i < chain.Count - 1) outputs[i].backward([inputs[i + 1].grad!]);
+            if (i < chain.Count - 1)
+            {
+                using var gradient = inputs[i + 1].grad!;
+                outputs[i].backward([gradient]);
+                // Freed now, as one backward pass frees each step's gradient once used, not at the end of the scope.
+                inputs[i + 1].Dispose();
+                outputs[i].Dispose();
+            }
             final -= chain[i].ParameterCount;
             gradientsFinalFrom(final);
         }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Step time of CondenseNet-86 training on Fashion-MNIST, side by side in one run (bench/README.md):
 #   the single-process engine (2 threads) | a local cluster of N workers x 1 thread | PyTorch DDP (gloo) N x 1 thread,
-# at the same global batch (32 images per worker), for N = 2 and 3. Prints the median step of each.
-# STEPS=12 steps per run; KEEP=DIR keeps the logs there.
+# at the same global batch, for N = 1, 2 and 3. Prints the median step of each.
+# The global batch is 32 images per worker (32·N), or GLOBAL_BATCH for every N (it must divide by 1, 2 and 3).
+# STEPS=12 steps per run; WORKERS="2" runs only that N; KEEP=DIR keeps the logs there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-12}
@@ -18,8 +19,8 @@ median_of_run() { grep -oP 'median \K[0-9]+(?= ms per step)' "$1" | tail -1; }
 allreduce_of_run() { grep -oP '│ worker-[0-9]+ │[^│]*│[^│]*│[^│]*│ *\K[0-9.]+' "$1" | sort -g | head -1; }
 
 printf '%-8s %-34s %12s %18s\n' workers "what" "median ms" "all-reduce ms"
-for N in 2 3; do
-  BATCH=$((32 * N))
+for N in ${WORKERS:-1 2 3}; do
+  BATCH=${GLOBAL_BATCH:-$((32 * N))}
   dotnet "$COORDINATOR" train --local --threads 2 --batch-size "$BATCH" --stop-after "$STEPS" --recovery-steps 0 --out "$OUT/single$N" > "$OUT/single$N.log"
   printf '%-8s %-34s %12s %18s\n' "$N" "single process, 2 threads, batch $BATCH" "$(median_of_run "$OUT/single$N.log")" -
   dotnet "$COORDINATOR" train --local-workers "$N" --port 0 --batch-size "$BATCH" --stop-after "$STEPS" --recovery-steps 0 --out "$OUT/cluster$N" > "$OUT/cluster$N.log"

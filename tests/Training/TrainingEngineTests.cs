@@ -6,6 +6,14 @@ using static TorchSharp.torch;
 
 namespace CondenseCluster.Tests.Training;
 
+/// <summary>
+/// libtorch's random generator is global: a test running beside these could draw from it between an engine's seeding
+/// and its dropout, so they run alone.
+/// </summary>
+[CollectionDefinition(nameof(TrainingEngineTests), DisableParallelization = true)]
+public class TrainingEngineCollection;
+
+[Collection(nameof(TrainingEngineTests))]
 public class TrainingEngineTests
 {
     static TrainingOptions Options(int microBatches, double lasso = 0) => new()
