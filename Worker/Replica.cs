@@ -171,7 +171,7 @@ sealed class Replica : IAsyncDisposable
             var clock = Stopwatch.StartNew();
             long sentBefore = dataPlane.BytesSent;
             engine.BeginStep();
-            var sync = GradientSync(s);
+            var sync = BeginExchange(s);
             var ((loss, correct, samples), dataWait) = engine.AccumulateAll(s, mine, prefetcher, train, sync.FinalFrom);
             double computed = clock.Elapsed.TotalMilliseconds;
             settings.Fault?.At(FaultPoint.Compute, s);
@@ -196,7 +196,7 @@ sealed class Replica : IAsyncDisposable
     /// Starts step <paramref name="s"/>'s gradient exchange. The bucket plan is made again when the masks changed: a
     /// condensed layer's dropped weights have zero gradients on every worker, so only its kept entries are sent.
     /// </summary>
-    GradientSync GradientSync(long s)
+    GradientSync BeginExchange(long s)
     {
         if (gradientSync is null)
         {

@@ -56,8 +56,8 @@ public sealed class TrainingEngine : IDisposable
         var y = labels.to(Device);
         if (gradientsFinalFrom is null)
         {
-            var (logits, crossEntropy) = Loss(Model.forward(x), y);
-            return Result(logits, crossEntropy, y);
+            var logits = Model.forward(x);
+            return Result(logits, LossBackward(logits, y), y);
         }
 
         // Forward step by step, each step's input a leaf of its own, so backward can be run one step at a time.
@@ -70,7 +70,7 @@ public sealed class TrainingEngine : IDisposable
             inputs[i] = i == 0 ? h : h.detach().requires_grad_(true);
             outputs[i] = h = chain[i].Forward(inputs[i]);
         }
-        var result = Result(outputs[^1], Loss(outputs[^1], y).CrossEntropy, y); // backward of the loss: the last step's gradients
+        var crossEntropy = LossBackward(outputs[^1], y); // the last step's gradients
         long final = Gradients.Length;
         for (int i = chain.Count - 1; i >= 0; i--)
         {
@@ -85,15 +85,16 @@ public sealed class TrainingEngine : IDisposable
             final -= chain[i].ParameterCount;
             gradientsFinalFrom(final);
         }
-        return result;
+        return Result(outputs[^1], crossEntropy, y);
     }
 
-    (Tensor Logits, Tensor CrossEntropy) Loss(Tensor logits, Tensor labels)
+    /// <summary>Cross-entropy plus the group lasso, backward from it; returns the cross-entropy.</summary>
+    Tensor LossBackward(Tensor logits, Tensor labels)
     {
         var crossEntropy = nn.functional.cross_entropy(logits, labels);
         var loss = options.Lasso > 0 ? crossEntropy + Model.GroupLasso().mul(lasso) : crossEntropy;
         loss.backward();
-        return (logits, crossEntropy);
+        return crossEntropy;
     }
 
     static MicroBatchResult Result(Tensor logits, Tensor crossEntropy, Tensor labels)
