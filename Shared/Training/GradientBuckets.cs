@@ -66,14 +66,15 @@ public static class GradientBuckets
         if (bucketFloats < 1) throw new ArgumentOutOfRangeException(nameof(bucketFloats), "a bucket holds at least one value");
         if (stepEnds.Count == 0) throw new ArgumentException("the model has no chain steps");
         var boundaries = new[] { 0L }.Concat(stepEnds).ToArray();
+        var keptBefore = KeptBefore(kept, boundaries);
         var buckets = new List<GradientBucket>();
-        long end = boundaries[^1];
-        for (int b = boundaries.Length - 2; b >= 0; b--)
+        int end = boundaries.Length - 1;
+        for (int b = end - 1; b >= 0; b--)
         {
-            long start = boundaries[b];
-            if (start > 0 && Count(kept, start, end) < bucketFloats) continue; // grow the bucket over the previous step
-            buckets.Add(Bucket(kept, start, end));
-            end = start;
+            if (b > 0 && keptBefore[end] - keptBefore[b] < bucketFloats) continue; // grow the bucket over the previous step
+            var runs = Clip(kept, boundaries[b], boundaries[end]).ToArray();
+            buckets.Add(new(boundaries[b], boundaries[end], keptBefore[b], keptBefore[end] - keptBefore[b], runs));
+            end = b;
         }
         return buckets.ToArray();
     }
@@ -101,7 +102,19 @@ public static class GradientBuckets
         }
     }
 
-    static long Count(GradientRun[] runs, long start, long end) => Clip(runs, start, end).Sum(r => r.Length);
+    /// <summary>How many kept values lie before each of the ascending <paramref name="offsets"/>, in one pass over the runs.</summary>
+    static long[] KeptBefore(GradientRun[] runs, long[] offsets)
+    {
+        var counts = new long[offsets.Length];
+        long before = 0;
+        int r = 0;
+        for (int i = 0; i < offsets.Length; i++)
+        {
+            for (; r < runs.Length && runs[r].Offset + runs[r].Length <= offsets[i]; r++) before += runs[r].Length;
+            counts[i] = before + (r < runs.Length && runs[r].Offset < offsets[i] ? offsets[i] - runs[r].Offset : 0);
+        }
+        return counts;
+    }
 
     static IEnumerable<GradientRun> Clip(GradientRun[] runs, long start, long end)
     {
@@ -110,11 +123,5 @@ public static class GradientBuckets
             long from = Math.Max(run.Offset, start), to = Math.Min(run.Offset + run.Length, end);
             if (from < to) yield return new(from, to - from);
         }
-    }
-
-    static GradientBucket Bucket(GradientRun[] runs, long start, long end)
-    {
-        var clipped = Clip(runs, start, end).ToArray();
-        return new(start, end, Count(runs, 0, start), clipped.Sum(r => r.Length), clipped);
     }
 }
