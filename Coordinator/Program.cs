@@ -2,9 +2,7 @@ using System.CommandLine;
 using CondenseCluster.Coordinator.Cli;
 using CondenseCluster.Shared.Runtime;
 
-// Before any tensor exists: keep freed tensor memory in the heap (see NativeAllocator).
-string allocator = NativeAllocator.Configure();
-TorchRuntime.QuietNativeLog();
+string allocator = TorchRuntime.PrepareProcess(); // before any tensor exists
 
 var root = new RootCommand("CondenseCluster coordinator: trains CondenseNet on a cluster of workers");
 root.Subcommands.Add(ModelCommands.Create());

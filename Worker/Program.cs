@@ -2,9 +2,7 @@ using System.CommandLine;
 using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Worker;
 
-// Before any tensor exists: keep freed tensor memory in the heap (see NativeAllocator).
-string allocator = NativeAllocator.Configure();
-TorchRuntime.QuietNativeLog();
+string allocator = TorchRuntime.PrepareProcess(); // before any tensor exists
 
 var root = new RootCommand("CondenseCluster worker: joins a coordinator's cluster and trains a model replica");
 WorkerCommand.Configure(root);

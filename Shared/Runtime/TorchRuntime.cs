@@ -8,11 +8,22 @@ namespace CondenseCluster.Shared.Runtime;
 public static partial class TorchRuntime
 {
     /// <summary>
+    /// What every program does before any tensor exists: keep freed tensor memory in the heap (<see cref="NativeAllocator"/>)
+    /// and libtorch's C++ log to errors. Returns the allocator setting, for the summaries that quote it.
+    /// </summary>
+    public static string PrepareProcess()
+    {
+        string allocator = NativeAllocator.Configure();
+        QuietNativeLog();
+        return allocator;
+    }
+
+    /// <summary>
     /// libtorch logs a warning for every convolution whose NNPACK path this CPU lacks ("Unsupported hardware"), which
     /// buries a worker's output; keep its C++ log to errors unless the user set TORCH_CPP_LOG_LEVEL. Must run before
     /// libtorch loads, and through the C library: libtorch reads the process environment, not .NET's copy of it.
     /// </summary>
-    public static void QuietNativeLog()
+    static void QuietNativeLog()
     {
         if (!OperatingSystem.IsLinux()) return;
         try { setenv("TORCH_CPP_LOG_LEVEL", "ERROR", overwrite: 0); }

@@ -3,9 +3,7 @@ using CondenseCluster.Bench;
 using CondenseCluster.Bench.MicroBenchmarks;
 using CondenseCluster.Shared.Runtime;
 
-// Before any tensor exists, as in the worker: keep freed tensor memory in the heap (see NativeAllocator).
-string allocator = NativeAllocator.Configure();
-TorchRuntime.QuietNativeLog();
+string allocator = TorchRuntime.PrepareProcess(); // before any tensor exists
 
 var root = new RootCommand("CondenseCluster benchmarks (bench/README.md): micro-benchmarks, the image loader's throughput, a worker's memory over a long run");
 root.Subcommands.Add(MicroSuite.Command(allocator));
