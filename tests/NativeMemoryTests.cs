@@ -1,4 +1,5 @@
 using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Training;
 using TorchSharp;
 using Xunit;
@@ -45,7 +46,6 @@ public class NativeMemoryTests
     {
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        string line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:"));
-        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        return ProcessMemory.Read().Resident;
     }
 }

@@ -1,7 +1,7 @@
-namespace CondenseCluster.Bench;
+namespace CondenseCluster.Shared.Runtime;
 
 /// <summary>This process's resident memory as the kernel counts it (Linux), native allocations included.</summary>
-static class ProcessMemory
+public static class ProcessMemory
 {
     /// <summary>VmRSS (resident now) and VmHWM (the most ever resident) from /proc/self/status, in bytes.</summary>
     public static (long Resident, long PeakResident) Read()
