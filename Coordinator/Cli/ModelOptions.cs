@@ -16,8 +16,8 @@ sealed class ModelOptions(string defaultDataset = "cifar10")
         Description = $"dataset the model is for (input channels, size, classes): {string.Join(", ", CondenseNetConfig.DatasetNames)}",
         DefaultValueFactory = _ => defaultDataset,
     };
-    public Option<int[]?> Stages { get; } = new("--stages") { Description = "layers per dense block, e.g. 14,14,14 (overrides the preset)", CustomParser = ParseList };
-    public Option<int[]?> Growth { get; } = new("--growth") { Description = "growth rate per block, e.g. 8,16,32 (overrides the preset)", CustomParser = ParseList };
+    public Option<int[]?> Stages { get; } = new("--stages") { Description = "layers per dense block, e.g. 14,14,14 (overrides the preset)", CustomParser = a => Shared.Runtime.Cli.PositiveIntegers(a, "14,14,14") };
+    public Option<int[]?> Growth { get; } = new("--growth") { Description = "growth rate per block, e.g. 8,16,32 (overrides the preset)", CustomParser = a => Shared.Runtime.Cli.PositiveIntegers(a, "14,14,14") };
     public Option<int?> Groups { get; } = new("--groups") { Description = "G of the learned 1x1 group convolutions" };
     public Option<int?> Groups3x3 { get; } = new("--groups-3x3") { Description = "groups of the 3x3 convolutions" };
     public Option<int?> CondenseFactor { get; } = new("--condense-factor") { Description = "C: each group keeps 1/C of its inputs" };
@@ -46,21 +46,4 @@ sealed class ModelOptions(string defaultDataset = "cifar10")
             : result.GetValue(Arch)!;
 
     static int[]? NonEmpty(int[]? values) => values is { Length: > 0 } ? values : null;
-
-    static int[]? ParseList(System.CommandLine.Parsing.ArgumentResult argument)
-    {
-        if (argument.Tokens.Count == 0) return null;
-        string text = string.Join(",", argument.Tokens.Select(t => t.Value));
-        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var values = new int[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-        {
-            if (!int.TryParse(parts[i], out values[i]) || values[i] <= 0)
-            {
-                argument.AddError($"'{parts[i]}' in '{text}' is not a positive integer; give a comma-separated list such as 14,14,14");
-                return null;
-            }
-        }
-        return values;
-    }
 }

@@ -1,7 +1,7 @@
 using System.CommandLine;
-using System.CommandLine.Parsing;
 using System.Diagnostics;
 using CondenseCluster.Shared.Data;
+using CondenseCluster.Shared.Runtime;
 
 namespace CondenseCluster.Bench;
 
@@ -19,7 +19,7 @@ static class LoaderBenchmark
     {
         var images = new Option<int>("--images") { Description = "images per repetition (synthetic ones generated, or the first of --folder's)", DefaultValueFactory = _ => 200 };
         var folder = new Option<string?>("--folder") { Description = "read this folder's class subfolders of images (e.g. an ImageNet train folder) instead of generated 500x375 JPEGs" };
-        var threads = new Option<int[]>("--threads") { Description = "loader thread counts to measure, e.g. 1,2", CustomParser = PositiveList, DefaultValueFactory = _ => [1, 2] };
+        var threads = new Option<int[]>("--threads") { Description = "loader thread counts to measure, e.g. 1,2", CustomParser = a => Cli.PositiveIntegers(a, "1,2") ?? [], DefaultValueFactory = _ => [1, 2] };
         var repeats = new Option<int>("--repeats") { Description = "timed repetitions per thread count", DefaultValueFactory = _ => 5 };
         var batch = new Option<int>("--batch-size") { Description = "images per batch", DefaultValueFactory = _ => 32 };
         var command = new Command("loader", "images/s of the ImageNet data pipeline (decode, random-resized crop 224, flip) per loader thread count")
@@ -36,6 +36,7 @@ static class LoaderBenchmark
     static int Run(int images, string? folder, int[] threadCounts, int repeats, int batchSize)
     {
         if (images < 1 || repeats < 1 || batchSize < 1) throw new ArgumentException("--images, --repeats and --batch-size must be positive");
+        if (threadCounts.Length == 0) throw new ArgumentException("--threads needs at least one thread count");
         using var synthetic = folder is null ? Generate(images) : null;
         string root = synthetic?.Root ?? folder!;
         string[] classes = synthetic?.ClassNames
@@ -96,22 +97,5 @@ static class LoaderBenchmark
             Console.WriteLine($"{m.Threads,7} {median,9:F1} {median / m.Threads,15:F1} {m.ImagesPerSecond.Min(),7:F1} {m.ImagesPerSecond.Max(),7:F1} "
                 + $"{1000 * m.Threads / median,15:F2}");
         }
-    }
-
-    static int[] PositiveList(ArgumentResult argument)
-    {
-        string text = string.Join(",", argument.Tokens.Select(t => t.Value));
-        var values = new List<int>();
-        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            if (!int.TryParse(part, out int value) || value < 1)
-            {
-                argument.AddError($"'{part}' in '{text}' is not a positive integer; give a comma-separated list such as 1,2");
-                return [];
-            }
-            values.Add(value);
-        }
-        if (values.Count == 0) argument.AddError("--threads needs at least one thread count");
-        return [.. values];
     }
 }
