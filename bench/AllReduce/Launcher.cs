@@ -40,8 +40,8 @@ static class Launcher
                     double[] rates = await AllAsync(ranks, $"probe {probeBytes}", "probed");
                     if (round > 0) probes.Add(rates);
                 }
-                double[] rankRates = [.. Enumerable.Range(0, workers).Select(r => Median(probes.Select(p => p[r]).ToArray()) / 1e9)];
-                double rawGBps = Median([.. probes.Select(p => p.Average())]) / 1e9;
+                double[] rankRates = [.. Enumerable.Range(0, workers).Select(r => Statistics.Median(probes.Select(p => p[r])) / 1e9)];
+                double rawGBps = Statistics.Median(probes.Select(p => p.Average())) / 1e9;
 
                 foreach (double mb in settings.SizesMb)
                 {
@@ -54,7 +54,7 @@ static class Launcher
                         double ms = (await AllAsync(ranks, $"go {++operation}", "done")).Max() * 1e3;
                         if (i >= settings.Warmups) times.Add(ms);
                     }
-                    double median = Median([.. times]);
+                    double median = Statistics.Median(times);
                     double bytes = floats * (double)sizeof(float);
                     double algorithm = bytes / (median / 1e3) / 1e9;
                     double bus = algorithm * 2 * (workers - 1) / workers;
@@ -79,13 +79,6 @@ static class Launcher
         foreach (var rank in ranks) await rank.SendAsync(command);
         string[] values = await Task.WhenAll(ranks.Select(r => r.ExpectAsync(reply)));
         return [.. values.Select(v => v.Length == 0 ? 0 : double.Parse(v, CultureInfo.InvariantCulture))];
-    }
-
-    static double Median(double[] values)
-    {
-        Array.Sort(values);
-        int mid = values.Length / 2;
-        return values.Length % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
     }
 
     /// <summary>A rank process: this same program with the hidden role argument.</summary>
