@@ -41,10 +41,9 @@ COPY Coordinator/ Coordinator/
 # The coordinator references the worker project, so both programs (apphosts, dlls) and libtorch land in /out.
 # tests/Deployment/PublishTests runs this same command and checks that this line still says so.
 RUN dotnet publish Coordinator -c Release -o /out -p:TorchBackend=${TORCH_BACKEND}
-# A portable publish carries native libraries for every platform SkiaSharp and TorchSharp ship (about 450 MB for
-# Windows, macOS, ARM, musl); the image only ever runs linux-x64 glibc. Debug symbols are not needed either.
-RUN find /out/runtimes -mindepth 1 -maxdepth 1 ! -name linux-x64 ! -name unix -exec rm -rf {} + \
-    && rm -f /out/*.pdb
+# The publish keeps only this platform's native libraries (build/HostNativeAssets.targets), so /out holds linux-x64
+# glibc's alone. Debug symbols are not needed in the image.
+RUN rm -f /out/*.pdb
 
 # ---------------------------------------------------------------------------------------------------------------------
 # CPU runtime: the ASP.NET Core runtime (Kestrel serves the control API and the data plane), no SDK. libtorch_cpu.so
