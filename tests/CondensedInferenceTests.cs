@@ -8,28 +8,28 @@ namespace CondenseCluster.Tests;
 /// <summary>The compiled converted model computes what the masked and the converted model compute, in every form.</summary>
 public class CondensedInferenceTests
 {
-    public static TheoryData<int, int, CondensedInference.Pointwise?, bool> Forms()
+    public static TheoryData<int, int, CondensedInference.Pointwise?, CondensedInference.Spatial> Forms()
     {
-        var data = new TheoryData<int, int, CondensedInference.Pointwise?, bool>();
+        var data = new TheoryData<int, int, CondensedInference.Pointwise?, CondensedInference.Spatial>();
         foreach (var (groups, factor) in new[] { (4, 4), (2, 2), (8, 8) })
         {
-            data.Add(groups, factor, null, false); // measured per layer
+            data.Add(groups, factor, null, default); // measured per layer
             foreach (var pointwise in Enum.GetValues<CondensedInference.Pointwise>())
-                foreach (bool dense3x3 in new[] { false, true })
-                    data.Add(groups, factor, pointwise, dense3x3);
+                foreach (var spatial in Enum.GetValues<CondensedInference.Spatial>())
+                    data.Add(groups, factor, pointwise, spatial);
         }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Forms))]
-    public void FeaturesEqualTheMaskedModelsAndLogitsTheConvertedModels(int groups, int condenseFactor, CondensedInference.Pointwise? pointwise, bool dense3x3)
+    public void FeaturesEqualTheMaskedModelsAndLogitsTheConvertedModels(int groups, int condenseFactor, CondensedInference.Pointwise? pointwise, CondensedInference.Spatial spatial)
     {
         using var model = TinyModels.FullyCondensed(TinyModels.Config(condenseFactor, groups), seed: groups);
         using var converted = Conversion.Convert(model);
         model.eval();
         converted.eval();
-        using var compiled = CondensedInference.Compile(converted, pointwise is { } form ? new CondensedInference.FixedForms(form, dense3x3) : null);
+        using var compiled = CondensedInference.Compile(converted, pointwise is { } form ? new CondensedInference.FixedForms(form, spatial) : null);
         using var _ = torch.no_grad();
         foreach (int batch in new[] { 1, 3 })
         {

@@ -158,5 +158,5 @@ public sealed class BnReluConv : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>The same tensor with NHWC strides (TorchSharp has no memory_format argument; libtorch reads the strides).</summary>
-    static Tensor ChannelsLast(Tensor t) => t.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+    internal static Tensor ChannelsLast(Tensor t) => t.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
 }

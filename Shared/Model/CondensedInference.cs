@@ -15,7 +15,8 @@ namespace CondenseCluster.Shared.Model;
 /// channels (one large product per group), or one dense product whose weight has zeros for the dropped inputs (no
 /// gather). The next layer's BatchNorm is folded into its rows and bias, and the channel shuffle into the one copy
 /// that brings its output to NCHW.</item>
-/// <item>The 3x3 group convolution runs as such or as a dense convolution with a block-diagonal weight.</item>
+/// <item>The 3x3 group convolution runs as such, in NCHW or channels-last (the bottleneck's one copy writes either
+/// layout), or as a dense convolution with a block-diagonal weight.</item>
 /// </list>
 /// Which form each layer uses is measured on first use per input shape, as cuDNN's benchmark mode does. The compiled
 /// tensors are copies taken when compiled (the classifier is the model's own): compile again after changing the
@@ -26,8 +27,11 @@ public sealed class CondensedInference : IDisposable
     /// <summary>The forms a dense layer's learned 1x1 convolution can run in; all give the same result.</summary>
     public enum Pointwise { GroupedConv, GroupedMatmul, DenseConv }
 
+    /// <summary>The forms a dense layer's 3x3 group convolution can run in; all give the same result.</summary>
+    public enum Spatial { Grouped, GroupedChannelsLast, Dense }
+
     /// <summary>Forms every layer uses instead of measuring: for tests of each form, and for reproducible timings.</summary>
-    public sealed record FixedForms(Pointwise Pointwise, bool Dense3x3);
+    public sealed record FixedForms(Pointwise Pointwise, Spatial Spatial);
 
     const double Epsilon = 1e-5; // BatchNorm's
     readonly CondenseNetConfig config;
@@ -143,9 +147,9 @@ public sealed class CondensedInference : IDisposable
         readonly Tensor groupedWeight;         // [out, kept/G, 1, 1] as converted, conv_2's BatchNorm folded into its rows
         readonly Tensor groupedBias;           // [out]: conv_2's BatchNorm shift; row g·(out/G) + k feeds channel k·G + g
         readonly Tensor denseWeight, denseBias; // [out, c, 1, 1] with zeros for dropped inputs, rows in channel (shuffled) order
-        readonly Tensor grouped3, dense3;      // the 3x3 weight as a group convolution and as a block-diagonal dense one
+        readonly Tensor grouped3, grouped3ChannelsLast, dense3; // the 3x3 weight as a group convolution (NCHW, NHWC) and as a block-diagonal dense one
         readonly int groups, groups3;
-        readonly Dictionary<(long N, long H, long W), (Pointwise Pointwise, bool Dense3x3)> forms = new();
+        readonly Dictionary<(long N, long H, long W), (Pointwise Pointwise, Spatial Spatial)> forms = new();
         readonly FixedForms? fixedForms;
 
         DenseLayerKernels(Tensor index, Norm gatheredNorm, Norm inputNorm, Tensor groupedWeight, Tensor groupedBias, Tensor denseWeight,
@@ -154,6 +158,7 @@ public sealed class CondensedInference : IDisposable
             this.fixedForms = fixedForms;
             (this.index, this.gatheredNorm, this.inputNorm, this.groupedWeight, this.groupedBias) = (index, gatheredNorm, inputNorm, groupedWeight, groupedBias);
             (this.denseWeight, this.denseBias, this.grouped3, this.dense3, this.groups, this.groups3) = (denseWeight, denseBias, grouped3, dense3, groups, groups3);
+            grouped3ChannelsLast = BnReluConv.ChannelsLast(grouped3);
         }
 
         public static DenseLayerKernels Compile(CondenseNetConfig config, int inChannels, Func<string, Tensor> state, FixedForms? fixedForms)
@@ -203,12 +208,12 @@ public sealed class CondensedInference : IDisposable
         /// <summary>The layer's new feature maps [N, growth, H, W] from the first <paramref name="channels"/> of <paramref name="block"/> [C, N, H, W].</summary>
         public Tensor Forward(Tensor block, long channels)
         {
-            var (pointwise, dense3x3) = Forms(block, channels);
-            return Conv3x3(Bottleneck(block, channels, pointwise), dense3x3);
+            var (pointwise, spatial) = Forms(block, channels);
+            return Conv3x3(Bottleneck(block, channels, pointwise, spatial == Spatial.GroupedChannelsLast), spatial);
         }
 
-        /// <summary>conv_1, then conv_2's BN → ReLU: [N, out, H, W] in the shuffled channel order.</summary>
-        Tensor Bottleneck(Tensor block, long channels, Pointwise form)
+        /// <summary>conv_1, then conv_2's BN → ReLU: [N, out, H, W] in the shuffled channel order, NCHW or channels-last.</summary>
+        Tensor Bottleneck(Tensor block, long channels, Pointwise form, bool channelsLast)
         {
             long n = block.shape[1], h = block.shape[2], w = block.shape[3];
             if (form == Pointwise.DenseConv)
@@ -216,29 +221,44 @@ public sealed class CondensedInference : IDisposable
                 // A 1x1 convolution sees channel-major maps [c, N, H, W] as one image [1, c, N·H, W].
                 var input = inputNorm.Apply(block.narrow(0, 0, channels)).view(1, channels, n * h, w);
                 var product = nn.functional.conv2d(input, denseWeight, denseBias).relu_(); // channels already shuffled
-                return product.view(-1, n, h * w).transpose(0, 1).contiguous().view(n, -1, h, w);
+                return ToImage(product, 1, n, h, w, channelsLast);
             }
             var gathered = gatheredNorm.Apply(block.index_select(0, index));
             var grouped = form == Pointwise.GroupedConv
                 ? nn.functional.conv2d(gathered.view(1, -1, n * h, w), groupedWeight, groupedBias, groups: groups)
                 : torch.bmm(groupedWeight.view(groups, -1, groupedWeight.shape[1]), gathered.view(groups, -1, n * h * w)).add_(groupedBias.view(groups, -1, 1));
-            // [G, out/G, N, HW] → [N, out/G, G, HW]: channel k·G + g, the shuffle, in the one copy back to NCHW.
-            return grouped.relu_().view(groups, -1, n, h * w).permute(2, 1, 0, 3).contiguous().view(n, -1, h, w);
+            return ToImage(grouped.relu_(), groups, n, h, w, channelsLast);
         }
 
-        Tensor Conv3x3(Tensor x, bool dense) => dense
-            ? nn.functional.conv2d(x, dense3, padding: [1, 1])
-            : nn.functional.conv2d(x, grouped3, padding: [1, 1], groups: groups3);
+        /// <summary>
+        /// Channel-major rows [G, out/G, N, H·W], row g·out/G + k being channel k·G + g (the shuffle), as an image
+        /// [N, out, H, W] with NCHW or NHWC strides, in one copy.
+        /// </summary>
+        static Tensor ToImage(Tensor rows, long groups, long n, long h, long w, bool channelsLast)
+        {
+            var split = rows.view(groups, -1, n, h * w);
+            return channelsLast
+                ? split.permute(2, 3, 1, 0).contiguous().view(n, h, w, -1).permute(0, 3, 1, 2)
+                : split.permute(2, 1, 0, 3).contiguous().view(n, -1, h, w);
+        }
+
+        Tensor Conv3x3(Tensor x, Spatial form) => form switch
+        {
+            Spatial.Dense => nn.functional.conv2d(x, dense3, padding: [1, 1]),
+            Spatial.GroupedChannelsLast => nn.functional.conv2d(x, grouped3ChannelsLast, padding: [1, 1], groups: groups3),
+            _ => nn.functional.conv2d(x, grouped3, padding: [1, 1], groups: groups3),
+        };
 
         /// <summary>The fastest forms for this input shape, measured once per shape.</summary>
-        (Pointwise, bool) Forms(Tensor block, long channels)
+        (Pointwise, Spatial) Forms(Tensor block, long channels)
         {
-            if (fixedForms is not null) return (fixedForms.Pointwise, fixedForms.Dense3x3);
+            if (fixedForms is not null) return (fixedForms.Pointwise, fixedForms.Spatial);
             var shape = (block.shape[1], block.shape[2], block.shape[3]);
             if (forms.TryGetValue(shape, out var chosen)) return chosen;
-            using var bottleneck = Bottleneck(block, channels, Pointwise.GroupedConv);
-            chosen = (Fastest(Enum.GetValues<Pointwise>(), form => Bottleneck(block, channels, form)),
-                Fastest([false, true], dense => Conv3x3(bottleneck, dense)));
+            var pointwise = Fastest(Enum.GetValues<Pointwise>(), form => Bottleneck(block, channels, form, channelsLast: false));
+            // Each 3x3 form with the bottleneck layout it reads, since the layout decides the bottleneck's last copy.
+            chosen = (pointwise, Fastest(Enum.GetValues<Spatial>(),
+                form => Conv3x3(Bottleneck(block, channels, pointwise, form == Spatial.GroupedChannelsLast), form)));
             forms[shape] = chosen;
             return chosen;
         }
@@ -258,11 +278,11 @@ public sealed class CondensedInference : IDisposable
         }
 
         public IEnumerable<string> ChosenForms => forms.Select(f =>
-            $"N={f.Key.N} {f.Key.H}x{f.Key.W}: 1x1 {f.Value.Pointwise}, 3x3 {(f.Value.Dense3x3 ? "dense" : "grouped")}");
+            $"N={f.Key.N} {f.Key.H}x{f.Key.W}: 1x1 {f.Value.Pointwise}, 3x3 {f.Value.Spatial}");
 
         public void Dispose()
         {
-            foreach (var t in new[] { index, groupedWeight, groupedBias, denseWeight, denseBias, grouped3, dense3 }) t.Dispose();
+            foreach (var t in new[] { index, groupedWeight, groupedBias, denseWeight, denseBias, grouped3, grouped3ChannelsLast, dense3 }) t.Dispose();
             gatheredNorm.Dispose();
             inputNorm.Dispose();
         }
