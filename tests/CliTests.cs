@@ -92,5 +92,18 @@ public class CliTests : TempFolderTest
         Assert.True(File.Exists(Path.Combine(output, "model-converted.pt")));
     }
 
+    [Fact]
+    public void AControlPortInUseIsOneClearErrorLine()
+    {
+        using var holder = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        holder.Start();
+        string port = ((System.Net.IPEndPoint)holder.LocalEndpoint).Port.ToString();
+        var (code, output) = Coordinator("serve", "--api-port", port, "--dashboard-port", "0", "--port", "0", "--local-workers", "0");
+        Assert.Equal(1, code);
+        Assert.Contains($"error: 127.0.0.1:{port} is already in use", output);
+        Assert.Contains("--api-port", output);
+        Assert.DoesNotContain("   at ", output);
+    }
+
     static (int Code, string Output) Coordinator(params string[] args) => CoordinatorProgram.Run(args);
 }

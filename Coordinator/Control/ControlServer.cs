@@ -1,8 +1,10 @@
 using System.Net;
 using System.Reflection;
 using CondenseCluster.Shared.Control;
+using CondenseCluster.Shared.Model;
 using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -57,8 +59,8 @@ public sealed class ControlServer : IAsyncDisposable
         web.MapGet("/healthz", () => "ok");
 
         var server = new ControlServer(api, web, monitor);
-        await api.StartAsync();
-        await web.StartAsync();
+        await Listen(api, settings.Host, settings.ApiPort, "--api-port");
+        await Listen(web, settings.Host, settings.HttpPort, "--dashboard-port");
         server.ApiAddress = AddressOf(api);
         server.WebAddress = AddressOf(web);
         return server;
@@ -72,6 +74,20 @@ public sealed class ControlServer : IAsyncDisposable
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(2));
         services(builder.Services);
         return builder.Build();
+    }
+
+    /// <summary>Starts a listener; a port another program holds (often a coordinator still running) is a configuration error.</summary>
+    static async Task Listen(WebApplication app, string host, int port, string option)
+    {
+        try
+        {
+            await app.StartAsync();
+        }
+        catch (IOException e) when (e.InnerException is AddressInUseException)
+        {
+            throw new ConfigurationException(
+                $"{host}:{port} is already in use (another coordinator still running?); stop it, or pass {option} with a free port (0: any free one)");
+        }
     }
 
     static string AddressOf(WebApplication app) =>
