@@ -190,9 +190,11 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
         var (worst, faultFreeMasks, recoveredMasks) = SavedModels.Compare(reference.Model, Path.Combine(Folder, "run", "model-trained.ccm"));
         Assert.Equal(faultFreeMasks, recoveredMasks);
         log.WriteLine($"max relative weight difference from the fault-free run: {worst:E2}");
-        // Float summation order (the ring's sum of N partial sums vs one process's), amplified over 24 steps: measured
-        // 2e-7 to 9e-5 in these scenarios.
-        Assert.True(worst <= 5e-4, $"weights differ from the fault-free run by {worst:E2} relative");
+        // Float summation order (the ring's sum of N partial sums vs one process's), amplified over 24 steps; a cluster of
+        // one worker equals the single process bit for bit. Measured 2e-7 to 9e-5 in these scenarios with NCHW group
+        // convolutions, and 1.7e-3 (in the first layer's BN bias, whose values are near zero) since they run
+        // channels-last on CPU, whose weight gradient rounds at about 1e-6 relative instead of 1e-7.
+        Assert.True(worst <= 5e-3, $"weights differ from the fault-free run by {worst:E2} relative");
     }
 
     ITestOutputHelper Log => log;
