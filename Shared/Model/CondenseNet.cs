@@ -152,10 +152,9 @@ public sealed class BnReluConv : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
-        if (input.device_type != DeviceType.CPU || conv.groups == 1)
-            return conv.forward(nn.functional.relu(norm.forward(input)));
-        var x = ChannelsLast(nn.functional.relu(norm.forward(input)));
-        return nn.functional.conv2d(x, ChannelsLast(conv.weight!), padding: conv.padding, groups: conv.groups).contiguous();
+        var x = nn.functional.relu(norm.forward(input));
+        if (x.device_type != DeviceType.CPU || conv.groups == 1) return conv.forward(x);
+        return nn.functional.conv2d(ChannelsLast(x), ChannelsLast(conv.weight!), padding: conv.padding, groups: conv.groups).contiguous();
     }
 
     /// <summary>The same tensor with NHWC strides (TorchSharp has no memory_format argument; libtorch reads the strides).</summary>
