@@ -18,6 +18,7 @@ public sealed class TrainingEngine : IDisposable
     readonly TrainingOptions options;
     readonly Scalar lasso;  // kept alive for the native call (a temporary Scalar can be finalized during one)
     int checkedStage = -1;  // the schedule's stage at the last Condense call; the layers need reading only when it changes
+    readonly IReadOnlyList<(Func<Tensor, Tensor> Forward, long ParameterCount)> chain; // the model's, built once
 
     public TrainingEngine(TrainingOptions options, Device device)
     {
@@ -31,6 +32,7 @@ public sealed class TrainingEngine : IDisposable
         var parameters = Model.parameters().ToArray();
         Optimizer = new NesterovSgd(parameters, options.Momentum, options.WeightDecay);
         Gradients = new GradientBuffer(parameters, device);
+        chain = Model.Chain();
     }
 
     public Device Device { get; }
@@ -61,7 +63,6 @@ public sealed class TrainingEngine : IDisposable
         }
 
         // Forward step by step, each step's input a leaf of its own, so backward can be run one step at a time.
-        var chain = Model.Chain();
         var outputs = new Tensor[chain.Count];
         var inputs = new Tensor[chain.Count];
         var h = x;
@@ -130,7 +131,7 @@ public sealed class TrainingEngine : IDisposable
     public long[] ChainStepEnds()
     {
         long end = 0;
-        var ends = Model.Chain().Select(s => end += s.ParameterCount).ToArray();
+        var ends = chain.Select(s => end += s.ParameterCount).ToArray();
         if (end != Gradients.Length) throw new InvalidOperationException($"the model's chain steps own {end} parameter values, its gradient buffer {Gradients.Length}");
         return ends;
     }
