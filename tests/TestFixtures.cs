@@ -2,8 +2,28 @@ using System.Diagnostics;
 using System.Text;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
+using Xunit;
+using static TorchSharp.torch;
 
 namespace CondenseCluster.Tests;
+
+/// <summary>Closeness of tensors, relative to the expected tensor's largest value.</summary>
+static class TensorAssert
+{
+    /// <summary>
+    /// Same shape, and largest |expected − actual| ≤ <paramref name="relative"/> × max(largest |expected|,
+    /// <paramref name="floor"/>). Without a floor the expected tensor must not be all zeros, which would prove nothing.
+    /// </summary>
+    public static void Close(Tensor expected, Tensor actual, double relative = 1e-5, double floor = 0)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        double largest = expected.abs().max().item<float>();
+        if (floor == 0) Xunit.Assert.True(largest > 0, "the expected tensor is all zeros");
+        double scale = Math.Max(largest, floor);
+        double difference = (expected - actual).abs().max().item<float>();
+        Assert.True(difference <= relative * scale, $"max difference {difference:E2} exceeds {relative:E0} x {scale:E2}");
+    }
+}
 
 /// <summary>Two trained models of the same job, saved as model files, compared.</summary>
 static class SavedModels
