@@ -52,7 +52,9 @@ public class MultiHostTests(ITestOutputHelper log) : TempFolderTest
             Assert.Matches(@"machine-b registered \(cpu, 1 threads, data plane http://127\.0\.0\.4:\d+\)", text);
             Assert.Contains("cluster formed: machine-a (rank 0), machine-b (rank 1)", text);
             Assert.Contains("all 2 replicas hold identical weights at step 6", text);
-            Assert.DoesNotContain("127.0.0.1", text);
+            // No node advertises or serves on 127.0.0.1. The kernel still picks 127.0.0.1 as the source address of
+            // outgoing loopback connections, which Akka may name in a shutdown warning; that is not an address of ours.
+            Assert.DoesNotMatch(@"(@|//|--seed )127\.0\.0\.1\b", text);
         }
         finally
         {
