@@ -149,8 +149,14 @@ public sealed class PublishedApp : IDisposable
             start.Environment["DOTNET_NOLOGO"] = "1";
         }
         var output = new StringBuilder();
+        // Not disposed: a grandchild that keeps a pipe open may signal after this method has given up waiting.
+        var streamsClosed = new CountdownEvent(2);
         using var process = new Process { StartInfo = start };
-        DataReceivedEventHandler gather = (_, line) => { if (line.Data is not null) lock (output) output.AppendLine(line.Data); };
+        DataReceivedEventHandler gather = (_, line) =>
+        {
+            if (line.Data is null) streamsClosed.Signal();
+            else lock (output) output.AppendLine(line.Data);
+        };
         process.OutputDataReceived += gather;
         process.ErrorDataReceived += gather;
         process.Start();
@@ -159,10 +165,12 @@ public sealed class PublishedApp : IDisposable
         if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
-            process.WaitForExit(TimeSpan.FromSeconds(30));
+            streamsClosed.Wait(TimeSpan.FromSeconds(30));
             lock (output) return (-1, $"{program} did not exit within {timeout.TotalMinutes:0} min and was killed:\n{output}");
         }
-        process.WaitForExit(TimeSpan.FromSeconds(30)); // lets the last lines of output arrive
+        // A timed WaitForExit returns at the exit, before the last lines are read: wait for both streams' end (bounded,
+        // as a grandchild that inherited the pipes could hold them open).
+        streamsClosed.Wait(TimeSpan.FromSeconds(30));
         lock (output) return (process.ExitCode, output.ToString());
     }
 
