@@ -16,8 +16,11 @@ enum FaultAction { Kill, Stop, Slow }
 /// </summary>
 sealed record FaultInjection(string WorkerId, FaultAction Action, FaultPoint Point, long When)
 {
-    /// <summary>How long a straggler stalls: well past a step, well within the data plane's progress timeout.</summary>
-    static readonly TimeSpan SlowFor = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// How long a straggler stalls: well past a step and past a restarted worker's start on a loaded machine, well
+    /// within the data plane's 60 s progress timeout.
+    /// </summary>
+    static readonly TimeSpan SlowFor = TimeSpan.FromSeconds(25);
 
     public static FaultInjection? Parse(string workerId, string? text)
     {

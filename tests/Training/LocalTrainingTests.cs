@@ -6,7 +6,11 @@ using Xunit;
 
 namespace CondenseCluster.Tests.Training;
 
-/// <summary>Whole single-node runs on the bundled Fashion-MNIST subset, with a tiny model.</summary>
+/// <summary>
+/// Whole single-node runs on the bundled Fashion-MNIST subset, with a tiny model. They seed libtorch's global
+/// generator and initialise from it, so they run alone, as <see cref="TrainingEngineTests"/> do.
+/// </summary>
+[Collection(nameof(TrainingEngineTests))]
 public class LocalTrainingTests : TempFolderTest
 {
     internal static TrainingOptions Tiny(int microBatches = 1) => new()
