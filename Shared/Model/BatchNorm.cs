@@ -43,4 +43,10 @@ public sealed class BatchNorm : nn.Module<Tensor, Tensor>
         }
         return nn.functional.batch_norm(input, running_mean, running_var, weight, bias, training, 0.1, 1e-5);
     }
+
+    /// <summary>
+    /// BN → ReLU, the ReLU in place as in the official code (<c>ReLU(inplace=True)</c>): BN's output is a fresh tensor
+    /// and its backward keeps only its input, so no second tensor of the same size is written.
+    /// </summary>
+    public Tensor ForwardRelu(Tensor input) => forward(input).relu_();
 }

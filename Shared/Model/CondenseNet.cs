@@ -42,7 +42,7 @@ public sealed class CondenseNet : nn.Module<Tensor, Tensor>
                 layers.Add(($"transition_{b + 1}", nn.AvgPool2d(2, 2)));
         }
         layers.Add(("norm_last", new BatchNorm(channels)));
-        layers.Add(("relu_last", nn.ReLU()));
+        layers.Add(("relu_last", nn.ReLU(inplace: true)));
         layers.Add(("pool_last", nn.AvgPool2d(config.FinalMapSize)));
         features = nn.Sequential(layers);
         classifier = form == ModelForm.Training
@@ -152,7 +152,7 @@ public sealed class BnReluConv : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
-        var x = nn.functional.relu(norm.forward(input));
+        var x = norm.ForwardRelu(input);
         if (x.device_type != DeviceType.CPU || conv.groups == 1) return conv.forward(x);
         return nn.functional.conv2d(ChannelsLast(x), ChannelsLast(conv.weight!), padding: conv.padding, groups: conv.groups).contiguous();
     }

@@ -32,7 +32,7 @@ public sealed class CondensedConv : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
-        var x = nn.functional.relu(norm.forward(input.index_select(1, index)));
+        var x = norm.ForwardRelu(input.index_select(1, index));
         return ChannelShuffle(conv.forward(x), Groups);
     }
 

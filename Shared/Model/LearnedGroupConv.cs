@@ -48,7 +48,7 @@ public sealed class LearnedGroupConv : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
-        var x = nn.functional.relu(norm.forward(input));
+        var x = norm.ForwardRelu(input);
         if (DropoutRate > 0) x = nn.functional.dropout(x, DropoutRate, training);
         return nn.functional.conv2d(x, conv.weight! * _mask);
     }
