@@ -58,16 +58,46 @@ public abstract class TempFolderTest : IDisposable
 /// <summary>Runs a program to completion the way a user would, capturing what it prints.</summary>
 static class ChildProcess
 {
-    public static (int Code, string Stdout, string Stderr) Run(string program, IEnumerable<string> args, string? workingDirectory = null)
+    static readonly TimeSpan DefaultLimit = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Runs <paramref name="program"/>; one that runs past <paramref name="limit"/> (10 min by default) is killed with its
+    /// children and fails the test with what it printed, so a hung child cannot hold up the whole test run.
+    /// <paramref name="build"/>: the program builds (<c>dotnet run</c>), see <see cref="ForChildBuild"/>.
+    /// </summary>
+    public static (int Code, string Stdout, string Stderr) Run(string program, IEnumerable<string> args, string? workingDirectory = null,
+        TimeSpan? limit = null, bool build = false)
     {
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
         if (workingDirectory is not null) start.WorkingDirectory = workingDirectory;
         foreach (var a in args) start.ArgumentList.Add(a);
+        if (build) ForChildBuild(start);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {program}");
         var stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        if (!process.WaitForExit(limit ?? DefaultLimit))
+        {
+            process.Kill(entireProcessTree: true);
+            Task.WaitAll([stdout, stderr], TimeSpan.FromSeconds(30));
+            Assert.Fail($"{program} {string.Join(' ', args)} ran past {(limit ?? DefaultLimit).TotalMinutes:0} min and was killed:\n"
+                + (stdout.IsCompleted ? stdout.Result : "") + (stderr.IsCompleted ? stderr.Result : ""));
+        }
         process.WaitForExit();
-        return (process.ExitCode, stdout, stderr.Result);
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>
+    /// A build started from a test: `dotnet test` runs the tests inside an MSBuild-launched host, whose settings must not
+    /// steer the child build, and the build must leave no MSBuild node or server behind holding the test's pipes open.
+    /// </summary>
+    public static void ForChildBuild(ProcessStartInfo start)
+    {
+        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase)).ToList())
+            start.Environment.Remove(name);
+        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
+        start.Environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
+        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        start.Environment["DOTNET_NOLOGO"] = "1";
     }
 }
 

@@ -71,7 +71,7 @@ public class ReadmeMainCommandTests(ITestOutputHelper log)
         try
         {
             var (code, stdout, stderr) = ChildProcess.Run(words[0], [.. words[1..], "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
-                "--recovery-steps", "50", "--recovery-samples", "1000", "--out", output], workingDirectory: root);
+                "--recovery-steps", "50", "--recovery-samples", "1000", "--out", output], workingDirectory: root, build: true);
             string text = stdout + stderr;
             log.WriteLine($"$ {command} …\n{text}");
             Assert.True(code == 0, text);

@@ -112,8 +112,7 @@ public sealed class PublishedApp : IDisposable
     {
         var clock = Stopwatch.StartNew();
         var (code, output) = Run("dotnet", [.. PublishArguments.Split(' '), "-o", PublishFolder, "-p:TorchBackend=cpu"], RepositoryRoot, PublishTimeout,
-            // A child build must not leave MSBuild nodes behind that hold this process's pipes open.
-            withoutMsBuildEnvironment: true);
+            build: true);
         return (code, output, clock.Elapsed);
     });
 
@@ -132,22 +131,13 @@ public sealed class PublishedApp : IDisposable
 
     /// <summary>Runs a published program through its apphost, as the image's entry points do.</summary>
     public (int Code, string Output) RunPublished(string program, IEnumerable<string> args, TimeSpan timeout) =>
-        Run(Path.Combine(Folder(), program), args, Scratch, timeout, withoutMsBuildEnvironment: false);
+        Run(Path.Combine(Folder(), program), args, Scratch, timeout, build: false);
 
-    static (int Code, string Output) Run(string program, IEnumerable<string> args, string workingDirectory, TimeSpan timeout, bool withoutMsBuildEnvironment)
+    static (int Code, string Output) Run(string program, IEnumerable<string> args, string workingDirectory, TimeSpan timeout, bool build)
     {
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory };
         foreach (var arg in args) start.ArgumentList.Add(arg);
-        if (withoutMsBuildEnvironment)
-        {
-            // `dotnet test` runs this inside an MSBuild-launched host; its settings must not steer the child build.
-            foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase)).ToList())
-                start.Environment.Remove(name);
-            start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
-            start.Environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
-            start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-            start.Environment["DOTNET_NOLOGO"] = "1";
-        }
+        if (build) ChildProcess.ForChildBuild(start);
         var output = new StringBuilder();
         // Not disposed: a grandchild that keeps a pipe open may signal after this method has given up waiting.
         var streamsClosed = new CountdownEvent(2);
