@@ -44,6 +44,7 @@ sealed class Replica : IAsyncDisposable
     long operation;             // all-reduce sequence number, the same on every rank of a ring generation
     GradientSync? gradientSync; // the step's gradient exchange, planned for the current masks and ring
     bool compressGradients;
+    WirePrecision gradientPrecision;
     long stepInExchange;
     int bucketsSent;            // of the step being exchanged
 
@@ -102,8 +103,8 @@ sealed class Replica : IAsyncDisposable
             options = jobOptions;
             Interlocked.Exchange(ref step, 0);
         }
-        (rank, size, checksumEvery, bucketFloats, compressGradients, operation) =
-            (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery), job.BucketFloats, job.CompressGradients, 0);
+        (rank, size, checksumEvery, bucketFloats, compressGradients, gradientPrecision, operation) =
+            (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery), job.BucketFloats, job.CompressGradients, job.GradientPrecision, 0);
         gradientSync = null;
         dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration);
         Interlocked.Exchange(ref generation, job.RingGeneration);
@@ -204,7 +205,7 @@ sealed class Replica : IAsyncDisposable
             var kept = compressGradients ? GradientBuckets.KeptRuns(engine.GradientLayout()) : [new GradientRun(0, engine.Gradients.Length)];
             gradientSync = new GradientSync(engine.Gradients.Flat, GradientBuckets.Plan(engine.ChainStepEnds(), kept, bucketFloats), values =>
             {
-                var reducing = dataPlane.AllReduceAsync(values, ++operation);
+                var reducing = dataPlane.AllReduceAsync(values, ++operation, gradientPrecision);
                 if (bucketsSent++ == 1) settings.Fault?.At(FaultPoint.AllReduce, stepInExchange); // the first bucket has crossed the ring, the second is on its way
                 return reducing;
             });

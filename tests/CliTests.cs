@@ -29,6 +29,15 @@ public class CliTests : TempFolderTest
     }
 
     [Fact]
+    public void AnUnknownGradientPrecisionIsOneClearErrorLine()
+    {
+        var (code, output) = Coordinator(["train", "--gradient-precision", "fp8", .. Cluster.ClusterProcesses.FreeControlPorts, "--port", "0"]);
+        Assert.Equal(1, code);
+        Assert.Contains("error: --gradient-precision fp8 is not fp32 or fp16", output);
+        Assert.DoesNotContain("   at ", output);
+    }
+
+    [Fact]
     public void AnInvalidConfigurationIsOneClearErrorLine()
     {
         var (code, output) = Coordinator("model", "info", "--groups", "3");

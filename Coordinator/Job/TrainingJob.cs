@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using CondenseCluster.Shared.Cluster;
+using CondenseCluster.Shared.Comm;
 using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Training;
@@ -279,6 +280,8 @@ public sealed class TrainingJob
     {
         Admit();
         observer.Event($"cluster formed: {string.Join(", ", members.Select((m, rank) => $"{m.Id} (rank {rank})"))}", EventKind.Worker);
+        if (cluster.GradientPrecision == WirePrecision.Float16)
+            observer.Event("gradients cross the ring as half floats (--gradient-precision fp16): half the bytes, summed to about 3 significant digits", EventKind.Worker);
         var holder = members.Where(m => m.Held is { } held && held.JobKey == jobKey && held.Step > step)
             .OrderByDescending(m => m.Held!.Step).FirstOrDefault();
         if (holder is not null)
@@ -301,7 +304,8 @@ public sealed class TrainingJob
         var endpoints = members.Select(m => m.Endpoint).ToArray();
         checksums.Clear();
         for (int rank = 0; rank < members.Count; rank++)
-            Send(members[rank].Id, new JoinJob(optionsJson, rank, endpoints, generation, cluster.ChecksumEvery, cluster.BucketFloats, cluster.CompressGradients, from));
+            Send(members[rank].Id, new JoinJob(optionsJson, rank, endpoints, generation, cluster.ChecksumEvery, cluster.BucketFloats, cluster.CompressGradients,
+                cluster.GradientPrecision, from));
     }
 
     /// <summary>Every member stands in the new ring at the same step with identical weights.</summary>

@@ -1,3 +1,4 @@
+using CondenseCluster.Shared.Comm;
 namespace CondenseCluster.Shared.Cluster;
 
 // The control-plane protocol between the coordinator and its workers (DESIGN.md §2). Messages are small and
@@ -34,11 +35,11 @@ public sealed record WorkerAccepted(string WorkerId);
 /// sent at the start and again whenever membership changes. The worker builds its replica from the options (same seed,
 /// same initial weights everywhere) or keeps the one it has; a replica not at <see cref="StateSource.Step"/> of
 /// <paramref name="From"/> first copies the whole state from that peer. It answers <see cref="ReplicaReady"/>.
-/// Gradients cross the ring in buckets of <paramref name="BucketFloats"/> values; with <paramref name="CompressGradients"/>,
-/// only the entries the masks keep.
+/// Gradients cross the ring in buckets of <paramref name="BucketFloats"/> values, as <paramref name="GradientPrecision"/>;
+/// with <paramref name="CompressGradients"/>, only the entries the masks keep.
 /// </summary>
 public sealed record JoinJob(string OptionsJson, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery, long BucketFloats,
-    bool CompressGradients, StateSource? From = null);
+    bool CompressGradients, WirePrecision GradientPrecision, StateSource? From = null);
 
 /// <summary>A peer's replica-state service (its data endpoint) holding the job's state at <paramref name="Step"/>.</summary>
 public sealed record StateSource(string Endpoint, long Step);

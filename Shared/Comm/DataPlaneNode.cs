@@ -99,8 +99,12 @@ public sealed class DataPlaneNode : IAsyncDisposable
         }
     }
 
+    /// <summary>Sums <paramref name="buffer"/> over the configured ring in float32; see <see cref="RingAllReduce.AllReduceAsync"/>.</summary>
+    public Task AllReduceAsync(Memory<float> buffer, long operationId, CancellationToken cancellationToken = default) =>
+        AllReduceAsync(buffer, operationId, WirePrecision.Float32, cancellationToken);
+
     /// <summary>Sums <paramref name="buffer"/> over the configured ring; see <see cref="RingAllReduce.AllReduceAsync"/>.</summary>
-    public Task AllReduceAsync(Memory<float> buffer, long operationId, CancellationToken cancellationToken = default)
+    public Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default)
     {
         RingAllReduce current;
         lock (gate)
@@ -108,7 +112,7 @@ public sealed class DataPlaneNode : IAsyncDisposable
             ObjectDisposedException.ThrowIf(disposed, this);
             current = ring ?? throw new InvalidOperationException("configure the ring before the first all-reduce");
         }
-        return current.AllReduceAsync(buffer, operationId, cancellationToken);
+        return current.AllReduceAsync(buffer, operationId, precision, cancellationToken);
     }
 
     /// <summary>Gradient bytes this node has sent through its rings (every generation).</summary>

@@ -18,11 +18,12 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
 
     /// <summary>
     /// Replaces <paramref name="buffer"/> by the elementwise sum over all ranks (the caller divides), bit-identical on
-    /// every rank. Every rank passes the same length and the same <paramref name="operationId"/> sequence. Fails with
-    /// <see cref="AllReduceException"/>; a cancelled <paramref name="cancellationToken"/> throws OperationCanceledException.
-    /// After either, the buffer holds partial sums and the ring must be configured anew.
+    /// every rank. Every rank passes the same length, the same <paramref name="operationId"/> sequence and the same
+    /// <paramref name="precision"/>. Fails with <see cref="AllReduceException"/>; a cancelled
+    /// <paramref name="cancellationToken"/> throws OperationCanceledException. After either, the buffer holds partial
+    /// sums and the ring must be configured anew.
     /// </summary>
-    public async Task AllReduceAsync(Memory<float> buffer, long operationId, CancellationToken cancellationToken = default)
+    public async Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default)
     {
         if (Size == 1) return;
         var ring = transport ?? throw new InvalidOperationException("a ring of several workers needs a transport");
@@ -31,7 +32,7 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
         using var operation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, abort, watchdog.Token);
         var progress = new Progress(watchdog, options.ProgressTimeout);
         using var received = new SemaphoreSlim(0);
-        var sending = SendAllAsync(ring, buffer, operationId, received, progress, operation.Token);
+        var sending = SendAllAsync(ring, buffer, operationId, precision, received, progress, operation.Token);
         var receiving = ReceiveAllAsync(ring, buffer, operationId, received, progress, operation.Token);
         try
         {
@@ -59,15 +60,20 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
         }
     }
 
-    async Task SendAllAsync(RingTransport ring, Memory<float> buffer, long operationId, SemaphoreSlim received, Progress progress, CancellationToken ct)
+    async Task SendAllAsync(RingTransport ring, Memory<float> buffer, long operationId, WirePrecision precision, SemaphoreSlim received,
+        Progress progress, CancellationToken ct)
     {
+        bool half = precision == WirePrecision.Float16;
         foreach (var slice in RingPlan.Sends(Rank, Size, buffer.Length, options.MessageFloats))
         {
             // From the second step on, each slice is one the left neighbour delivered at the previous step.
             if (slice is not { Phase: RingPhase.ReduceScatter, Step: 0 }) await received.WaitAsync(ct);
+            var values = buffer.Slice(slice.Offset, slice.Length);
+            // The chunk's owner keeps what the others will receive; later steps forward values a half already holds exactly.
+            if (half && slice is { Phase: RingPhase.AllGather, Step: 0 }) FloatPayload.RoundThroughHalf(values.Span);
             // Not copied: gRPC serializes the frame before the write completes, and no rank writes a slice while sending it.
-            await ring.SendAsync(RingFrame.Outgoing(ring.Generation, operationId, slice, buffer.Slice(slice.Offset, slice.Length)), ct);
-            Interlocked.Add(ref bytesSent, (long)slice.Length * sizeof(float));
+            await ring.SendAsync(RingFrame.Outgoing(ring.Generation, operationId, slice, values, precision), ct);
+            Interlocked.Add(ref bytesSent, (long)slice.Length * (half ? 2 : sizeof(float)));
             progress.Sent();
         }
     }

@@ -10,8 +10,9 @@ using Grpc.Core;
 namespace CondenseCluster.Shared.Comm;
 
 /// <summary>
-/// One RingMessage of ring.proto with its payload as floats: a slice of the sender's own buffer when it goes out, an
-/// array from <see cref="ArrayPool{T}.Shared"/> when it comes in, which <see cref="Release"/> hands back.
+/// One RingMessage of ring.proto with its payload as floats: a slice of the sender's own buffer when it goes out (sent
+/// as float32 or half floats, <see cref="Precision"/>), an array from <see cref="ArrayPool{T}.Shared"/> when it comes
+/// in, which <see cref="Release"/> hands back.
 /// </summary>
 sealed class RingFrame
 {
@@ -24,11 +25,13 @@ sealed class RingFrame
     public int Chunk { get; init; }
     public long Offset { get; init; }
     public ReadOnlyMemory<float> Payload { get; private init; }
+    public WirePrecision Precision { get; private init; }
 
-    public static RingFrame Outgoing(long generation, long operation, RingSlice slice, ReadOnlyMemory<float> payload) => new()
+    public static RingFrame Outgoing(long generation, long operation, RingSlice slice, ReadOnlyMemory<float> payload,
+        WirePrecision precision = WirePrecision.Float32) => new()
     {
         Generation = generation, Operation = operation, Phase = slice.Phase, Step = slice.Step, Chunk = slice.Chunk,
-        Offset = slice.Offset, Payload = payload,
+        Offset = slice.Offset, Payload = payload, Precision = precision,
     };
 
     /// <summary>A received frame owns <paramref name="rented"/>; its first <paramref name="length"/> values are the payload.</summary>
@@ -62,7 +65,8 @@ static class RingWire
 
     // Field tags of RingMessage: field number << 3 | wire type (0 varint, 2 length-delimited).
     const uint GenerationTag = 1 << 3, OperationTag = 2 << 3, PhaseTag = 3 << 3, StepTag = 4 << 3, ChunkTag = 5 << 3,
-        OffsetTag = 6 << 3, PayloadTag = 7 << 3 | 2;
+        OffsetTag = 6 << 3, PayloadTag = 7 << 3 | 2, HalfPayloadTag = 11 << 3 | 2, HalfExponentTag = 12 << 3;
+
 
     const int MaxVarintBytes = 10;
 
@@ -79,8 +83,11 @@ static class RingWire
 
     public static void Write(RingFrame frame, SerializationContext context)
     {
-        var payload = MemoryMarshal.AsBytes(frame.Payload.Span);
-        Span<byte> header = stackalloc byte[7 * (1 + MaxVarintBytes)];
+        var values = frame.Payload.Span;
+        bool half = frame.Precision == WirePrecision.Float16;
+        int exponent = half ? FloatPayload.HalfExponent(values) : 0;
+        int payloadBytes = values.Length * (half ? 2 : sizeof(float));
+        Span<byte> header = stackalloc byte[8 * (1 + MaxVarintBytes)];
         int used = 0;
         void Field(uint tag, ulong value, Span<byte> into)
         {
@@ -93,12 +100,18 @@ static class RingWire
         Field(StepTag, (ulong)(long)frame.Step, header);
         Field(ChunkTag, (ulong)(long)frame.Chunk, header);
         Field(OffsetTag, (ulong)frame.Offset, header);
-        Field(PayloadTag, (ulong)payload.Length, header);
+        if (exponent != 0) Field(HalfExponentTag, ZigZag(exponent), header);
+        Field(half ? HalfPayloadTag : PayloadTag, (ulong)payloadBytes, header);
 
-        context.SetPayloadLength(used + payload.Length);
+        context.SetPayloadLength(used + payloadBytes);
         var writer = context.GetBufferWriter();
         writer.Write(header[..used]);
-        writer.Write(payload);
+        if (half)
+        {
+            FloatPayload.ToHalf(values, exponent, MemoryMarshal.Cast<byte, Half>(writer.GetSpan(payloadBytes)[..payloadBytes]));
+            writer.Advance(payloadBytes);
+        }
+        else writer.Write(MemoryMarshal.AsBytes(values));
         context.Complete();
     }
 
@@ -109,6 +122,8 @@ static class RingWire
         int phase = 0, step = 0, chunk = 0;
         float[] payload = [];
         int length = 0;
+        bool half = false;
+        long exponent = 0;
         while (!reader.End)
         {
             ulong tag = ReadVarint(ref reader);
@@ -120,20 +135,37 @@ static class RingWire
                 case StepTag: step = (int)ReadVarint(ref reader); break;
                 case ChunkTag: chunk = (int)ReadVarint(ref reader); break;
                 case OffsetTag: offset = (long)ReadVarint(ref reader); break;
-                case PayloadTag:
+                case HalfExponentTag: exponent = UnZigZag(ReadVarint(ref reader)); break;
+                case PayloadTag or HalfPayloadTag:
+                    half = tag == HalfPayloadTag;
+                    int size = half ? 2 : sizeof(float);
                     ulong bytes = ReadVarint(ref reader);
-                    if (bytes % sizeof(float) != 0 || bytes > (ulong)reader.Remaining)
-                        throw new InvalidDataException($"a ring message payload of {bytes} B is not whole floats within the message");
+                    if (bytes % (ulong)size != 0 || bytes > (ulong)reader.Remaining)
+                        throw new InvalidDataException($"a ring message payload of {bytes} B is not whole {(half ? "half floats" : "floats")} within the message");
                     if (payload.Length > 0) ArrayPool<float>.Shared.Return(payload); // a repeated field: the last one counts
-                    length = (int)(bytes / sizeof(float));
+                    length = (int)(bytes / (ulong)size);
                     payload = length == 0 ? [] : ArrayPool<float>.Shared.Rent(length);
-                    reader.UnreadSequence.Slice(0, (long)bytes).CopyTo(MemoryMarshal.AsBytes(payload.AsSpan(0, length)));
+                    var wire = reader.UnreadSequence.Slice(0, (long)bytes);
+                    if (half) ReadHalves(wire, payload.AsSpan(0, length));
+                    else wire.CopyTo(MemoryMarshal.AsBytes(payload.AsSpan(0, length)));
                     reader.Advance((long)bytes);
                     break;
                 default: Skip(ref reader, tag); break;
             }
         }
+        if (exponent is < FloatPayload.MinHalfExponent or > FloatPayload.MaxHalfExponent)
+            throw new InvalidDataException($"a ring message scales its half floats by 2^{exponent}, outside 2^{FloatPayload.MinHalfExponent} … 2^{FloatPayload.MaxHalfExponent}");
+        if (half) FloatPayload.ScaleByPowerOfTwo(payload.AsSpan(0, length), (int)exponent);
         return RingFrame.Incoming(generation, operation, (RingPhase)phase, step, chunk, offset, payload, length);
+    }
+
+    /// <summary>Half floats from the wire into <paramref name="target"/>, unscaled (the exponent field may come later).</summary>
+    static void ReadHalves(ReadOnlySequence<byte> wire, Span<float> target)
+    {
+        Half[] halves = ArrayPool<Half>.Shared.Rent(target.Length);
+        wire.CopyTo(MemoryMarshal.AsBytes(halves.AsSpan(0, target.Length)));
+        FloatPayload.FromHalf(halves.AsSpan(0, target.Length), 0, target);
+        ArrayPool<Half>.Shared.Return(halves);
     }
 
     /// <summary>An unknown field, as protobuf requires of a reader of an older schema.</summary>
@@ -154,6 +186,11 @@ static class RingWire
         if (bytes > (ulong)reader.Remaining) throw new InvalidDataException("a ring message field runs past the message");
         reader.Advance((long)bytes);
     }
+
+    // sint32's encoding: small magnitudes of either sign take one byte.
+    static ulong ZigZag(int value) => (ulong)(uint)((value << 1) ^ (value >> 31));
+
+    static long UnZigZag(ulong value) => (long)(value >> 1) ^ -(long)(value & 1);
 
     static int WriteVarint(ulong value, Span<byte> into)
     {

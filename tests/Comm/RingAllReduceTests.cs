@@ -40,6 +40,38 @@ public class RingAllReduceTests(ITestOutputHelper output)
         Assert.Equal(expected, randoms[^1][12_345], 4);
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public async Task HalfPrecisionSendsHalfTheBytesAndEveryRankEndsWithTheSameCloseSum(int size)
+    {
+        await using var ring = await TestRing.StartAsync(size, new DataPlaneOptions { MessageBytes = 4096 });
+        int[] members = [.. Enumerable.Range(0, size)];
+        var random = new Random(size);
+        // Gradients of very different sizes, one far beyond a half's range.
+        var buffers = RingPlanTests.Buffers(size, 100_003, (_, i) => (float)(random.NextDouble() * 2 - 1) * (i % 7 == 0 ? 1e6f : 1e-2f));
+        var exact = Enumerable.Range(0, 100_003).Select(i => buffers.Sum(b => (double)b[i])).ToArray();
+        var copies = buffers.Select(b => b.ToArray()).ToArray();
+
+        await ring.AllReduceAsync(members, copies, 1); // float32, for the bytes
+        long[] before = ring.Nodes.Select(n => n.BytesSent).ToArray();
+        await Task.WhenAll(members.Select(m => ring.Nodes[m].AllReduceAsync(buffers[m], 2, WirePrecision.Float16)));
+
+        RingPlanTests.AssertBitIdentical(buffers);
+        for (int rank = 0; rank < size; rank++)
+            Assert.Equal(before[rank] / 2, ring.Nodes[rank].BytesSent - before[rank]);
+        // Each of the N-1 additions and the final rounding is off by at most 2^-11 of what it rounds (a message's
+        // values share one scale, so small ones next to 1e6 lose more).
+        double worst = 0;
+        for (int i = 0; i < exact.Length; i++)
+        {
+            double scale = Math.Max(Math.Abs(exact[i]), i % 7 == 0 ? 1e6 : 1e-2) * size;
+            worst = Math.Max(worst, Math.Abs(buffers[0][i] - exact[i]) / scale);
+        }
+        output.WriteLine($"N = {size}: largest error {worst:E2} of the values' magnitude");
+        Assert.True(worst <= size * Math.ScaleB(1, -11), $"error {worst:E2}");
+    }
+
     [Fact]
     public async Task ATwentyMegabyteBufferTravelsInMessagesUnderTheGrpcLimit()
     {

@@ -53,6 +53,28 @@ public class RingWireTests
         Assert.Throws<InvalidDataException>(() => Deserialize([1 << 3, 0x80])); // a number cut off
     }
 
+    [Fact]
+    public void AHalfFrameCarriesScaledHalvesThatReadBackAsTheRoundedValues()
+    {
+        float[] values = [.. Enumerable.Range(0, 1000).Select(i => (i - 500) * 1234.567f)]; // up to 6.2e5: beyond a half
+        var slice = new RingSlice(RingPhase.ReduceScatter, 0, 1, 8, values.Length);
+        byte[] bytes = Serialize(RingFrame.Outgoing(2, 3, slice, values, WirePrecision.Float16));
+        var parsed = RingMessage.Parser.ParseFrom(bytes);
+        Assert.True(parsed.Payload.IsEmpty);
+        Assert.Equal(2 * values.Length, parsed.HalfPayload.Length);
+        Assert.Equal(FloatPayload.HalfExponent(values), parsed.HalfExponent);
+        Assert.True(parsed.HalfExponent > 0);
+
+        float[] rounded = [.. values];
+        FloatPayload.RoundThroughHalf(rounded);
+        var frame = Deserialize(bytes);
+        Assert.Equal(rounded, frame.Payload.ToArray());
+        frame.Release();
+
+        Assert.Throws<InvalidDataException>(() => Deserialize([11 << 3 | 2, 3, 1, 2, 3])); // not whole halves
+        Assert.Throws<InvalidDataException>(() => Deserialize([12 << 3, 0x82, 0x02, 11 << 3 | 2, 2, 0, 0])); // 2^129: beyond float32
+    }
+
     static byte[] Serialize(RingFrame frame)
     {
         var context = new TestSerializationContext();
