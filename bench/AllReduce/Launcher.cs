@@ -4,9 +4,9 @@ using System.Reflection;
 
 namespace CondenseCluster.Bench.AllReduce;
 
-/// <summary>One measured configuration: a ring size and a buffer size.</summary>
+/// <summary>One measured configuration: a ring size, a buffer size and what the values cross the ring as.</summary>
 sealed record Result(
-    int Workers, double SizeMb, int Floats, double[] TimesMs, double MedianMs, double MinMs,
+    int Workers, double SizeMb, int Floats, string Precision, double[] TimesMs, double MedianMs, double MinMs,
     double AlgorithmGBps, double BusGBps, double RawStreamGBps, double[] RawStreamRankGBps)
 {
     public long Bytes => (long)Floats * sizeof(float);
@@ -44,22 +44,24 @@ static class Launcher
                 double rawGBps = Statistics.Median(probes.Select(p => p.Average())) / 1e9;
 
                 foreach (double mb in settings.SizesMb)
+                foreach (var precision in settings.Precisions)
                 {
                     int floats = BenchSettings.Floats(mb);
+                    string wire = BenchSettings.Name(precision);
                     await AllAsync(ranks, $"buffer {floats}", "ready");
                     var times = new List<double>();
                     for (int i = 0; i < settings.Warmups + settings.Repeats; i++)
                     {
                         // An all-reduce is over when its slowest rank is done.
-                        double ms = (await AllAsync(ranks, $"go {++operation}", "done")).Max() * 1e3;
+                        double ms = (await AllAsync(ranks, $"go {++operation} {wire}", "done")).Max() * 1e3;
                         if (i >= settings.Warmups) times.Add(ms);
                     }
                     double median = Statistics.Median(times);
                     double bytes = floats * (double)sizeof(float);
                     double algorithm = bytes / (median / 1e3) / 1e9;
                     double bus = algorithm * 2 * (workers - 1) / workers;
-                    var result = new Result(workers, mb, floats, [.. times], median, times.Min(), algorithm, bus, rawGBps, rankRates);
-                    Console.Error.WriteLine($"N={workers} {mb} MB: median {median:0.00} ms, bus {bus:0.000} GB/s, raw stream {rawGBps:0.000} GB/s");
+                    var result = new Result(workers, mb, floats, wire, [.. times], median, times.Min(), algorithm, bus, rawGBps, rankRates);
+                    Console.Error.WriteLine($"N={workers} {mb} MB {wire}: median {median:0.00} ms, bus {bus:0.000} GB/s, raw stream {rawGBps:0.000} GB/s");
                     results.Add(result);
                 }
                 foreach (var rank in ranks) await rank.SendAsync("quit");

@@ -1,5 +1,6 @@
 using System.Globalization;
 using CondenseCluster.Bench.AllReduce;
+using CondenseCluster.Shared.Comm;
 
 // Ring all-reduce over the data plane against the raw speed of one of its streams, every rank in its own OS process
 // like the PyTorch DDP/gloo baseline (bench/README.md).
@@ -32,12 +33,13 @@ namespace CondenseCluster.Bench.AllReduce
     {
         public const string Usage = """
             allreduce-bench [--workers 2,3] [--sizes-mb 2,5.8,20] [--repeats 20] [--warmups 3] [--probe-mb 64]
-                            [--message-kb 1024] [--json FILE]
+                            [--message-kb 1024] [--precision fp32,fp16] [--json FILE]
               --workers     ring sizes to measure, one OS process per rank
               --sizes-mb    buffer sizes in MB (10^6 bytes); 5.8 is all 1,451,594 CondenseNet-86 gradients
               --repeats     timed all-reduces per size, after --warmups untimed ones
               --probe-mb    bytes each rank pushes to its right neighbour to measure the raw stream bandwidth
               --message-kb  DataPlaneOptions.MessageBytes in KiB (default: the data plane's own default)
+              --precision   what the values cross the ring as, each measured after the other per size (default fp32)
               --json        also write the results as JSON to FILE
             """;
 
@@ -50,7 +52,10 @@ namespace CondenseCluster.Bench.AllReduce
         public int Warmups { get; init; } = 3;
         public double ProbeMb { get; init; } = 64;
         public int? MessageBytes { get; init; }
+        public WirePrecision[] Precisions { get; init; } = [WirePrecision.Float32];
         public string? JsonPath { get; init; }
+
+        public static string Name(WirePrecision precision) => precision == WirePrecision.Float16 ? "fp16" : "fp32";
 
         /// <summary>Floats in a buffer of <paramref name="mb"/> MB; 5.8 means exactly the CondenseNet-86 gradients.</summary>
         public static int Floats(double mb) => mb == 5.8 ? CondenseNet86Floats : (int)Math.Round(mb * 1e6 / sizeof(float));
@@ -70,6 +75,7 @@ namespace CondenseCluster.Bench.AllReduce
                     "--warmups" => settings with { Warmups = Number(value, n => n >= 0, "at least 0") },
                     "--probe-mb" => settings with { ProbeMb = List(value, double.Parse, mb => mb > 0, "a positive size").Single() },
                     "--message-kb" => settings with { MessageBytes = Number(value, n => n >= 1, "at least 1") * 1024 },
+                    "--precision" => settings with { Precisions = List(value, (s, _) => Precision(s), _ => true, "fp32 or fp16") },
                     "--json" => settings with { JsonPath = value },
                     _ => throw new UsageException($"unknown option {args[i]}"),
                 };
@@ -83,6 +89,13 @@ namespace CondenseCluster.Bench.AllReduce
             if (MessageBytes is { } bytes) return ["--message-kb", (bytes / 1024).ToString(CultureInfo.InvariantCulture)];
             return [];
         }
+
+        public static WirePrecision Precision(string text) => text switch
+        {
+            "fp32" => WirePrecision.Float32,
+            "fp16" => WirePrecision.Float16,
+            _ => throw new UsageException($"'{text}': expected fp32 or fp16"),
+        };
 
         static int Number(string text, Func<int, bool> valid, string what) => List(text, int.Parse, valid, what).Single();
 

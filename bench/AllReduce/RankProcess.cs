@@ -12,7 +12,7 @@ static class RankProcess
 {
     public const string Role = "--rank-process";
 
-    // Launcher → rank: "ring RANK ENDPOINT..." once, then "probe BYTES", "buffer FLOATS", "go OPERATION", "quit".
+    // Launcher → rank: "ring RANK ENDPOINT..." once, then "probe BYTES", "buffer FLOATS", "go OPERATION fp32|fp16", "quit".
     // Rank → launcher: "endpoint URL" first, then one line per command: "probed BYTES_PER_S", "ready", "done SECONDS".
     public static async Task<int> RunAsync(BenchSettings settings)
     {
@@ -42,7 +42,7 @@ static class RankProcess
                     break;
                 case "go":
                     var watch = Stopwatch.StartNew();
-                    await node.AllReduceAsync(buffer, long.Parse(words[1], CultureInfo.InvariantCulture));
+                    await node.AllReduceAsync(buffer, long.Parse(words[1], CultureInfo.InvariantCulture), BenchSettings.Precision(words[2]));
                     double seconds = watch.Elapsed.TotalSeconds;
                     // Checked and refilled off the clock: a fast wrong answer must not pass for a result.
                     Verify(buffer, size);
@@ -62,7 +62,7 @@ static class RankProcess
 
     static int Int(string text) => int.Parse(text, CultureInfo.InvariantCulture);
 
-    // Small integers: every partial sum is exact in float32, so the expected total is known to the bit.
+    // Small integers: every partial sum is exact in float32 and in a scaled half, so the expected total is known to the bit.
     static float Pattern(int index) => index % 251 - 125;
 
     static void Fill(float[] buffer, int rank)
