@@ -21,8 +21,11 @@ public static class FloatPayload
         for (; i < target.Length; i++) target[i] += source[i];
     }
 
-    /// <summary>Bounds of <see cref="HalfExponent"/>: above, float32's range; below, decoded values stay normal floats.</summary>
-    public const int MinHalfExponent = -100, MaxHalfExponent = 128;
+    /// <summary>
+    /// Bounds of <see cref="HalfExponent"/>: float.MaxValue · 2^-113 fits a half, and with 2^-100 the smallest half
+    /// (2^-24) still decodes to a normal float.
+    /// </summary>
+    public const int MinHalfExponent = -100, MaxHalfExponent = 113;
 
     /// <summary>
     /// The smallest e for which every value times 2^-e fits a half float (|x| ≤ 65504): the largest value lands in

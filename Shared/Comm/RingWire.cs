@@ -67,7 +67,6 @@ static class RingWire
     const uint GenerationTag = 1 << 3, OperationTag = 2 << 3, PhaseTag = 3 << 3, StepTag = 4 << 3, ChunkTag = 5 << 3,
         OffsetTag = 6 << 3, PayloadTag = 7 << 3 | 2, HalfPayloadTag = 11 << 3 | 2, HalfExponentTag = 12 << 3;
 
-
     const int MaxVarintBytes = 10;
 
     static readonly Marshaller<RingFrame> Frames = new(Write, Read);

@@ -72,7 +72,7 @@ public class RingWireTests
         frame.Release();
 
         Assert.Throws<InvalidDataException>(() => Deserialize([11 << 3 | 2, 3, 1, 2, 3])); // not whole halves
-        Assert.Throws<InvalidDataException>(() => Deserialize([12 << 3, 0x82, 0x02, 11 << 3 | 2, 2, 0, 0])); // 2^129: beyond float32
+        Assert.Throws<InvalidDataException>(() => Deserialize([12 << 3, 0xE4, 0x01, 11 << 3 | 2, 2, 0, 0])); // 2^114: beyond float32
     }
 
     static byte[] Serialize(RingFrame frame)
