@@ -1,10 +1,10 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
-using CondenseCluster.Shared.Comm;
 using CondenseCluster.Coordinator.Cluster;
 using CondenseCluster.Coordinator.Control;
 using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Cluster;
+using CondenseCluster.Shared.Comm;
 using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Training;
 
