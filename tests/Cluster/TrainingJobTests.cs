@@ -236,6 +236,8 @@ public class TrainingJobTests : TempFolderTest
 
         job.Interrupt("the test");
         Assert.Equal(130, host.ExitCode);
+        // No checkpoint was written, so the message does not send the user to --resume a folder that has none.
+        Assert.Contains(observer.Events, e => e.StartsWith("stopped by the test after 1 steps; no checkpoint had been written yet"));
         Assert.Contains("the job ended before the checkpoint", Assert.Throws<AggregateException>(() => request.Task.Wait()).InnerException!.Message);
         var late = new TaskCompletionSource<(string Path, long Step)>();
         job.RequestCheckpoint(late);

@@ -89,6 +89,8 @@ public class ControlApiTests(ServingCoordinator coordinator, ITestOutputHelper l
         Assert.All(updates.Last(u => u.Layers is not null).Layers.Layers, l => Assert.Equal(0.75, l.Sparsity));
         Assert.Contains(updates, u => u.Event is { Kind: "checkpoint" } && u.Event.Message.Contains(checkpoint.Path));
         Assert.Equal("stopped", updates.Last().Status.State);
+        Assert.Contains(updates, u => u.Event?.Message.StartsWith("stopped by") == true
+            && u.Event.Message.Contains($"resume with --resume {output} (from its newest checkpoint, checkpoint-"));
     }
 
     [Fact]
