@@ -118,6 +118,9 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
             }
             var error = done.Exception!.GetBaseException();
             if (error is AllReduceException { Reason: AllReduceFailure.Aborted }) return;
+            // Once this worker's job is over (ended, excluded, coordinator gone), a step still in flight fails as its
+            // peers stop: expected, and nobody is left to report it to.
+            if (exit.Task.IsCompleted) return;
             Console.Error.WriteLine($"[{id}] error: {error.Message}");
             coordinator.Tell(new WorkerFailed(id, error.Message, DataPlane: error is AllReduceException or RpcException));
         }, TaskScheduler.Default);
