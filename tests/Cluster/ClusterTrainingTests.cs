@@ -76,6 +76,7 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
 
         var (_, float32Masks, float16Masks) = SavedModels.Compare(Path.Combine(float32, "model-trained.ccm"), Path.Combine(float16, "model-trained.ccm"));
         Assert.Equal(float32Masks, float16Masks);
+        using var scope = torch.NewDisposeScope();
         using var a = ModelFile.Load(Path.Combine(float32, "model-trained.ccm"));
         using var b = ModelFile.Load(Path.Combine(float16, "model-trained.ccm"));
         var parameters = b.named_parameters().ToDictionary(p => p.name, p => p.parameter);
