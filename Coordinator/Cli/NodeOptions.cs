@@ -98,12 +98,8 @@ sealed class NodeOptions
         catch (InvalidOperationException) { } // no job runs
     }
 
-    static WirePrecision GradientPrecision(string text) => text switch
-    {
-        "fp32" => WirePrecision.Float32,
-        "fp16" => WirePrecision.Float16,
-        _ => throw new ArgumentException($"--gradient-precision {text} is not fp32 or fp16"),
-    };
+    static WirePrecision GradientPrecision(string text) =>
+        WirePrecisionNames.Parse(text) ?? throw new ArgumentException($"--gradient-precision {text} is not {WirePrecisionNames.Choices}");
 
     static long BucketFloats(double megabytes) =>
         megabytes > 0 ? Math.Max(1, (long)(megabytes * 1e6 / sizeof(float))) : throw new ArgumentException($"--bucket-mb {megabytes} must be positive");

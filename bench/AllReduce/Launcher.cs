@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
+using CondenseCluster.Shared.Comm;
 
 namespace CondenseCluster.Bench.AllReduce;
 
@@ -44,25 +45,26 @@ static class Launcher
                 double rawGBps = Statistics.Median(probes.Select(p => p.Average())) / 1e9;
 
                 foreach (double mb in settings.SizesMb)
-                foreach (var precision in settings.Precisions)
                 {
                     int floats = BenchSettings.Floats(mb);
-                    string wire = BenchSettings.Name(precision);
                     await AllAsync(ranks, $"buffer {floats}", "ready");
-                    var times = new List<double>();
-                    for (int i = 0; i < settings.Warmups + settings.Repeats; i++)
+                    foreach (string wire in settings.Precisions.Select(p => p.Name()))
                     {
-                        // An all-reduce is over when its slowest rank is done.
-                        double ms = (await AllAsync(ranks, $"go {++operation} {wire}", "done")).Max() * 1e3;
-                        if (i >= settings.Warmups) times.Add(ms);
+                        var times = new List<double>();
+                        for (int i = 0; i < settings.Warmups + settings.Repeats; i++)
+                        {
+                            // An all-reduce is over when its slowest rank is done.
+                            double ms = (await AllAsync(ranks, $"go {++operation} {wire}", "done")).Max() * 1e3;
+                            if (i >= settings.Warmups) times.Add(ms);
+                        }
+                        double median = Statistics.Median(times);
+                        double bytes = floats * (double)sizeof(float);
+                        double algorithm = bytes / (median / 1e3) / 1e9;
+                        double bus = algorithm * 2 * (workers - 1) / workers;
+                        var result = new Result(workers, mb, floats, wire, [.. times], median, times.Min(), algorithm, bus, rawGBps, rankRates);
+                        Console.Error.WriteLine($"N={workers} {mb} MB {wire}: median {median:0.00} ms, bus {bus:0.000} GB/s, raw stream {rawGBps:0.000} GB/s");
+                        results.Add(result);
                     }
-                    double median = Statistics.Median(times);
-                    double bytes = floats * (double)sizeof(float);
-                    double algorithm = bytes / (median / 1e3) / 1e9;
-                    double bus = algorithm * 2 * (workers - 1) / workers;
-                    var result = new Result(workers, mb, floats, wire, [.. times], median, times.Min(), algorithm, bus, rawGBps, rankRates);
-                    Console.Error.WriteLine($"N={workers} {mb} MB {wire}: median {median:0.00} ms, bus {bus:0.000} GB/s, raw stream {rawGBps:0.000} GB/s");
-                    results.Add(result);
                 }
                 foreach (var rank in ranks) await rank.SendAsync("quit");
                 foreach (var rank in ranks) await rank.ExitAsync();

@@ -55,8 +55,6 @@ namespace CondenseCluster.Bench.AllReduce
         public WirePrecision[] Precisions { get; init; } = [WirePrecision.Float32];
         public string? JsonPath { get; init; }
 
-        public static string Name(WirePrecision precision) => precision == WirePrecision.Float16 ? "fp16" : "fp32";
-
         /// <summary>Floats in a buffer of <paramref name="mb"/> MB; 5.8 means exactly the CondenseNet-86 gradients.</summary>
         public static int Floats(double mb) => mb == 5.8 ? CondenseNet86Floats : (int)Math.Round(mb * 1e6 / sizeof(float));
 
@@ -75,7 +73,7 @@ namespace CondenseCluster.Bench.AllReduce
                     "--warmups" => settings with { Warmups = Number(value, n => n >= 0, "at least 0") },
                     "--probe-mb" => settings with { ProbeMb = List(value, double.Parse, mb => mb > 0, "a positive size").Single() },
                     "--message-kb" => settings with { MessageBytes = Number(value, n => n >= 1, "at least 1") * 1024 },
-                    "--precision" => settings with { Precisions = List(value, (s, _) => Precision(s), _ => true, "fp32 or fp16") },
+                    "--precision" => settings with { Precisions = List(value, (s, _) => Precision(s), _ => true, WirePrecisionNames.Choices) },
                     "--json" => settings with { JsonPath = value },
                     _ => throw new UsageException($"unknown option {args[i]}"),
                 };
@@ -90,12 +88,8 @@ namespace CondenseCluster.Bench.AllReduce
             return [];
         }
 
-        public static WirePrecision Precision(string text) => text switch
-        {
-            "fp32" => WirePrecision.Float32,
-            "fp16" => WirePrecision.Float16,
-            _ => throw new UsageException($"'{text}': expected fp32 or fp16"),
-        };
+        public static WirePrecision Precision(string text) =>
+            WirePrecisionNames.Parse(text) ?? throw new UsageException($"'{text}': expected {WirePrecisionNames.Choices}");
 
         static int Number(string text, Func<int, bool> valid, string what) => List(text, int.Parse, valid, what).Single();
 
