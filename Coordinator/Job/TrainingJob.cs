@@ -85,7 +85,6 @@ public sealed class TrainingJob
     Boundary current;
     bool started, adopted, beginAgain, recovering;
     long step, first, runFrom, runTo, generation;
-    long stepsDone;        // steps the workers reported complete, beyond the boundary at `step`
     int attempt;           // grows with every recovery: background results of an older attempt are stale
     string? rejoinReason;  // why the ring is being formed anew (a loss, a join)
     Task checkpointWrites = Task.CompletedTask;
@@ -165,7 +164,8 @@ public sealed class TrainingJob
         string resuming = newest is not null ? $"resume with --resume {run.OutputFolder} (from its newest checkpoint, {Path.GetFileName(newest)})"
             : first > 0 ? $"no checkpoint since step {first}: resume from the checkpoint this run started from"
             : "no checkpoint had been written yet, so there is nothing to resume (--checkpoint-every N writes one every N steps)";
-        observer.Event($"stopped by {by} after {Math.Max(step, stepsDone)} steps; {resuming}");
+        // Steps complete one by one after `first` (each once, also across a recovery); `step` is only the last boundary.
+        observer.Event($"stopped by {by} after {Math.Max(step, first + stepMs.Count)} steps; {resuming}");
         End(130, $"stopped by {by}");
     }
 
@@ -473,7 +473,6 @@ public sealed class TrainingJob
         double loss = reports.Sum(r => r.LossSum), correct = reports.Sum(r => r.Correct), samples = reports.Sum(r => r.Samples);
         double ms = reports.Max(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs);
         stepMs.Add(ms);
-        stepsDone = Math.Max(stepsDone, completed + 1);
         (epochLoss, epochCorrect, epochSamples) = (epochLoss + loss, epochCorrect + correct, epochSamples + samples);
         int stage = masks.Max(m => m.Stage);
         observer.Step(new StepMetrics(completed, plan.EpochOf(completed), loss / samples, correct / samples,
