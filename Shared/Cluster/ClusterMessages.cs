@@ -1,4 +1,5 @@
 using CondenseCluster.Shared.Comm;
+
 namespace CondenseCluster.Shared.Cluster;
 
 // The control-plane protocol between the coordinator and its workers (DESIGN.md §2). Messages are small and
