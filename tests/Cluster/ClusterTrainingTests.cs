@@ -64,8 +64,8 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
         Assert.Contains("gradients cross the ring as half floats", File.ReadAllText(Path.Combine(float16, "metrics.jsonl")));
 
         // The accuracy check: the same losses step by step and the same masks, and weights that moved apart only by the
-        // halves' rounding, which 20 steps of SGD with momentum amplify (measured: at most 3 % of a parameter tensor's
-        // norm, in BatchNorm biases near zero; 0.1–0.6 % in convolutions).
+        // halves' rounding, which 20 steps of SGD with momentum amplify (measured: at most 3 % of a parameter's largest
+        // value, in BatchNorm biases near zero).
         double[] Losses(string folder) => [.. File.ReadLines(Path.Combine(folder, "metrics.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
             .Where(l => l.GetProperty("type").GetString() == "step").Select(l => l.GetProperty("loss").GetDouble())];
         var (exact, halves) = (Losses(float32), Losses(float16));
@@ -74,17 +74,11 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
         log.WriteLine($"largest loss difference, fp16 vs fp32 gradients: {lossGap:P3}");
         Assert.True(lossGap <= 2e-3, $"losses differ by {lossGap:P2}"); // measured 0.013 %
 
-        var (_, float32Masks, float16Masks) = SavedModels.Compare(Path.Combine(float32, "model-trained.ccm"), Path.Combine(float16, "model-trained.ccm"));
+        var (worst, float32Masks, float16Masks) = SavedModels.Compare(Path.Combine(float32, "model-trained.ccm"), Path.Combine(float16, "model-trained.ccm"));
         Assert.Equal(float32Masks, float16Masks);
-        using var scope = torch.NewDisposeScope();
-        using var a = ModelFile.Load(Path.Combine(float32, "model-trained.ccm"));
-        using var b = ModelFile.Load(Path.Combine(float16, "model-trained.ccm"));
-        var parameters = b.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        var gaps = a.named_parameters().Select(p => (p.name, Gap: (p.parameter - parameters[p.name]).norm().item<float>() / p.parameter.norm().item<float>())).ToArray();
-        var widest = gaps.MaxBy(g => g.Gap);
-        log.WriteLine($"largest weight difference: {widest.Gap:P2} of {widest.name}'s norm");
-        Assert.True(widest.Gap > 0, "fp16 gradients changed nothing: were they sent as fp16?");
-        Assert.True(widest.Gap <= 0.1, $"{widest.name} differs by {widest.Gap:P1} of its norm");
+        log.WriteLine($"largest weight difference, fp16 vs fp32 gradients: {worst:P2} of a parameter's largest value");
+        Assert.True(worst > 0, "fp16 gradients changed nothing: were they sent as fp16?");
+        Assert.True(worst <= 0.1, $"weights differ by {worst:P1} of a parameter's largest value");
     }
 }
 
