@@ -12,6 +12,7 @@ namespace CondenseCluster.Shared.Model;
 public sealed class BatchNorm : nn.Module<Tensor, Tensor>
 {
     static readonly Scalar One = 1L.ToScalar();
+    const double Momentum = 0.1;
 
     private readonly Parameter weight;
     private readonly Parameter bias;
@@ -36,17 +37,26 @@ public sealed class BatchNorm : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
-        if (training)
-        {
-            using var _ = torch.no_grad();
-            num_batches_tracked.add_(One);
-        }
-        return nn.functional.batch_norm(input, running_mean, running_var, weight, bias, training, 0.1, 1e-5);
+        CountBatch();
+        return nn.functional.batch_norm(input, running_mean, running_var, weight, bias, training, Momentum, BatchNormReluKernel.Eps);
     }
 
     /// <summary>
-    /// BN → ReLU, the ReLU in place as in the official code (<c>ReLU(inplace=True)</c>): BN's output is a fresh tensor
-    /// and its backward keeps only its input, so no second tensor of the same size is written.
+    /// BN → ReLU. Training on CPU runs both as one kernel (<see cref="BatchNormReluFunction"/>); otherwise libtorch's BN
+    /// with the ReLU in place, as in the official code (<c>ReLU(inplace=True)</c>): BN's output is a fresh tensor and
+    /// its backward keeps only its input, so no second tensor of the same size is written.
     /// </summary>
-    public Tensor ForwardRelu(Tensor input) => forward(input).relu_();
+    public Tensor ForwardRelu(Tensor input)
+    {
+        if (!training || !BatchNormReluFunction.Supports(input)) return forward(input).relu_();
+        CountBatch();
+        return BatchNormReluFunction.Apply(input, weight, bias, new(running_mean, running_var, Momentum));
+    }
+
+    void CountBatch()
+    {
+        if (!training) return;
+        using var _ = torch.no_grad();
+        num_batches_tracked.add_(One);
+    }
 }

@@ -1,0 +1,212 @@
+using System.Numerics;
+
+namespace CondenseCluster.Shared.Model;
+
+/// <summary>Shape of an NCHW tensor seen as [images, channels, plane], plane = H·W.</summary>
+public readonly record struct PlaneLayout(int Images, int Channels, int Plane)
+{
+    public long Length => (long)Images * Channels * Plane;
+
+    /// <summary>Values each channel's statistics are taken over.</summary>
+    public long PerChannel => (long)Images * Plane;
+}
+
+/// <summary>
+/// Training-mode BN → ReLU with batch statistics, forward and backward, one channel at a time. libtorch runs it as three
+/// passes over memory forward (statistics, normalize, ReLU) and three backward (ReLU mask, BN's reductions, input
+/// gradient), each over the whole tensor; a dense layer normalizes its whole concatenated input, so these passes are a
+/// large part of a CondenseNet step. Here a channel's values stay in cache between the passes over them, and backward
+/// recomputes the ReLU mask from the input instead of reading a saved output. Sums are taken in double.
+/// Output: y = max(x·scale + shift, 0), scale = w/√(var+eps), shift = b − mean·scale (biased variance, as BN uses).
+/// </summary>
+public static unsafe class BatchNormReluKernel
+{
+    public const double Eps = 1e-5;
+
+    /// <summary>Writes y; returns each channel's batch mean, 1/√(var+eps) and biased variance.</summary>
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y, PlaneLayout layout, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
+        Span<float> mean, Span<float> invStd, Span<float> variance, int threads)
+    {
+        Check(layout, x.Length, y.Length, weight.Length, bias.Length, mean.Length, invStd.Length, variance.Length);
+        fixed (float* xp = x, yp = y, wp = weight, bp = bias, mp = mean, ip = invStd, vp = variance)
+        {
+            var (px, py, pw, pb, pm, pi, pv) = ((nint)xp, (nint)yp, (nint)wp, (nint)bp, (nint)mp, (nint)ip, (nint)vp);
+            ForEachChannel(layout.Channels, threads, c => ForwardChannel((float*)px, (float*)py, layout, c,
+                ((float*)pw)[c], ((float*)pb)[c], out ((float*)pm)[c], out ((float*)pi)[c], out ((float*)pv)[c]));
+        }
+    }
+
+    /// <summary>Writes dx, dweight and dbias from dy, given the forward's mean and 1/√(var+eps).</summary>
+    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, PlaneLayout layout,
+        ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, ReadOnlySpan<float> mean, ReadOnlySpan<float> invStd,
+        Span<float> dWeight, Span<float> dBias, int threads)
+    {
+        Check(layout, x.Length, dx.Length, weight.Length, bias.Length, mean.Length, invStd.Length, dWeight.Length, dBias.Length);
+        if (dy.Length != x.Length) throw new ArgumentException($"dy has {dy.Length} values, x has {x.Length}");
+        fixed (float* xp = x, gp = dy, dxp = dx, wp = weight, bp = bias, mp = mean, ip = invStd, dwp = dWeight, dbp = dBias)
+        {
+            var (px, pg, pdx, pw, pb, pm, pi, pdw, pdb) = ((nint)xp, (nint)gp, (nint)dxp, (nint)wp, (nint)bp, (nint)mp, (nint)ip, (nint)dwp, (nint)dbp);
+            ForEachChannel(layout.Channels, threads, c => BackwardChannel((float*)px, (float*)pg, (float*)pdx, layout, c,
+                ((float*)pw)[c], ((float*)pb)[c], ((float*)pm)[c], ((float*)pi)[c], out ((float*)pdw)[c], out ((float*)pdb)[c]));
+        }
+    }
+
+    static void ForwardChannel(float* x, float* y, PlaneLayout layout, int c, float weight, float bias,
+        out float mean, out float invStd, out float variance)
+    {
+        double sum = 0;
+        for (int n = 0; n < layout.Images; n++) sum += Sum(x + Offset(layout, n, c), layout.Plane);
+        double m = sum / layout.PerChannel;
+        double squares = 0;
+        for (int n = 0; n < layout.Images; n++) squares += SquaredDeviations(x + Offset(layout, n, c), layout.Plane, (float)m);
+        double v = squares / layout.PerChannel, inv = 1 / Math.Sqrt(v + Eps);
+        float scale = (float)(weight * inv), shift = (float)(bias - m * weight * inv);
+        for (int n = 0; n < layout.Images; n++)
+        {
+            long at = Offset(layout, n, c);
+            ScaleShiftRelu(x + at, y + at, layout.Plane, scale, shift);
+        }
+        (mean, invStd, variance) = ((float)m, (float)inv, (float)v);
+    }
+
+    // With g = dy where the output was positive, else 0, and x̂ = (x − mean)·invStd:
+    // dbias = Σg, dweight = Σg·x̂, dx = scale·(g − Σg/M − x̂·Σg·x̂/M), written as dx = scale·g − k·x + k0.
+    static void BackwardChannel(float* x, float* dy, float* dx, PlaneLayout layout, int c, float weight, float bias,
+        float mean, float invStd, out float dWeight, out float dBias)
+    {
+        float scale = weight * invStd, shift = bias - mean * scale;
+        double sumG = 0, sumGx = 0;
+        for (int n = 0; n < layout.Images; n++)
+        {
+            long at = Offset(layout, n, c);
+            var (g, gx) = MaskedSums(x + at, dy + at, layout.Plane, scale, shift, mean);
+            sumG += g;
+            sumGx += gx;
+        }
+        double count = layout.PerChannel;
+        float k = (float)(scale * invStd * invStd * sumGx / count);
+        float k0 = (float)(k * mean - scale * sumG / count);
+        for (int n = 0; n < layout.Images; n++)
+        {
+            long at = Offset(layout, n, c);
+            InputGradient(x + at, dy + at, dx + at, layout.Plane, scale, shift, k, k0);
+        }
+        (dWeight, dBias) = ((float)(sumGx * invStd), (float)sumG);
+    }
+
+    static long Offset(PlaneLayout layout, int image, int channel) => ((long)image * layout.Channels + channel) * layout.Plane;
+
+    /// <summary>
+    /// Runs every channel, spread over up to <paramref name="threads"/> threads that each take the next channel not yet
+    /// taken. Claiming channels one at a time instead of splitting them in fixed halves matters: after each of its
+    /// parallel operations libtorch's OpenMP threads spin for a while, so a helper thread here may get only part of a
+    /// core, and the calling thread then does more of the channels.
+    /// </summary>
+    static void ForEachChannel(int channels, int threads, Action<int> channel)
+    {
+        int workers = Math.Clamp(threads, 1, channels);
+        if (workers == 1)
+        {
+            for (int c = 0; c < channels; c++) channel(c);
+            return;
+        }
+        int next = -1;
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, _ =>
+        {
+            for (int c; (c = Interlocked.Increment(ref next)) < channels;) channel(c);
+        });
+    }
+
+    static void Check(PlaneLayout layout, int length, params ReadOnlySpan<int> perChannelAndOutput)
+    {
+        if (length != layout.Length) throw new ArgumentException($"input has {length} values, {layout} needs {layout.Length}");
+        if (perChannelAndOutput[0] != length) throw new ArgumentException($"output has {perChannelAndOutput[0]} values, input {length}");
+        foreach (int n in perChannelAndOutput[1..])
+            if (n != layout.Channels) throw new ArgumentException($"a per-channel vector has {n} values, the input {layout.Channels} channels");
+    }
+
+    static double Sum(float* p, int length)
+    {
+        var acc = Vector<float>.Zero;
+        int i = 0;
+        for (; i <= length - Vector<float>.Count; i += Vector<float>.Count) acc += Load(p + i);
+        double sum = Vector.Sum(acc);
+        for (; i < length; i++) sum += p[i];
+        return sum;
+    }
+
+    static double SquaredDeviations(float* p, int length, float mean)
+    {
+        var acc = Vector<float>.Zero;
+        var m = new Vector<float>(mean);
+        int i = 0;
+        for (; i <= length - Vector<float>.Count; i += Vector<float>.Count)
+        {
+            var d = Load(p + i) - m;
+            acc += d * d;
+        }
+        double sum = Vector.Sum(acc);
+        for (; i < length; i++) sum += (double)(p[i] - mean) * (p[i] - mean);
+        return sum;
+    }
+
+    static void ScaleShiftRelu(float* x, float* y, int length, float scale, float shift)
+    {
+        var a = new Vector<float>(scale);
+        var b = new Vector<float>(shift);
+        int i = 0;
+        for (; i <= length - Vector<float>.Count; i += Vector<float>.Count)
+            Store(Vector.Max(Vector.FusedMultiplyAdd(Load(x + i), a, b), Vector<float>.Zero), y + i);
+        for (; i < length; i++) y[i] = MathF.Max(MathF.FusedMultiplyAdd(x[i], scale, shift), 0);
+    }
+
+    static (double G, double Gx) MaskedSums(float* x, float* dy, int length, float scale, float shift, float mean)
+    {
+        var a = new Vector<float>(scale);
+        var b = new Vector<float>(shift);
+        var m = new Vector<float>(mean);
+        var sumG = Vector<float>.Zero;
+        var sumGx = Vector<float>.Zero;
+        int i = 0;
+        for (; i <= length - Vector<float>.Count; i += Vector<float>.Count)
+        {
+            var xv = Load(x + i);
+            var g = MaskedGradient(xv, Load(dy + i), a, b);
+            sumG += g;
+            sumGx += g * (xv - m);
+        }
+        double g0 = Vector.Sum(sumG), gx0 = Vector.Sum(sumGx);
+        for (; i < length; i++)
+        {
+            float g = MathF.FusedMultiplyAdd(x[i], scale, shift) > 0 ? dy[i] : 0;
+            g0 += g;
+            gx0 += g * (x[i] - mean);
+        }
+        return (g0, gx0);
+    }
+
+    static void InputGradient(float* x, float* dy, float* dx, int length, float scale, float shift, float k, float k0)
+    {
+        var a = new Vector<float>(scale);
+        var b = new Vector<float>(shift);
+        var kv = new Vector<float>(k);
+        var k0v = new Vector<float>(k0);
+        int i = 0;
+        for (; i <= length - Vector<float>.Count; i += Vector<float>.Count)
+        {
+            var xv = Load(x + i);
+            Store(MaskedGradient(xv, Load(dy + i), a, b) * a - xv * kv + k0v, dx + i);
+        }
+        for (; i < length; i++)
+        {
+            float g = MathF.FusedMultiplyAdd(x[i], scale, shift) > 0 ? dy[i] : 0;
+            dx[i] = g * scale - x[i] * k + k0;
+        }
+    }
+
+    static Vector<float> MaskedGradient(Vector<float> x, Vector<float> dy, Vector<float> scale, Vector<float> shift) =>
+        Vector.ConditionalSelect(Vector.GreaterThan(Vector.FusedMultiplyAdd(x, scale, shift), Vector<float>.Zero), dy, Vector<float>.Zero);
+
+    static Vector<float> Load(float* p) => Vector.Load(p);
+    static void Store(Vector<float> v, float* p) => v.Store(p);
+}
