@@ -125,27 +125,49 @@ public static unsafe class BatchNormReluKernel
             if (n != layout.Channels) throw new ArgumentException($"a per-channel vector has {n} values, the input {layout.Channels} channels");
     }
 
+    // The reductions below keep four (or two pairs of) independent vector sums: one running sum would make every
+    // addition wait for the one before it, and the loop would run at the adder's latency instead of its throughput.
+    const int Unroll = 4;
+
     static double Sum(float* p, int length)
     {
-        var acc = Vector<float>.Zero;
-        int i = 0;
-        for (; i <= length - Vector<float>.Count; i += Vector<float>.Count) acc += Load(p + i);
-        double sum = Vector.Sum(acc);
+        int w = Vector<float>.Count, i = 0;
+        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (; i <= length - Unroll * w; i += Unroll * w)
+        {
+            a0 += Load(p + i);
+            a1 += Load(p + i + w);
+            a2 += Load(p + i + 2 * w);
+            a3 += Load(p + i + 3 * w);
+        }
+        for (; i <= length - w; i += w) a0 += Load(p + i);
+        double sum = Vector.Sum((a0 + a1) + (a2 + a3));
         for (; i < length; i++) sum += p[i];
         return sum;
     }
 
     static double SquaredDeviations(float* p, int length, float mean)
     {
-        var acc = Vector<float>.Zero;
+        int w = Vector<float>.Count, i = 0;
         var m = new Vector<float>(mean);
-        int i = 0;
-        for (; i <= length - Vector<float>.Count; i += Vector<float>.Count)
+        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (; i <= length - Unroll * w; i += Unroll * w)
+        {
+            var d0 = Load(p + i) - m;
+            var d1 = Load(p + i + w) - m;
+            var d2 = Load(p + i + 2 * w) - m;
+            var d3 = Load(p + i + 3 * w) - m;
+            a0 = Vector.FusedMultiplyAdd(d0, d0, a0);
+            a1 = Vector.FusedMultiplyAdd(d1, d1, a1);
+            a2 = Vector.FusedMultiplyAdd(d2, d2, a2);
+            a3 = Vector.FusedMultiplyAdd(d3, d3, a3);
+        }
+        for (; i <= length - w; i += w)
         {
             var d = Load(p + i) - m;
-            acc += d * d;
+            a0 = Vector.FusedMultiplyAdd(d, d, a0);
         }
-        double sum = Vector.Sum(acc);
+        double sum = Vector.Sum((a0 + a1) + (a2 + a3));
         for (; i < length; i++) sum += (double)(p[i] - mean) * (p[i] - mean);
         return sum;
     }
@@ -162,27 +184,37 @@ public static unsafe class BatchNormReluKernel
 
     static (double G, double Gx) MaskedSums(float* x, float* dy, int length, float scale, float shift, float mean)
     {
+        int w = Vector<float>.Count, i = 0;
         var a = new Vector<float>(scale);
         var b = new Vector<float>(shift);
         var m = new Vector<float>(mean);
-        var sumG = Vector<float>.Zero;
-        var sumGx = Vector<float>.Zero;
-        int i = 0;
-        for (; i <= length - Vector<float>.Count; i += Vector<float>.Count)
+        Vector<float> g0 = default, g1 = default, gx0 = default, gx1 = default;
+        for (; i <= length - 2 * w; i += 2 * w)
         {
-            var xv = Load(x + i);
-            var g = MaskedGradient(xv, Load(dy + i), a, b);
-            sumG += g;
-            sumGx += g * (xv - m);
+            var x0 = Load(x + i);
+            var x1 = Load(x + i + w);
+            var m0 = MaskedGradient(x0, Load(dy + i), a, b);
+            var m1 = MaskedGradient(x1, Load(dy + i + w), a, b);
+            g0 += m0;
+            g1 += m1;
+            gx0 = Vector.FusedMultiplyAdd(m0, x0 - m, gx0);
+            gx1 = Vector.FusedMultiplyAdd(m1, x1 - m, gx1);
         }
-        double g0 = Vector.Sum(sumG), gx0 = Vector.Sum(sumGx);
+        for (; i <= length - w; i += w)
+        {
+            var x0 = Load(x + i);
+            var m0 = MaskedGradient(x0, Load(dy + i), a, b);
+            g0 += m0;
+            gx0 = Vector.FusedMultiplyAdd(m0, x0 - m, gx0);
+        }
+        double sumG = Vector.Sum(g0 + g1), sumGx = Vector.Sum(gx0 + gx1);
         for (; i < length; i++)
         {
             float g = MathF.FusedMultiplyAdd(x[i], scale, shift) > 0 ? dy[i] : 0;
-            g0 += g;
-            gx0 += g * (x[i] - mean);
+            sumG += g;
+            sumGx += g * (x[i] - mean);
         }
-        return (g0, gx0);
+        return (sumG, sumGx);
     }
 
     static void InputGradient(float* x, float* dy, float* dx, int length, float scale, float shift, float k, float k0)
