@@ -97,6 +97,22 @@ public class BatchNormReluTests
     }
 
     [Fact]
+    public void BackwardLeavesNothingInTheCallersDisposeScope()
+    {
+        // A training step's scope lives until the step ends; tensors backward left there would keep every layer's
+        // gradients alive until then.
+        using var norm = new BatchNorm(6);
+        var input = torch.randn(4, 6, 8, 8).requires_grad_();
+        var upstream = torch.randn(4, 6, 8, 8);
+        using var scope = torch.NewDisposeScope();
+        var output = norm.ForwardRelu(input);
+        int afterForward = scope.DisposablesCount;
+        output.backward([upstream]);
+        Assert.Equal(afterForward, scope.DisposablesCount);
+        Assert.NotNull(input.grad);
+    }
+
+    [Fact]
     public void AMismatchedLayoutIsRefusedWithTheSizes()
     {
         var layout = new PlaneLayout(2, 3, 4);

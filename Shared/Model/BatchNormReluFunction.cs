@@ -46,6 +46,11 @@ public sealed class BatchNormReluFunction : autograd.SingleTensorFunction<BatchN
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
+        ReleaseReturnedGradients();
+        // Everything made here is freed on return, except the gradients handed to libtorch: the training step's
+        // dispose scope would otherwise hold every layer's saved input and gradients until the step ends.
+        using var scope = torch.NewDisposeScope();
+        scope.Attach(gradOutput);
         var saved = ctx.get_saved_variables();
         var (x, weight, bias, stats) = (saved[0], saved[1], saved[2], saved[3]);
         var layout = Layout(x);
@@ -57,7 +62,18 @@ public sealed class BatchNormReluFunction : autograd.SingleTensorFunction<BatchN
         int c = layout.Channels;
         BatchNormReluKernel.Backward(Floats(x), Floats(dy), Floats(dx), layout, Floats(weight), Floats(bias),
             s[..c], s.Slice(c, c), Floats(dWeight), Floats(dBias), torch.get_num_threads());
-        return [dx, dWeight, dBias, null!];
+        returned = [dx.DetachFromDisposeScope(), dWeight.DetachFromDisposeScope(), dBias.DetachFromDisposeScope()];
+        return [.. returned, null!];
+    }
+
+    // The gradients of the last backward on this thread. libtorch copies a returned tensor when the callback returns,
+    // so the handles can be freed at the next call; freeing them on return is not possible from inside the callback.
+    [ThreadStatic] static Tensor[]? returned;
+
+    static void ReleaseReturnedGradients()
+    {
+        foreach (var tensor in returned ?? []) tensor.Dispose();
+        returned = null;
     }
 
     static PlaneLayout Layout(Tensor x) =>
