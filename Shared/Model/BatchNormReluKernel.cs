@@ -98,9 +98,8 @@ public static unsafe class BatchNormReluKernel
 
     /// <summary>
     /// Runs every channel, spread over up to <paramref name="threads"/> threads that each take the next channel not yet
-    /// taken. Claiming channels one at a time instead of splitting them in fixed halves matters: after each of its
-    /// parallel operations libtorch's OpenMP threads spin for a while, so a helper thread here may get only part of a
-    /// core, and the calling thread then does more of the channels.
+    /// taken, rather than a fixed share: a helper thread may get only part of a core (libtorch's OpenMP threads spin for
+    /// a while after each of their operations), and the calling thread then does more of the channels.
     /// </summary>
     static void ForEachChannel(int channels, int threads, Action<int> channel)
     {
