@@ -12,7 +12,8 @@ namespace CondenseCluster.Shared.Model;
 public sealed class BatchNorm : nn.Module<Tensor, Tensor>
 {
     static readonly Scalar One = 1L.ToScalar();
-    const double Momentum = 0.1;
+    /// <summary>PyTorch's BatchNorm2d defaults, which the official model uses.</summary>
+    public const double Momentum = 0.1, Eps = 1e-5;
 
     private readonly Parameter weight;
     private readonly Parameter bias;
@@ -38,7 +39,7 @@ public sealed class BatchNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         CountBatch();
-        return nn.functional.batch_norm(input, running_mean, running_var, weight, bias, training, Momentum, BatchNormReluKernel.Eps);
+        return nn.functional.batch_norm(input, running_mean, running_var, weight, bias, training, Momentum, Eps);
     }
 
     /// <summary>
@@ -50,7 +51,7 @@ public sealed class BatchNorm : nn.Module<Tensor, Tensor>
     {
         if (!training || !BatchNormReluFunction.Supports(input)) return forward(input).relu_();
         CountBatch();
-        return BatchNormReluFunction.Apply(input, weight, bias, new(running_mean, running_var, Momentum));
+        return BatchNormReluFunction.Apply(input, weight, bias, new(running_mean, running_var));
     }
 
     void CountBatch()

@@ -11,8 +11,8 @@ namespace CondenseCluster.Shared.Model;
 /// </summary>
 public sealed class BatchNormReluFunction : autograd.SingleTensorFunction<BatchNormReluFunction>
 {
-    /// <summary>The running statistics to update (not an input of the gradient).</summary>
-    public sealed record RunningStatistics(Tensor Mean, Tensor Variance, double Momentum);
+    /// <summary>The running statistics to update with <see cref="BatchNorm.Momentum"/> (not an input of the gradient).</summary>
+    public sealed record RunningStatistics(Tensor Mean, Tensor Variance);
 
     public override string Name => "BatchNormRelu";
 
@@ -37,8 +37,8 @@ public sealed class BatchNormReluFunction : autograd.SingleTensorFunction<BatchN
         using (torch.no_grad())
         {
             double unbiased = layout.PerChannel / (layout.PerChannel - 1.0);
-            running.Mean.mul_(1 - running.Momentum).add_(stats[0], alpha: running.Momentum);
-            running.Variance.mul_(1 - running.Momentum).add_(stats[2], alpha: running.Momentum * unbiased);
+            running.Mean.mul_(1 - BatchNorm.Momentum).add_(stats[0], alpha: BatchNorm.Momentum);
+            running.Variance.mul_(1 - BatchNorm.Momentum).add_(stats[2], alpha: BatchNorm.Momentum * unbiased);
         }
         ctx.save_for_backward([x, weight, bias, stats]);
         return y;

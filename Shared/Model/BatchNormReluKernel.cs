@@ -21,8 +21,6 @@ public readonly record struct PlaneLayout(int Images, int Channels, int Plane)
 /// </summary>
 public static unsafe class BatchNormReluKernel
 {
-    public const double Eps = 1e-5;
-
     /// <summary>Writes y; returns each channel's batch mean, 1/√(var+eps) and biased variance.</summary>
     public static void Forward(ReadOnlySpan<float> x, Span<float> y, PlaneLayout layout, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
         Span<float> mean, Span<float> invStd, Span<float> variance, int threads)
@@ -59,7 +57,7 @@ public static unsafe class BatchNormReluKernel
         double m = sum / layout.PerChannel;
         double squares = 0;
         for (int n = 0; n < layout.Images; n++) squares += SquaredDeviations(x + Offset(layout, n, c), layout.Plane, (float)m);
-        double v = squares / layout.PerChannel, inv = 1 / Math.Sqrt(v + Eps);
+        double v = squares / layout.PerChannel, inv = 1 / Math.Sqrt(v + BatchNorm.Eps);
         float scale = (float)(weight * inv), shift = (float)(bias - m * weight * inv);
         for (int n = 0; n < layout.Images; n++)
         {

@@ -33,7 +33,6 @@ public sealed class CondensedInference : IDisposable
     /// <summary>Forms every layer uses instead of measuring: for tests of each form, and for reproducible timings.</summary>
     public sealed record FixedForms(Pointwise Pointwise, Spatial Spatial);
 
-    const double Epsilon = 1e-5; // BatchNorm's
     readonly CondenseNetConfig config;
     readonly Tensor initWeight;
     readonly DenseLayerKernels[][] blocks;
@@ -123,13 +122,13 @@ public sealed class CondensedInference : IDisposable
         public Tensor Apply(Tensor maps)
         {
             var rows = maps.view(1, maps.shape[0], -1); // batch_norm's channel axis is 1
-            return nn.functional.batch_norm(rows, Mean, Var, Weight, Bias, false, 0.1, Epsilon).relu_().view(maps.shape);
+            return nn.functional.batch_norm(rows, Mean, Var, Weight, Bias, false, BatchNorm.Momentum, BatchNorm.Eps).relu_().view(maps.shape);
         }
 
         /// <summary>x·scale + shift per channel.</summary>
         public (Tensor Scale, Tensor Shift) Affine()
         {
-            var scale = Weight.div(Var.add(Epsilon).sqrt());
+            var scale = Weight.div(Var.add(BatchNorm.Eps).sqrt());
             return (scale, Bias.sub(Mean.mul(scale)));
         }
 
