@@ -49,6 +49,39 @@ public static unsafe class BatchNormReluKernel
         }
     }
 
+    /// <summary>
+    /// Eval-mode BN → ReLU of chosen rows of a channel-major matrix x [channels, rowLength], gathered into y
+    /// [rows.Length, rowLength]: y[i] = max(x[rows[i]]·scale[i] + shift[i], 0), scale and shift from the running
+    /// statistics. One pass where index_select, batch_norm and relu_ make three (<see cref="CondensedInference"/>).
+    /// </summary>
+    public static void GatherEval(ReadOnlySpan<float> x, int rowLength, ReadOnlySpan<long> rows, ReadOnlySpan<float> scale,
+        ReadOnlySpan<float> shift, Span<float> y, int threads)
+    {
+        if (rowLength <= 0 || x.Length % rowLength != 0) throw new ArgumentException($"x has {x.Length} values, not whole rows of {rowLength}");
+        if (y.Length != (long)rows.Length * rowLength) throw new ArgumentException($"y has {y.Length} values, {rows.Length} rows need {(long)rows.Length * rowLength}");
+        if (scale.Length != rows.Length || shift.Length != rows.Length)
+            throw new ArgumentException($"scale and shift have {scale.Length} and {shift.Length} values, one per row ({rows.Length}) needed");
+        long channels = x.Length / rowLength;
+        foreach (long row in rows)
+            if (row < 0 || row >= channels) throw new ArgumentException($"row {row} is outside x's {channels} rows");
+        threads = ThreadsFor((long)rows.Length * rowLength, threads);
+        fixed (float* xp = x, yp = y, ap = scale, bp = shift)
+        fixed (long* rp = rows)
+        {
+            var (px, py, pa, pb, pr) = ((nint)xp, (nint)yp, (nint)ap, (nint)bp, (nint)rp);
+            ForEachChannel(rows.Length, threads, i => ScaleShiftRelu((float*)px + ((long*)pr)[i] * rowLength, (float*)py + (long)i * rowLength,
+                rowLength, ((float*)pa)[i], ((float*)pb)[i]));
+        }
+    }
+
+    /// <summary>
+    /// The threads worth using for a pass over this many values: small ones (batch 1 in inference) run on the calling
+    /// thread, where waking a helper would cost more than it saves.
+    /// </summary>
+    internal static int ThreadsFor(long values, int threads) => values < MinParallelValues ? 1 : threads;
+
+    const int MinParallelValues = 1 << 18;
+
     static void ForwardChannel(float* x, float* y, PlaneLayout layout, int c, float weight, float bias,
         out float mean, out float invStd, out float variance)
     {
@@ -99,7 +132,7 @@ public static unsafe class BatchNormReluKernel
     /// taken, rather than a fixed share: a helper thread may get only part of a core (libtorch's OpenMP threads spin for
     /// a while after each of their operations), and the calling thread then does more of the channels.
     /// </summary>
-    static void ForEachChannel(int channels, int threads, Action<int> channel)
+    internal static void ForEachChannel(int channels, int threads, Action<int> channel)
     {
         int workers = Math.Clamp(threads, 1, channels);
         if (workers == 1)
@@ -169,7 +202,7 @@ public static unsafe class BatchNormReluKernel
         return sum;
     }
 
-    static void ScaleShiftRelu(float* x, float* y, int length, float scale, float shift)
+    internal static void ScaleShiftRelu(float* x, float* y, int length, float scale, float shift)
     {
         var a = new Vector<float>(scale);
         var b = new Vector<float>(shift);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,7 +15,8 @@ namespace CondenseCluster.Shared.Model;
 /// <item>The learned 1x1 convolution is a matrix product on that matrix: either per group on the gathered kept
 /// channels (one large product per group), or one dense product whose weight has zeros for the dropped inputs (no
 /// gather). The next layer's BatchNorm is folded into its rows and bias, and the channel shuffle into the one copy
-/// that brings its output to NCHW.</item>
+/// that brings its output to NCHW. On the CPU a fourth form does gather, BatchNorm → ReLU, product, bias, ReLU and
+/// shuffle in one pass (<see cref="CondensedBottleneckKernel"/>), and BatchNorm → ReLU with a gather is one pass too.</item>
 /// <item>The 3x3 group convolution runs as such, in NCHW or channels-last (the bottleneck's one copy writes either
 /// layout), or as a dense convolution with a block-diagonal weight.</item>
 /// </list>
@@ -25,7 +27,7 @@ namespace CondenseCluster.Shared.Model;
 public sealed class CondensedInference : IDisposable
 {
     /// <summary>The forms a dense layer's learned 1x1 convolution can run in; all give the same result.</summary>
-    public enum Pointwise { GroupedConv, GroupedMatmul, DenseConv }
+    public enum Pointwise { GroupedConv, GroupedMatmul, DenseConv, FusedKernel }
 
     /// <summary>The forms a dense layer's 3x3 group convolution can run in; all give the same result.</summary>
     public enum Spatial { Grouped, GroupedChannelsLast, Dense }
@@ -112,29 +114,50 @@ public sealed class CondensedInference : IDisposable
         last.Dispose();
     }
 
-    /// <summary>Eval-mode BatchNorm → ReLU on channel-major maps [C, …], one pass.</summary>
-    sealed record Norm(Tensor Mean, Tensor Var, Tensor Weight, Tensor Bias) : IDisposable
-    {
-        public static Norm Of(Func<string, Tensor> state) =>
-            new(state("running_mean").detach().clone(), state("running_var").detach().clone(), state("weight").detach().clone(), state("bias").detach().clone());
+    /// <summary>Whether the C# kernels can read this tensor: contiguous float32 on the CPU, within a span's reach.</summary>
+    static bool FitsCpuKernel(Tensor t) =>
+        t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous() && t.numel() <= int.MaxValue;
 
-        /// <summary>BN → ReLU of channel-major <paramref name="maps"/> [C, …] with this norm's C channels; same shape.</summary>
-        public Tensor Apply(Tensor maps)
+    static Span<float> Floats(Tensor t) => MemoryMarshal.Cast<byte, float>(t.bytes);
+
+    static Span<long> Longs(Tensor t) => MemoryMarshal.Cast<byte, long>(t.bytes);
+
+    /// <summary>Eval-mode BatchNorm → ReLU as x·Scale + Shift per channel, on channel-major maps [C, …].</summary>
+    sealed record Norm(Tensor Scale, Tensor Shift) : IDisposable
+    {
+        public static Norm Of(Func<string, Tensor> state)
         {
-            var rows = maps.view(1, maps.shape[0], -1); // batch_norm's channel axis is 1
-            return nn.functional.batch_norm(rows, Mean, Var, Weight, Bias, false, BatchNorm.Momentum, BatchNorm.Eps).relu_().view(maps.shape);
+            using var scope = torch.NewDisposeScope();
+            var scale = state("weight").div(state("running_var").add(BatchNorm.Eps).sqrt());
+            var shift = state("bias").sub(state("running_mean").mul(scale));
+            return new(scale.MoveToOuterDisposeScope(), shift.MoveToOuterDisposeScope());
         }
 
-        /// <summary>x·scale + shift per channel.</summary>
-        public (Tensor Scale, Tensor Shift) Affine()
+        /// <summary>
+        /// BN → ReLU of the channels <paramref name="rows"/> of <paramref name="maps"/> [C, …], gathered in that order,
+        /// or of all C when null; this norm has one channel per result row.
+        /// </summary>
+        public Tensor Apply(Tensor maps, Tensor? rows = null)
         {
-            var scale = Weight.div(Var.add(BatchNorm.Eps).sqrt());
-            return (scale, Bias.sub(Mean.mul(scale)));
+            long count = rows?.shape[0] ?? maps.shape[0];
+            if (FitsCpuKernel(maps))
+            {
+                var result = torch.empty([count, .. maps.shape[1..]], dtype: ScalarType.Float32);
+                int rowLength = (int)(maps.numel() / maps.shape[0]);
+                using var all = rows is null ? torch.arange(count) : null;
+                BatchNormReluKernel.GatherEval(Floats(maps), rowLength, Longs(rows ?? all!),
+                    Floats(Scale), Floats(Shift), Floats(result), torch.get_num_threads());
+                return result;
+            }
+            var selected = rows is null ? maps : maps.index_select(0, rows);
+            var perRow = selected.reshape(count, -1);
+            return torch.addcmul(Shift.unsqueeze(1), perRow, Scale.unsqueeze(1), 1).relu_().view(selected.shape);
         }
 
         public void Dispose()
         {
-            foreach (var t in new[] { Mean, Var, Weight, Bias }) t.Dispose();
+            Scale.Dispose();
+            Shift.Dispose();
         }
     }
 
@@ -165,8 +188,7 @@ public sealed class CondensedInference : IDisposable
             int groups = config.Group1x1;
             var index = state("conv_1.index").detach().clone();
             var gatheredNorm = Norm.Of(key => state("conv_1.norm." + key));
-            using var norm2 = Norm.Of(key => state("conv_2.norm." + key));
-            var (scale2, shift2) = norm2.Affine();
+            var (scale2, shift2) = Norm.Of(key => state("conv_2.norm." + key));
 
             // Row g·(out/G) + k of the grouped weight feeds channel k·G + g after the shuffle, whose BatchNorm it absorbs.
             var weight = state("conv_1.conv.weight");
@@ -176,7 +198,7 @@ public sealed class CondensedInference : IDisposable
             var groupedBias = shift2.index_select(0, channelOfRow);
 
             // The dense form: each row moved to its channel, its group's kept columns scattered back to their inputs.
-            // Inputs no group keeps get identity BatchNorm statistics; their zero weights ignore them.
+            // Inputs no group keeps get scale and shift 0: they are read as zeros, which their zero weights ignore.
             var denseWeight = torch.zeros(outChannels, inChannels, 1, 1, dtype: weight.dtype, device: weight.device);
             for (int g = 0; g < groups; g++)
             {
@@ -186,8 +208,7 @@ public sealed class CondensedInference : IDisposable
                 using var scattered = torch.zeros(outPerGroup, inChannels, dtype: weight.dtype, device: weight.device).index_copy_(1, columns, groupRows);
                 denseWeight.view(outChannels, inChannels).index_copy_(0, rows, scattered);
             }
-            var inputNorm = new Norm(Scatter(index, gatheredNorm.Mean, inChannels, 0), Scatter(index, gatheredNorm.Var, inChannels, 1),
-                Scatter(index, gatheredNorm.Weight, inChannels, 1), Scatter(index, gatheredNorm.Bias, inChannels, 0));
+            var inputNorm = new Norm(Scatter(index, gatheredNorm.Scale, inChannels), Scatter(index, gatheredNorm.Shift, inChannels));
 
             var grouped3 = state("conv_2.conv.weight").detach().clone();
             int groups3 = config.Group3x3;
@@ -200,9 +221,9 @@ public sealed class CondensedInference : IDisposable
             return new DenseLayerKernels(index, gatheredNorm, inputNorm, groupedWeight, groupedBias, denseWeight, shift2, grouped3, dense3, groups, groups3, fixedForms);
         }
 
-        /// <summary>A per-channel vector over all inputs: the gathered values at their channels, <paramref name="fill"/> elsewhere.</summary>
-        static Tensor Scatter(Tensor index, Tensor gathered, int channels, float fill) =>
-            torch.full(channels, fill, dtype: gathered.dtype, device: gathered.device).index_copy_(0, index, gathered);
+        /// <summary>A per-channel vector over all inputs: the gathered values at their channels, 0 elsewhere.</summary>
+        static Tensor Scatter(Tensor index, Tensor gathered, int channels) =>
+            torch.zeros(channels, dtype: gathered.dtype, device: gathered.device).index_copy_(0, index, gathered);
 
         /// <summary>The layer's new feature maps [N, growth, H, W] from the first <paramref name="channels"/> of <paramref name="block"/> [C, N, H, W].</summary>
         public Tensor Forward(Tensor block, long channels)
@@ -222,7 +243,17 @@ public sealed class CondensedInference : IDisposable
                 var product = nn.functional.conv2d(input, denseWeight, denseBias).relu_(); // channels already shuffled
                 return ToImage(product, 1, n, h, w, channelsLast);
             }
-            var gathered = gatheredNorm.Apply(block.index_select(0, index));
+            if (form == Pointwise.FusedKernel)
+            {
+                if (!FitsCpuKernel(block)) throw new ArgumentException($"the 1x1 form {form} runs on contiguous float32 CPU tensors only, not {block.dtype} on {block.device}");
+                long outChannels = groupedWeight.shape[0], perGroup = groupedWeight.shape[1];
+                var image = torch.empty([n, outChannels, h, w], dtype: ScalarType.Float32);
+                CondensedBottleneckKernel.Run(Floats(block), Longs(index), Floats(gatheredNorm.Scale), Floats(gatheredNorm.Shift),
+                    Floats(groupedWeight), Floats(groupedBias), Floats(image),
+                    new BottleneckShape((int)n, (int)(h * w), groups, (int)perGroup, (int)(outChannels / groups)), torch.get_num_threads());
+                return channelsLast ? BnReluConv.ChannelsLast(image) : image;
+            }
+            var gathered = gatheredNorm.Apply(block, index);
             var grouped = form == Pointwise.GroupedConv
                 ? nn.functional.conv2d(gathered.view(1, -1, n * h, w), groupedWeight, groupedBias, groups: groups)
                 : torch.bmm(groupedWeight.view(groups, -1, groupedWeight.shape[1]), gathered.view(groups, -1, n * h * w)).add_(groupedBias.view(groups, -1, 1));
@@ -254,7 +285,8 @@ public sealed class CondensedInference : IDisposable
             if (fixedForms is not null) return (fixedForms.Pointwise, fixedForms.Spatial);
             var shape = (block.shape[1], block.shape[2], block.shape[3]);
             if (forms.TryGetValue(shape, out var chosen)) return chosen;
-            var pointwise = Fastest(Enum.GetValues<Pointwise>(), form => Bottleneck(block, channels, form, channelsLast: false));
+            var candidates = Enum.GetValues<Pointwise>().Where(form => form != Pointwise.FusedKernel || FitsCpuKernel(block)).ToArray();
+            var pointwise = Fastest(candidates, form => Bottleneck(block, channels, form, channelsLast: false));
             // Each 3x3 form with the bottleneck layout it reads, since the layout decides the bottleneck's last copy.
             chosen = (pointwise, Fastest(Enum.GetValues<Spatial>(),
                 form => Conv3x3(Bottleneck(block, channels, pointwise, form == Spatial.GroupedChannelsLast), form)));
