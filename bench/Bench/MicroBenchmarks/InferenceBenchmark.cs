@@ -25,13 +25,8 @@ public class InferenceBenchmark
     public void Setup()
     {
         TorchRuntime.SetThreads(MicroSuite.TorchThreads);
-        torch.manual_seed(0);
-        var config = CondenseNetConfig.Preset("condensenet-86", "fashion-mnist");
-        masked = new CondenseNet(config);
-        CondenseFully(masked);
-        converted = Conversion.Convert(masked);
-        masked.eval();
-        converted.eval();
+        (masked, converted) = FullyCondensedModels();
+        var config = masked.Config;
         images = torch.randn(BatchSize, config.InChannels, config.InputSize, config.InputSize);
         compiled = CondensedInference.Compile(converted);
         using (var _ = torch.no_grad()) compiled.Forward(images).Dispose(); // chooses each layer's forms for this batch size
@@ -53,6 +48,18 @@ public class InferenceBenchmark
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         forward(images);
+    }
+
+    /// <summary>CondenseNet-86 for 1x32x32 images with random weights (seed 0), fully condensed, and its converted model; both in eval mode.</summary>
+    internal static (CondenseNet Masked, CondenseNet Converted) FullyCondensedModels()
+    {
+        torch.manual_seed(0);
+        var masked = new CondenseNet(CondenseNetConfig.Preset("condensenet-86", "fashion-mnist"));
+        CondenseFully(masked);
+        var converted = Conversion.Convert(masked);
+        masked.eval();
+        converted.eval();
+        return (masked, converted);
     }
 
     /// <summary>Takes every layer through all C-1 drops at the schedule's stage boundaries (one call moves a layer by one drop at most).</summary>
