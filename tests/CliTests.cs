@@ -89,7 +89,7 @@ public class CliTests : TempFolderTest
         var (code, text) = Coordinator("train", "--local", "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
             "--epochs", "1", "--recovery-steps", "20", "--recovery-samples", "500", "--out", output);
         Assert.True(code == 0, text);
-        Assert.Contains("allocator: glibc malloc without mmap", text);
+        Assert.Contains("allocator: glibc malloc without mmap, trim threshold 1024 MiB, one arena", text);
         Assert.Contains("step 93/93 (100 %)", text);               // plain progress lines without a terminal
         Assert.Contains("condensing: stage 3 of 3 at step 47", text);
         Assert.Contains("epoch 1: train loss", text);

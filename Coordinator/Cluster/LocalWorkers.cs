@@ -1,10 +1,12 @@
 using System.Diagnostics;
+using CondenseCluster.Shared.Runtime;
 
 namespace CondenseCluster.Coordinator.Cluster;
 
 /// <summary>
 /// The embedded cluster's worker processes: the <c>condense-worker</c> program next to this one, started on loopback
-/// with the coordinator as seed. Their output is passed through; an early exit is reported so the job does not wait.
+/// with the coordinator as seed and the allocator settings as tunables (<see cref="NativeAllocator.Tunables"/>), unless
+/// this process was given its own. Their output is passed through; an early exit is reported so the job does not wait.
 /// </summary>
 sealed class LocalWorkers : IDisposable
 {
@@ -25,6 +27,7 @@ sealed class LocalWorkers : IDisposable
             string name = $"worker-{i}";
             var start = new ProcessStartInfo(dotnet ?? launcher) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             if (dotnet is not null) start.ArgumentList.Add(worker);
+            if (Environment.GetEnvironmentVariable("GLIBC_TUNABLES") is null) start.Environment["GLIBC_TUNABLES"] = NativeAllocator.Tunables;
             foreach (var arg in new[] { "--seed", seed, "--name", name, "--host", "127.0.0.1", "--device", device, "--threads", threads.ToString() })
                 start.ArgumentList.Add(arg);
             var process = new Process { StartInfo = start, EnableRaisingEvents = true };

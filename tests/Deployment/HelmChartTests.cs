@@ -6,6 +6,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Training;
 using Xunit;
 using YamlDotNet.RepresentationModel;
@@ -107,6 +108,9 @@ public class HelmChartTests
         Assert.Equal("$(POD_NAME)", Manifests.Arg(worker, "--name"));
         var podName = Assert.Single(worker.Seq("env").Cast<YamlMappingNode>(), e => e.Str("name") == "POD_NAME");
         Assert.Equal("metadata.name", podName.Str("valueFrom", "fieldRef", "fieldPath"));
+        // The allocator settings apply from the worker's first allocation, as for the workers a coordinator starts itself.
+        var tunables = Assert.Single(worker.Seq("env").Cast<YamlMappingNode>(), e => e.Str("name") == "GLIBC_TUNABLES");
+        Assert.Equal(NativeAllocator.Tunables, tunables.Str("value"));
         var workerPorts = workerService.Seq("spec", "ports").Cast<YamlMappingNode>().ToDictionary(p => p.Str("name"));
         Assert.Equal(["akka", "data"], workerPorts.Keys.Order());
         int workerAkka = int.Parse(Manifests.Arg(worker, "--port"));
