@@ -1,6 +1,8 @@
 using System.Reflection;
+using System.Text.RegularExpressions;
 using Akka.Actor;
 using Akka.Configuration;
+using Akka.Event;
 
 namespace CondenseCluster.Shared.Cluster;
 
@@ -48,10 +50,18 @@ public static class ClusterNode
         return config.WithFallback(Defaults());
     }
 
+    /// <summary>
+    /// When a peer's process ends (a worker that crashed or left, the coordinator after a job), the transport logs the
+    /// association's failure as a warning and a "Disassociated" error, each with a stack trace: the job reports the
+    /// peer's end itself, and <c>log-remote-lifecycle-events = off</c> does not reach these two.
+    /// </summary>
+    public static readonly LogFilterSetup PeerExitNoise =
+        new LogFilterBuilder().ExcludeMessageRegex(new Regex(@"EndpointDisassociatedException|\] Disassociated(\r?\n|$)")).Build(); // matched against the whole line
+
     public static ActorSystem Start(string role, ClusterEndpoint endpoint)
     {
         var config = Configure(role, endpoint);
-        try { return ActorSystem.Create(SystemName, config); }
+        try { return ActorSystem.Create(SystemName, BootstrapSetup.Create().WithConfig(config).And(PeerExitNoise)); }
         catch (Exception e) when (Causes(e).OfType<System.Net.Sockets.SocketException>().Any(s => s.SocketErrorCode == System.Net.Sockets.SocketError.AddressAlreadyInUse))
         {
             var tcp = config.GetConfig("akka.remote.dot-netty.tcp");

@@ -1,3 +1,4 @@
+using Akka.Event;
 using CondenseCluster.Shared.Cluster;
 using Xunit;
 
@@ -5,6 +6,38 @@ namespace CondenseCluster.Tests.Cluster;
 
 public class ClusterNodeTests
 {
+    [Fact]
+    public void APeersExitIsFilteredFromTheLogAndOtherWarningsAndErrorsAreKept()
+    {
+        var evaluator = ClusterNode.PeerExitNoise.CreateEvaluator();
+        const string writer = "akka://condense/system/endpointManager/reliableEndpointWriter-akka.tcp%3A%2F%2Fcondense%40127.0.0.1%3A4053-1";
+        bool Kept(LogEvent e) => evaluator.ShouldTryKeepMessage(e, out _);
+
+        Assert.False(Kept(new Warning(writer, typeof(ClusterNodeTests), "Association with remote system akka.tcp://condense@127.0.0.1:4053 has failed; " +
+            "address is now gated for 5000 ms. Reason is: [Akka.Remote.EndpointDisassociatedException: Disassociated]")));
+        Assert.False(Kept(new Error(new InvalidOperationException("Disassociated"), writer + "/endpointWriter", typeof(ClusterNodeTests), "Disassociated")));
+
+        Assert.True(Kept(new Warning(writer, typeof(ClusterNodeTests), "Association with remote system akka.tcp://condense@10.0.0.9:4053 has failed; " +
+            "address is now gated for 5000 ms. Reason is: [Akka.Remote.Transport.InvalidAssociationException: unreachable]")));
+        Assert.True(Kept(new Error(null, writer + "/endpointWriter", typeof(ClusterNodeTests), "Discarding oversized payload sent to akka.tcp://condense@127.0.0.1:4053")));
+        Assert.True(Kept(new Warning("CoordinatedShutdown", typeof(ClusterNodeTests), "Coordinated shutdown phase [cluster-exiting] timed out after 00:00:02")));
+    }
+
+    [Fact]
+    public async Task EveryNodeLogsThroughThePeerExitFilter()
+    {
+        using var system = ClusterNode.Start("worker", new ClusterEndpoint(Host: "127.0.0.1", Port: 0));
+        try
+        {
+            Assert.False(system.Settings.LogFilter.ShouldTryKeepMessage(
+                new Warning("endpointWriter", typeof(ClusterNodeTests), "Reason is: [Akka.Remote.EndpointDisassociatedException: Disassociated]"), out _));
+        }
+        finally
+        {
+            await system.Terminate();
+        }
+    }
+
     [Fact]
     public void FlagsOverrideTheFileWhichOverridesTheDefaults()
     {
