@@ -1,8 +1,8 @@
-using System.Runtime.InteropServices;
 using CondenseCluster.Shared.Model;
 using TorchSharp;
 using static TorchSharp.torch;
 using Xunit;
+using static CondenseCluster.Shared.Model.TensorSpans;
 
 namespace CondenseCluster.Tests;
 
@@ -67,9 +67,4 @@ public class CondensedBottleneckKernelTests
 
         var rowError = Assert.Throws<ArgumentException>(() => BatchNormReluKernel.GatherEval(new float[8], 4, [1, -1], new float[2], new float[2], new float[8], 1));
         Assert.Contains("row -1 is outside x's 2 rows", rowError.Message);
-    }
-
-    static Span<float> Floats(Tensor t) => MemoryMarshal.Cast<byte, float>(t.bytes);
-
-    static Span<long> Longs(Tensor t) => MemoryMarshal.Cast<byte, long>(t.bytes);
-}
+    }}

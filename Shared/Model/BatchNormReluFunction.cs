@@ -1,6 +1,6 @@
-using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
+using static CondenseCluster.Shared.Model.TensorSpans;
 
 namespace CondenseCluster.Shared.Model;
 
@@ -16,10 +16,9 @@ public sealed class BatchNormReluFunction : autograd.SingleTensorFunction<BatchN
 
     public override string Name => "BatchNormRelu";
 
-    /// <summary>Whether the kernel can take this input: a contiguous float32 CPU tensor of rank ≥ 2 that fits a span.</summary>
+    /// <summary>Whether the kernel can take this input: one <see cref="TensorSpans.FitsCpuKernel"/> of rank ≥ 2, more than one value per channel.</summary>
     public static bool Supports(Tensor input) =>
-        input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.dim() >= 2 && input.is_contiguous()
-        && input.numel() * sizeof(float) <= int.MaxValue && input.numel() > input.shape[1];
+        TensorSpans.FitsCpuKernel(input) && input.dim() >= 2 && input.numel() > input.shape[1];
 
     public static Tensor Apply(Tensor input, Tensor weight, Tensor bias, RunningStatistics running) =>
         apply(input, weight, bias, running);
@@ -78,6 +77,4 @@ public sealed class BatchNormReluFunction : autograd.SingleTensorFunction<BatchN
 
     static PlaneLayout Layout(Tensor x) =>
         new((int)x.shape[0], (int)x.shape[1], (int)(x.numel() / (x.shape[0] * x.shape[1])));
-
-    static Span<float> Floats(Tensor t) => MemoryMarshal.Cast<byte, float>(t.bytes);
 }

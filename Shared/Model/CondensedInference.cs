@@ -1,7 +1,7 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
+using static CondenseCluster.Shared.Model.TensorSpans;
 
 namespace CondenseCluster.Shared.Model;
 
@@ -113,14 +113,6 @@ public sealed class CondensedInference : IDisposable
         foreach (var layer in blocks.SelectMany(b => b)) layer.Dispose();
         last.Dispose();
     }
-
-    /// <summary>Whether the C# kernels can read this tensor: contiguous float32 on the CPU, within a span's reach.</summary>
-    static bool FitsCpuKernel(Tensor t) =>
-        t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous() && t.numel() <= int.MaxValue;
-
-    static Span<float> Floats(Tensor t) => MemoryMarshal.Cast<byte, float>(t.bytes);
-
-    static Span<long> Longs(Tensor t) => MemoryMarshal.Cast<byte, long>(t.bytes);
 
     /// <summary>Eval-mode BatchNorm → ReLU as x·Scale + Shift per channel, on channel-major maps [C, …].</summary>
     sealed record Norm(Tensor Scale, Tensor Shift) : IDisposable

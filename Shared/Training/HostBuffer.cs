@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
+using CondenseCluster.Shared.Model;
 
 namespace CondenseCluster.Shared.Training;
 
@@ -19,7 +20,7 @@ public static class HostBuffer
         foreach (var tensor in tensors)
         {
             using var cpu = tensor.detach().cpu().contiguous();
-            MemoryMarshal.Cast<byte, float>(cpu.bytes).CopyTo(host[(int)offset..]);
+            TensorSpans.Floats(cpu).CopyTo(host[(int)offset..]);
             offset += tensor.numel();
         }
     }
