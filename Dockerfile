@@ -12,7 +12,7 @@
 #   coordinator: docker run --network host condensecluster/condense-cluster:0.1.0 \
 #                    serve --control-host 0.0.0.0 --local-workers 0 --workers 2 --host <coordinator address>
 #   worker:      docker run --network host --entrypoint /app/condense-worker condensecluster/condense-cluster:0.1.0 \
-#                    --seed <coordinator address>:4053 --host <this host's address> --port 4054 --data-port 5000
+#                    --seed <coordinator address>:4053 --host <this host's address> --port 4054 --data-port 5000 --ring-port 5001
 #   (a worker of the -cuda image: docker run --gpus all ... and --device cuda)
 
 # cpu or cuda: which libtorch the publish bundles (Directory.Build.props) and which runtime stage is the default.
@@ -58,8 +58,8 @@ WORKDIR /app
 # Program files stay root-owned (read-only to the process); runs/ (the default --out) is the user's.
 COPY --from=build /out/ /app/
 RUN mkdir -p /app/runs && chown 10001:10001 /app/runs
-# 4053 coordinator Akka, 4054 worker Akka, 4080 control API (gRPC), 4081 dashboard and /metrics, 5000 worker data plane.
-EXPOSE 4053 4054 4080 4081 5000
+# 4053 coordinator Akka, 4054 worker Akka, 4080 control API (gRPC), 4081 dashboard and /metrics, 5000 worker data plane (gRPC), 5001 worker ring listener.
+EXPOSE 4053 4054 4080 4081 5000 5001
 USER 10001
 ENTRYPOINT ["/app/condense-coordinator"]
 CMD ["serve", "--control-host", "0.0.0.0", "--local-workers", "0"]
@@ -85,7 +85,7 @@ COPY --from=build /out/ /app/
 RUN find /app/runtimes -name 'libtorch_cuda.so' | grep -q . \
     || { echo "runtime-cuda needs the CUDA libtorch: build with --build-arg TORCH_BACKEND=cuda" >&2; exit 1; }
 RUN mkdir -p /app/runs && chown 10001:10001 /app/runs
-EXPOSE 4053 4054 4080 4081 5000
+EXPOSE 4053 4054 4080 4081 5000 5001
 USER 10001
 ENTRYPOINT ["/app/condense-coordinator"]
 CMD ["serve", "--control-host", "0.0.0.0", "--local-workers", "0"]

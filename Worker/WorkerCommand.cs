@@ -18,7 +18,14 @@ static class WorkerCommand
         var seeds = new Option<string[]>("--seed") { Description = "coordinator address: host:port or akka.tcp://condense@host:port (repeatable)", Required = true, AllowMultipleArgumentsPerToken = true };
         var host = new Option<string>("--host") { Description = "address other nodes reach this worker at (Akka and data plane)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Akka port (0: a free one)" };
-        var dataPort = new Option<int>("--data-port") { Description = "data-plane (gRPC) port (0: a free one)" };
+        var dataPort = new Option<int>("--data-port") { Description = "data-plane gRPC port: ring set-up, replica state (0: a free one)" };
+        var ringPort = new Option<int>("--ring-port") { Description = "ring listener's TCP port, where the left neighbour sends gradients (0: a free one)" };
+        var ringTransport = new Option<string>("--ring-transport")
+        {
+            Description = "auto: Unix sockets to ring neighbours on this host, TCP to others; tcp: TCP to every neighbour",
+            DefaultValueFactory = _ => "auto",
+        };
+        ringTransport.AcceptOnlyFromAmong("auto", "tcp");
         var name = new Option<string?>("--name") { Description = "worker name in logs and the summary (default: host-pid)" };
         var config = new Option<string?>("--config") { Description = "HOCON file overriding the cluster defaults" };
         var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
@@ -28,7 +35,7 @@ static class WorkerCommand
         var data = new Option<string?>("--data") { Description = "where the job's dataset lies on this machine (default: the job's --data)" };
         var wait = new Option<double>("--coordinator-timeout") { Description = "seconds to wait for a lost coordinator to come back, keeping the replica", DefaultValueFactory = _ => 600 };
         var fault = new Option<string?>("--fault") { Description = "fault injection for tests: kill|stop@compute|allreduce|masks|checkpoint:N", Hidden = true };
-        foreach (var option in new Option[] { seeds, host, port, dataPort, name, config, device, threads, loaderThreads, evalBatch, data, wait, fault })
+        foreach (var option in new Option[] { seeds, host, port, dataPort, ringPort, ringTransport, name, config, device, threads, loaderThreads, evalBatch, data, wait, fault })
             root.Options.Add(option);
 
         root.SetAction(result =>
@@ -41,7 +48,15 @@ static class WorkerCommand
             var endpoint = new ClusterEndpoint(address, result.GetValue(port), result.GetValue(seeds), result.GetValue(config));
             double coordinatorTimeout = result.GetValue(wait);
             if (coordinatorTimeout <= 0) throw new ArgumentException($"--coordinator-timeout {coordinatorTimeout} must be positive");
-            return RunAsync(settings, endpoint, result.GetValue(dataPort), TimeSpan.FromSeconds(coordinatorTimeout)).GetAwaiter().GetResult();
+            var dataPlane = new DataPlaneOptions
+            {
+                // A name is advertised to peers; the data plane then listens on every interface.
+                ListenAddress = IPAddress.TryParse(address, out _) ? address : "0.0.0.0",
+                Port = result.GetValue(dataPort),
+                RingPort = result.GetValue(ringPort),
+                Transport = result.GetValue(ringTransport) == "tcp" ? RingTransportKind.Tcp : RingTransportKind.Auto,
+            };
+            return RunAsync(settings, endpoint, dataPlane, TimeSpan.FromSeconds(coordinatorTimeout)).GetAwaiter().GetResult();
         });
     }
 
@@ -50,11 +65,10 @@ static class WorkerCommand
     /// it): the worker stops its steps, leaves the old cluster and joins the coordinator's address anew, for up to
     /// <paramref name="coordinatorTimeout"/>.
     /// </summary>
-    static async Task<int> RunAsync(ReplicaSettings settings, ClusterEndpoint endpoint, int dataPort, TimeSpan coordinatorTimeout)
+    static async Task<int> RunAsync(ReplicaSettings settings, ClusterEndpoint endpoint, DataPlaneOptions dataPlaneOptions, TimeSpan coordinatorTimeout)
     {
         string host = endpoint.Host!;
-        // A name is advertised to peers; the data plane then listens on every interface.
-        var dataPlane = new DataPlaneNode(new DataPlaneOptions { ListenAddress = IPAddress.TryParse(host, out _) ? host : "0.0.0.0", Port = dataPort });
+        var dataPlane = new DataPlaneNode(dataPlaneOptions);
         var replica = new Replica(settings, dataPlane);
         await using var disposeReplica = replica;
         string bound = await dataPlane.StartAsync(
@@ -66,7 +80,7 @@ static class WorkerCommand
         Func<RegisterWorker> registration = () =>
             new(id, dataEndpoint, settings.Device.ToString(), torch.get_num_threads(), replica.Held, replica.Generation);
         string seeds = string.Join(", ", endpoint.Seeds!.Select(ClusterNode.SeedAddress));
-        Console.WriteLine($"[{id}] worker on {settings.Device} ({torch.get_num_threads()} threads), data plane {dataEndpoint}, joining {seeds}");
+        Console.WriteLine($"[{id}] worker on {settings.Device} ({torch.get_num_threads()} threads), data plane {dataEndpoint}, ring port {dataPlane.RingPort}, joining {seeds}");
         while (true)
         {
             var system = ClusterNode.Start("worker", endpoint);

@@ -4,7 +4,7 @@ public enum AllReduceFailure
 {
     /// <summary>The right neighbour could not be reached.</summary>
     PeerUnreachable,
-    /// <summary>A neighbour's stream ended or broke (a dead peer, or one that gave the ring up).</summary>
+    /// <summary>A neighbour's connection ended or broke (a dead peer, or one that gave the ring up).</summary>
     StreamBroken,
     /// <summary>No message moved either way for <see cref="DataPlaneOptions.ProgressTimeout"/>: a silent peer.</summary>
     Timeout,
@@ -12,6 +12,10 @@ public enum AllReduceFailure
     Aborted,
     /// <summary>The left neighbour sent another message than expected: the ranks disagree on the operation or buffer length.</summary>
     Mismatch,
+    /// <summary>The left neighbour sent bytes that are no ring frame: a foreign or broken peer.</summary>
+    Malformed,
+    /// <summary>The right neighbour refused this rank's connection: its ring is newer or another one, or the handshake failed.</summary>
+    Refused,
 }
 
 /// <summary>

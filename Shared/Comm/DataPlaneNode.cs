@@ -1,4 +1,5 @@
 using System.Net;
+using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -12,19 +13,22 @@ using Microsoft.Extensions.Hosting;
 namespace CondenseCluster.Shared.Comm;
 
 /// <summary>
-/// One worker's end of the data plane (DESIGN.md §2): a Kestrel server (HTTP/2 without TLS) that its left neighbour
-/// pushes to, and the stream to its right neighbour, renewed whenever the ring is configured.
+/// One worker's end of the data plane (DESIGN.md §2): a ring listener for its left neighbour's connection (TCP, and a
+/// Unix socket for a neighbour on the same host), its connection to the right neighbour, renewed whenever the ring is
+/// configured, and a gRPC endpoint (Kestrel, HTTP/2 without TLS) for what is small or rare: ring set-up, and the
+/// services its owner adds (the replica state).
 /// </summary>
-public sealed class DataPlaneNode : IAsyncDisposable
+public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
 {
     readonly object gate = new();
     readonly DataPlaneOptions options;
-    readonly RingInbox inbox;
-    readonly List<RingTransport> retired = [];
+    readonly RingListener listener;
+    readonly RingConnector connector;
+    readonly RingIoThread sender = new("ring-send"), receiver = new("ring-receive");
     static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(1);
     WebApplication? server;
     long? generation;
-    RingTransport? transport;
+    IRingLink? link;
     RingAllReduce? ring;
     long sentByRetired;
     bool disposed;
@@ -33,14 +37,18 @@ public sealed class DataPlaneNode : IAsyncDisposable
     {
         this.options = options ?? new DataPlaneOptions();
         this.options.Validate();
-        inbox = new RingInbox(this.options.InboxMessages);
+        listener = new RingListener(IPAddress.Parse(this.options.ListenAddress), this.options.RingPort, this.options.SegmentBytes, this.options.HandshakeTimeout);
+        connector = new RingConnector(this.options);
     }
 
-    /// <summary>The endpoint bound, e.g. http://127.0.0.1:41234; set by <see cref="StartAsync"/>. Listening on 0.0.0.0, peers need the host's own name or address with this port.</summary>
+    /// <summary>The gRPC endpoint bound, e.g. http://127.0.0.1:41234; set by <see cref="StartAsync"/>. Listening on 0.0.0.0, peers need the host's own name or address with this port.</summary>
     public string Endpoint { get; private set; } = "";
 
+    /// <summary>The ring listener's TCP port.</summary>
+    public int RingPort => listener.TcpPort;
+
     /// <summary>
-    /// Binds and starts the server; returns the endpoint actually bound (the port chosen when it was 0).
+    /// Binds and starts the gRPC endpoint; returns the endpoint actually bound (the port chosen when it was 0).
     /// <paramref name="services"/> and <paramref name="endpoints"/> add more gRPC services on the same endpoint.
     /// </summary>
     public async Task<string> StartAsync(Action<IServiceCollection>? services = null, Action<IEndpointRouteBuilder>? endpoints = null,
@@ -48,29 +56,15 @@ public sealed class DataPlaneNode : IAsyncDisposable
     {
         if (server != null) throw new InvalidOperationException("the data plane node is already started");
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
-        // Measured with bench/AllReduce: the data plane is bound by per-syscall and per-wakeup costs, not by bytes.
-        // Waiting for data before renting a read buffer costs a zero-byte receive per read: on a stream that is always
-        // busy that doubles the receive calls for nothing.
-        builder.WebHost.UseSockets(sockets => sockets.WaitForDataBeforeAllocatingBuffer = false);
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
-        {
-            kestrel.Listen(IPAddress.Parse(options.ListenAddress), options.Port, listen => listen.Protocols = HttpProtocols.Http2);
-            // Kestrel's default windows (768 KiB a stream, 1 MiB a connection) are under one 1 MiB message: the left
-            // neighbour stalled on every message until this node had parsed the previous one. The inbox bounds what
-            // is held (InboxMessages), so the windows only need to cover it; the connection window leaves room for a
-            // new generation's stream beside the old one's.
-            long window = Math.Clamp((long)options.MessageBytes * (options.InboxMessages + 2), 1 << 20, 1 << 30);
-            kestrel.Limits.Http2.InitialStreamWindowSize = (int)window;
-            kestrel.Limits.Http2.InitialConnectionWindowSize = (int)Math.Min(2 * window, int.MaxValue);
-            kestrel.Limits.MaxRequestBufferSize = 2 * window;
-        });
-        // Streams end with the node (RingPeerService); what is left of stopping is bounded like the outgoing streams.
+            kestrel.Listen(IPAddress.Parse(options.ListenAddress), options.Port, listen => listen.Protocols = HttpProtocols.Http2));
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = ShutdownGrace);
         builder.Services.AddGrpc();
-        builder.Services.AddSingleton(inbox);
+        builder.Services.AddSingleton(listener);
         services?.Invoke(builder.Services);
         server = builder.Build();
-        server.MapGrpcService<RingPeerService>();
+        server.MapGrpcService<RingSetupService>();
+        server.MapGrpcService<GrpcStreamProbe.Service>();
         endpoints?.Invoke(server);
         await server.StartAsync(cancellationToken);
         string address = server.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
@@ -78,8 +72,9 @@ public sealed class DataPlaneNode : IAsyncDisposable
     }
 
     /// <summary>
-    /// Makes this node rank <paramref name="rank"/> of the ring <paramref name="endpoints"/>; an all-reduce still running
-    /// on the previous ring is aborted. <paramref name="generation"/> must grow with every new ring, on every member alike.
+    /// Makes this node rank <paramref name="rank"/> of the ring <paramref name="endpoints"/> (the members' gRPC
+    /// endpoints, in ring order) and starts connecting to its right neighbour; an all-reduce still running on the
+    /// previous ring is aborted. <paramref name="generation"/> must grow with every new ring, on every member alike.
     /// </summary>
     public void ConfigureRing(int rank, IReadOnlyList<string> endpoints, long generation)
     {
@@ -91,31 +86,50 @@ public sealed class DataPlaneNode : IAsyncDisposable
             if (generation <= this.generation)
                 throw new ArgumentException($"ring generation {generation} is not newer than the current {this.generation}", nameof(generation));
             this.generation = generation;
-            RetireCurrent("the ring was reconfigured");
-            RingNeighbour Member(int r) => new((r + size) % size, endpoints[(r + size) % size]);
-            transport = size == 1 ? null : new RingTransport(generation, Member(rank - 1), Member(rank + 1), inbox, options.ProgressTimeout);
+            link?.Retire("the ring was reconfigured");
             sentByRetired += ring?.BytesSent ?? 0;
-            ring = new RingAllReduce(rank, size, transport, options);
+            link = size == 1 ? null : new SocketRingLink(generation, rank, endpoints, listener, connector);
+            ring = new RingAllReduce(rank, size, link, options, sender, receiver);
         }
     }
 
-    /// <summary>Sums <paramref name="buffer"/> over the configured ring in float32; see <see cref="RingAllReduce.AllReduceAsync"/>.</summary>
+    public int Rank => Current.Rank;
+
+    public int Size => Current.Size;
+
+    /// <summary>How the connection to the right neighbour travels ("tcp", "unix"; "connecting" before it is open), or null on a ring of one.</summary>
+    public string? Transport
+    {
+        get { lock (gate) return link?.Transport; }
+    }
+
+    /// <summary>Sums <paramref name="buffer"/> over the configured ring in float32; see <see cref="AllReduceAsync(Memory{float}, long, WirePrecision, CancellationToken)"/>.</summary>
     public Task AllReduceAsync(Memory<float> buffer, long operationId, CancellationToken cancellationToken = default) =>
         AllReduceAsync(buffer, operationId, WirePrecision.Float32, cancellationToken);
 
-    /// <summary>Sums <paramref name="buffer"/> over the configured ring; see <see cref="RingAllReduce.AllReduceAsync"/>.</summary>
-    public Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Replaces <paramref name="buffer"/> by the elementwise sum over the ring (the caller divides), bit-identical on
+    /// every rank. Every rank passes the same length, the same <paramref name="operationId"/> sequence and the same
+    /// <paramref name="precision"/>. Fails with <see cref="AllReduceException"/>; a cancelled
+    /// <paramref name="cancellationToken"/> throws OperationCanceledException. After either, the buffer holds partial
+    /// sums and the ring must be configured anew.
+    /// </summary>
+    public Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default) =>
+        Current.AllReduceAsync(buffer, operationId, precision, cancellationToken);
+
+    RingAllReduce Current
     {
-        RingAllReduce current;
-        lock (gate)
+        get
         {
-            ObjectDisposedException.ThrowIf(disposed, this);
-            current = ring ?? throw new InvalidOperationException("configure the ring before the first all-reduce");
+            lock (gate)
+            {
+                ObjectDisposedException.ThrowIf(disposed, this);
+                return ring ?? throw new InvalidOperationException("configure the ring before the first all-reduce");
+            }
         }
-        return current.AllReduceAsync(buffer, operationId, precision, cancellationToken);
     }
 
-    /// <summary>Gradient bytes this node has sent through its rings (every generation).</summary>
+    /// <summary>Payload bytes this node has sent through its rings (every generation).</summary>
     public long BytesSent
     {
         get { lock (gate) return sentByRetired + (ring?.BytesSent ?? 0); }
@@ -124,51 +138,43 @@ public sealed class DataPlaneNode : IAsyncDisposable
     /// <summary>Aborts the all-reduce in flight, if any, and ends the current ring generation.</summary>
     public void Abort()
     {
-        lock (gate) transport?.Abort("the owner aborted the ring");
+        lock (gate) link?.Abort("the owner aborted the ring");
     }
 
-    /// <summary>Bytes per second of a raw push of <paramref name="bytes"/> to the right neighbour (no reduction).</summary>
-    public Task<double> MeasureStreamBandwidthAsync(long bytes, CancellationToken cancellationToken = default)
+    /// <summary>Bytes per second of a raw push of <paramref name="bytes"/> to the right neighbour's ring listener, over the transport the ring takes.</summary>
+    public Task<double> MeasureSocketBandwidthAsync(long bytes, CancellationToken cancellationToken = default)
     {
-        RingTransport current;
-        lock (gate) current = transport ?? throw new InvalidOperationException("the bandwidth probe needs a ring of at least two workers");
-        return StreamBandwidth.MeasureAsync(current.Invoker, bytes, options.MessageBytes, cancellationToken);
+        var right = RightNeighbour();
+        return Task.Factory.StartNew(() => connector.Probe(right, bytes, cancellationToken), cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    /// <summary>Bytes per second of a raw gRPC client stream of <paramref name="bytes"/> to the right neighbour's endpoint, in messages of one segment.</summary>
+    public async Task<double> MeasureGrpcStreamBandwidthAsync(long bytes, CancellationToken cancellationToken = default)
+    {
+        using var channel = GrpcChannel.ForAddress(RightNeighbour().Endpoint);
+        return await GrpcStreamProbe.MeasureAsync(channel.CreateCallInvoker(), bytes, options.SegmentBytes, cancellationToken);
+    }
+
+    RingNeighbour RightNeighbour()
+    {
+        lock (gate) return link?.Right ?? throw new InvalidOperationException("the bandwidth probes need a ring of at least two workers");
     }
 
     public async ValueTask DisposeAsync()
     {
-        List<RingTransport> closing;
         lock (gate)
         {
             if (disposed) return;
             disposed = true;
-            RetireCurrent("the worker is shutting down");
-            closing = [.. retired];
+            link?.Retire("the worker is shutting down");
         }
-        // An idle stream closes gracefully, so that the right neighbour still reads the tail of the last all-reduce;
-        // one that does not close at once (a stalled neighbour) is cut.
-        var closed = Task.WhenAll(closing.Select(t => t.Closed));
-        if (await Task.WhenAny(closed, Task.Delay(ShutdownGrace)) != closed)
-            foreach (var t in closing) t.Abort("the worker is shutting down");
-        await closed;
-        inbox.Close();
+        listener.Dispose();
+        sender.Dispose();
+        receiver.Dispose();
         if (server != null)
         {
             await server.StopAsync(CancellationToken.None);
             await server.DisposeAsync();
         }
-    }
-
-    // Caller holds the gate.
-    void RetireCurrent(string why)
-    {
-        retired.RemoveAll(t => t.Closed.IsCompleted);
-        if (transport != null)
-        {
-            transport.Retire(why);
-            retired.Add(transport);
-        }
-        transport = null;
-        ring = null;
     }
 }

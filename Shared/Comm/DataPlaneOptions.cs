@@ -2,40 +2,58 @@ using System.Net;
 
 namespace CondenseCluster.Shared.Comm;
 
+/// <summary>Which sockets ring connections take.</summary>
+public enum RingTransportKind
+{
+    /// <summary>A Unix domain socket to a neighbour on the same host, TCP to any other.</summary>
+    Auto,
+    /// <summary>TCP to every neighbour (to measure it, or where Unix sockets do not reach).</summary>
+    Tcp,
+}
+
 public sealed record DataPlaneOptions
 {
-    /// <summary>The IP address Kestrel listens on (HTTP/2 without TLS); 0.0.0.0 for every interface.</summary>
+    /// <summary>The IP address the gRPC endpoint and the ring listener bind; 0.0.0.0 for every interface.</summary>
     public string ListenAddress { get; init; } = "127.0.0.1";
 
-    /// <summary>The port to listen on; 0 picks a free one, which <see cref="DataPlaneNode.StartAsync"/> reports.</summary>
+    /// <summary>The gRPC port (ring set-up, replica state, probes); 0 picks a free one, which <see cref="DataPlaneNode.StartAsync"/> reports.</summary>
     public int Port { get; init; }
+
+    /// <summary>The ring listener's TCP port, where left neighbours on other hosts connect; 0 picks a free one.</summary>
+    public int RingPort { get; init; }
+
+    public RingTransportKind Transport { get; init; } = RingTransportKind.Auto;
 
     /// <summary>
     /// An all-reduce fails with <see cref="AllReduceFailure.Timeout"/> when no message moved either way for this long.
     /// It also bounds how far apart workers may reach the same all-reduce, i.e. how much longer one worker's compute
     /// may take than another's (a straggler, a loaded machine: measured over 10 s on 2 shared cores), so it is
-    /// generous; a dead peer is seen at once by its broken stream, a stopped one by the cluster's failure detector.
+    /// generous; a dead peer is seen at once by its broken connection, a stopped one by the cluster's failure detector.
     /// </summary>
     public TimeSpan ProgressTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Payload bytes per message: large chunks travel as several messages, so sending and receiving overlap.</summary>
-    public int MessageBytes { get; init; } = 1 << 20;
+    /// <summary>
+    /// Payload bytes per frame: a chunk travels as segments of this size, so that sending, receiving and summing
+    /// overlap (a rank forwards a segment as soon as it has summed it). Measured with bench/AllReduce (BENCHMARKS.md).
+    /// </summary>
+    public int SegmentBytes { get; init; } = 256 * 1024;
 
-    /// <summary>Messages from the left neighbour held before its stream is slowed down (HTTP/2 flow control).</summary>
-    public int InboxMessages { get; init; } = 8;
+    /// <summary>How long a connection may take to say who it is, and a neighbour's data endpoint to answer ring set-up.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>gRPC's default limit, which a message must stay under with its header fields.</summary>
-    internal const int MaxGrpcMessageBytes = 4 * 1024 * 1024;
+    /// <summary>Frames carry at most this: a header field holds the count, and a frame's payload is held in memory.</summary>
+    internal const int MaxSegmentBytes = 64 * 1024 * 1024;
 
-    internal int MessageFloats => MessageBytes / sizeof(float);
+    internal int SegmentFloats => SegmentBytes / sizeof(float);
 
     public void Validate()
     {
         if (!IPAddress.TryParse(ListenAddress, out _)) throw new ArgumentException($"listen address '{ListenAddress}' is not an IP address");
         if (Port is < 0 or > 65535) throw new ArgumentException($"port {Port} is out of range");
+        if (RingPort is < 0 or > 65535) throw new ArgumentException($"ring port {RingPort} is out of range");
         if (ProgressTimeout <= TimeSpan.Zero) throw new ArgumentException($"progress timeout {ProgressTimeout} must be positive");
-        if (MessageBytes < sizeof(float) || MessageBytes % sizeof(float) != 0 || MessageBytes > MaxGrpcMessageBytes - 1024)
-            throw new ArgumentException($"message size {MessageBytes} B must be a multiple of 4 between 4 B and {MaxGrpcMessageBytes - 1024} B");
-        if (InboxMessages < 1) throw new ArgumentException($"inbox capacity {InboxMessages} must be at least 1");
+        if (HandshakeTimeout <= TimeSpan.Zero) throw new ArgumentException($"handshake timeout {HandshakeTimeout} must be positive");
+        if (SegmentBytes < sizeof(float) || SegmentBytes % sizeof(float) != 0 || SegmentBytes > MaxSegmentBytes)
+            throw new ArgumentException($"segment size {SegmentBytes} B must be a multiple of 4 between 4 B and {MaxSegmentBytes} B");
     }
 }

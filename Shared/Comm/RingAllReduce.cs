@@ -1,19 +1,24 @@
-using CondenseCluster.Shared.Comm.Wire;
+using System.Runtime.InteropServices;
 
 namespace CondenseCluster.Shared.Comm;
 
 /// <summary>
-/// Sums a float32 buffer across the ring (<see cref="RingPlan"/>) over one <see cref="RingTransport"/> generation.
-/// Sending and receiving run concurrently and pipeline by message: the slice a rank sends at step k+1 is the slice it
-/// received at step k, so it goes out as soon as it has arrived.
+/// Sums a float32 buffer across the ring (<see cref="RingPlan"/>) over one <see cref="IRingLink"/> generation. The
+/// sending and the receiving half run at once, each on its own thread, and pipeline by segment: the segment a rank sends
+/// at step k+1 is the one it received and summed at step k, so it goes out as soon as it has arrived. Float32 values go
+/// out straight from the buffer, and all-gather's arrive straight into it; reduce-scatter's are summed from a segment
+/// buffer. With <see cref="WirePrecision.Float16"/> each segment is scaled by a power of two and sent as half floats.
 /// </summary>
-public sealed class RingAllReduce(int rank, int size, RingTransport? transport, DataPlaneOptions options)
+sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions options, RingIoThread sender, RingIoThread receiver)
 {
     public int Rank { get; } = rank;
     public int Size { get; } = size;
     long bytesSent;
+    // Segment buffers of each half, made once per generation: all-reduces run one after the other.
+    readonly Lazy<Half[]> sendHalves = new(() => new Half[options.SegmentFloats]), receiveHalves = new(() => new Half[options.SegmentFloats]);
+    readonly Lazy<float[]> receiveSegment = new(() => new float[options.SegmentFloats]);
 
-    /// <summary>Gradient bytes this rank has written to the ring so far (payload, without framing).</summary>
+    /// <summary>Payload bytes this rank has written to the ring so far (without headers).</summary>
     public long BytesSent => Interlocked.Read(ref bytesSent);
 
     /// <summary>
@@ -23,92 +28,151 @@ public sealed class RingAllReduce(int rank, int size, RingTransport? transport, 
     /// <paramref name="cancellationToken"/> throws OperationCanceledException. After either, the buffer holds partial
     /// sums and the ring must be configured anew.
     /// </summary>
-    public async Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default)
+    public Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default)
     {
-        if (Size == 1) return;
-        var ring = transport ?? throw new InvalidOperationException("a ring of several workers needs a transport");
-        var abort = ring.BeginOperation();
-        using var watchdog = new CancellationTokenSource(options.ProgressTimeout);
-        using var operation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, abort, watchdog.Token);
-        var progress = new Progress(watchdog, options.ProgressTimeout);
-        using var received = new SemaphoreSlim(0);
-        var sending = SendAllAsync(ring, buffer, operationId, precision, received, progress, operation.Token);
-        var receiving = ReceiveAllAsync(ring, buffer, operationId, received, progress, operation.Token);
-        try
+        if (Size == 1) return Task.CompletedTask;
+        if (link is null) return Task.FromException(new InvalidOperationException("a ring of several workers needs a link"));
+        CancellationToken abort;
+        try { abort = link.BeginOperation(); }
+        catch (AllReduceException e) { return Task.FromException(e); }
+        var run = new Run(this, link, buffer, operationId, precision, abort, cancellationToken);
+        sender.Post(run.SendAll);
+        receiver.Post(run.ReceiveAll);
+        return run.Completion;
+    }
+
+    /// <summary>One all-reduce: its two halves, the watchdog that fails it when nothing moves, and its first failure.</summary>
+    sealed class Run
+    {
+        readonly RingAllReduce ring;
+        readonly IRingLink link;
+        readonly Memory<float> buffer;
+        readonly long operation;
+        readonly WirePrecision precision;
+        readonly CancellationToken abort, caller;
+        readonly CancellationTokenSource stop = new(); // ends waits of either half once the run fails
+        readonly CancellationTokenRegistration callerRegistration;
+        readonly Timer watchdog;
+        readonly SemaphoreSlim received = new(0); // segments summed (or copied) and ready to forward
+        readonly TaskCompletionSource done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        readonly object gate = new();
+        int halvesLeft = 2, sent, receivedCount;
+        (AllReduceFailure Reason, string What, Exception Cause)? failure;
+        bool timedOut, callerCancelled, completed;
+
+        public Run(RingAllReduce ring, IRingLink link, Memory<float> buffer, long operation, WirePrecision precision, CancellationToken abort,
+            CancellationToken caller)
         {
-            var first = await Task.WhenAny(sending, receiving);
-            if (!first.IsCompletedSuccessfully)
+            (this.ring, this.link, this.buffer, this.operation, this.precision, this.abort, this.caller) = (ring, link, buffer, operation, precision, abort, caller);
+            watchdog = new Timer(_ => Fail(new TimeoutException(), timeout: true), null, ring.ProgressTimeout, Timeout.InfiniteTimeSpan);
+            callerRegistration = caller.Register(() => Fail(new OperationCanceledException(caller), cancelled: true));
+        }
+
+        public Task Completion => done.Task;
+
+        public void SendAll() => Half(() =>
+        {
+            bool half = precision == WirePrecision.Float16;
+            var halves = half ? ring.sendHalves.Value : null;
+            foreach (var slice in RingPlan.Sends(ring.Rank, ring.Size, buffer.Length, ring.SegmentFloats))
             {
-                // A write blocked by a stalled peer may not see its token: resetting the stream frees it.
-                ring.EndOperation(succeeded: false);
-                operation.Cancel();
+                // From the second step on, each slice is one the left neighbour delivered at the previous step.
+                if (slice is not { Phase: RingPhase.ReduceScatter, Step: 0 }) received.Wait(stop.Token);
+                var values = buffer.Span.Slice(slice.Offset, slice.Length);
+                if (half)
+                {
+                    // The chunk's owner keeps what the others will receive; later steps forward values a half already holds exactly.
+                    if (slice is { Phase: RingPhase.AllGather, Step: 0 }) FloatPayload.RoundThroughHalf(values);
+                    int exponent = FloatPayload.HalfExponent(values);
+                    FloatPayload.ToHalf(values, exponent, halves);
+                    Send(RingFrame.Of(operation, slice, precision, exponent), MemoryMarshal.AsBytes(halves.AsSpan(0, slice.Length)));
+                }
+                else Send(RingFrame.Of(operation, slice, precision), MemoryMarshal.AsBytes(values));
             }
-            try { await (first == sending ? receiving : sending); }
-            catch when (!first.IsCompletedSuccessfully) { } // a consequence of the first failure
-            await first;
-            ring.EndOperation(succeeded: true);
-        }
-        catch (Exception e)
+        });
+
+        void Send(in RingFrame frame, ReadOnlySpan<byte> payload)
         {
-            ring.EndOperation(succeeded: false);
-            cancellationToken.ThrowIfCancellationRequested(); // the caller's own cancellation, whatever a cut write threw
-            var (reason, what) = e is AllReduceException failure ? (failure.Reason, failure.Detail)
-                : abort.IsCancellationRequested ? (AllReduceFailure.Aborted, "the ring was aborted")
-                : watchdog.IsCancellationRequested ? (AllReduceFailure.Timeout, $"no message moved for {options.ProgressTimeout.TotalSeconds:0.#} s")
-                : (AllReduceFailure.StreamBroken, e.Message);
-            throw new AllReduceException(reason, $"rank {Rank}, all-reduce {operationId}, generation {ring.Generation}: {what}; {progress.Describe(ring)}", e);
+            link.Send(frame, payload, stop.Token);
+            Interlocked.Add(ref ring.bytesSent, payload.Length);
+            Interlocked.Increment(ref sent);
+            Moved();
         }
-    }
 
-    async Task SendAllAsync(RingTransport ring, Memory<float> buffer, long operationId, WirePrecision precision, SemaphoreSlim received,
-        Progress progress, CancellationToken ct)
-    {
-        bool half = precision == WirePrecision.Float16;
-        foreach (var slice in RingPlan.Sends(Rank, Size, buffer.Length, options.MessageFloats))
+        public void ReceiveAll() => Half(() =>
         {
-            // From the second step on, each slice is one the left neighbour delivered at the previous step.
-            if (slice is not { Phase: RingPhase.ReduceScatter, Step: 0 }) await received.WaitAsync(ct);
-            var values = buffer.Slice(slice.Offset, slice.Length);
-            // The chunk's owner keeps what the others will receive; later steps forward values a half already holds exactly.
-            if (half && slice is { Phase: RingPhase.AllGather, Step: 0 }) FloatPayload.RoundThroughHalf(values.Span);
-            // Not copied: gRPC serializes the frame before the write completes, and no rank writes a slice while sending it.
-            await ring.SendAsync(RingFrame.Outgoing(ring.Generation, operationId, slice, values, precision), ct);
-            Interlocked.Add(ref bytesSent, (long)slice.Length * (half ? 2 : sizeof(float)));
-            progress.Sent();
-        }
-    }
+            bool half = precision == WirePrecision.Float16;
+            var halves = half ? ring.receiveHalves.Value : null;
+            var segment = ring.receiveSegment.Value; // reduce-scatter's values before they are added
+            foreach (var slice in RingPlan.Receives(ring.Rank, ring.Size, buffer.Length, ring.SegmentFloats))
+            {
+                var frame = link.ReceiveFrame(stop.Token);
+                if (!frame.Carries(operation, slice, precision))
+                    throw new AllReduceException(AllReduceFailure.Mismatch,
+                        $"rank {ring.Rank} expected all-reduce {operation} {slice} as {precision} from {link.Left}, got {frame}: "
+                        + "do all ranks run the same all-reduces on buffers of the same length?");
+                var target = buffer.Span.Slice(slice.Offset, slice.Length);
+                bool reduce = slice.Phase == RingPhase.ReduceScatter;
+                var values = reduce ? segment.AsSpan(0, slice.Length) : target;
+                if (half)
+                {
+                    link.ReceivePayload(MemoryMarshal.AsBytes(halves.AsSpan(0, slice.Length)), stop.Token);
+                    FloatPayload.FromHalf(halves.AsSpan(0, slice.Length), frame.HalfExponent, values);
+                }
+                else link.ReceivePayload(MemoryMarshal.AsBytes(values), stop.Token);
+                if (reduce) FloatPayload.AddTo(values, target);
+                Interlocked.Increment(ref receivedCount);
+                Moved();
+                received.Release();
+            }
+        });
 
-    async Task ReceiveAllAsync(RingTransport ring, Memory<float> buffer, long operationId, SemaphoreSlim received, Progress progress, CancellationToken ct)
-    {
-        foreach (var slice in RingPlan.Receives(Rank, Size, buffer.Length, options.MessageFloats))
+        void Moved() => watchdog.Change(ring.ProgressTimeout, Timeout.InfiniteTimeSpan);
+
+        void Half(Action body)
         {
-            var message = await ring.ReceiveAsync(ct);
-            var payload = message.Payload.Span;
-            if (message.Generation != ring.Generation || message.Operation != operationId || message.Phase != slice.Phase
-                || message.Step != slice.Step || message.Chunk != slice.Chunk || message.Offset != slice.Offset || payload.Length != slice.Length)
-                throw new AllReduceException(AllReduceFailure.Mismatch,
-                    $"rank {Rank} expected all-reduce {operationId} of generation {ring.Generation} {slice} from {ring.Left}, got all-reduce "
-                    + $"{message.Operation} of generation {message.Generation} {message.Phase} step {message.Step} chunk {message.Chunk} "
-                    + $"at {message.Offset} with {payload.Length} values: do all ranks run the same all-reduces on buffers of the same length?");
-            var target = buffer.Span.Slice(slice.Offset, slice.Length);
-            if (slice.Phase == RingPhase.ReduceScatter) FloatPayload.AddTo(payload, target);
-            else payload.CopyTo(target);
-            message.Release();
-            progress.Received();
-            received.Release();
+            try { body(); }
+            catch (Exception e) { Fail(e); }
+            if (Interlocked.Decrement(ref halvesLeft) == 0) Complete();
+        }
+
+        /// <summary>The first failure decides the reason; it ends the generation so the other half's blocked calls return.</summary>
+        void Fail(Exception e, bool timeout = false, bool cancelled = false)
+        {
+            lock (gate)
+            {
+                if (failure is not null || completed) return; // a late timer or cancellation changes nothing
+                timedOut |= timeout;
+                callerCancelled |= cancelled;
+                // Checked in this order: a connection cut on purpose breaks with an error of its own.
+                failure = callerCancelled ? (AllReduceFailure.Aborted, "the caller cancelled", e)
+                    : abort.IsCancellationRequested ? (AllReduceFailure.Aborted, "the ring was aborted", e)
+                    : timedOut ? (AllReduceFailure.Timeout, $"no message moved for {ring.ProgressTimeout.TotalSeconds:0.#} s", e)
+                    : e is AllReduceException known ? (known.Reason, known.Detail, e)
+                    : (AllReduceFailure.StreamBroken, e.Message, e);
+                link.Cut($"all-reduce {operation} failed");
+                stop.Cancel();
+            }
+        }
+
+        void Complete()
+        {
+            lock (gate) completed = true;
+            watchdog.Dispose();
+            callerRegistration.Dispose();
+            link.EndOperation(failure is null);
+            stop.Dispose();
+            received.Dispose();
+            if (failure is not var (reason, what, cause)) done.SetResult();
+            else if (caller.IsCancellationRequested) done.SetCanceled(caller);
+            else
+                done.SetException(new AllReduceException(reason,
+                    $"rank {ring.Rank}, all-reduce {operation}, generation {link.Generation}: {what}; "
+                    + $"{Volatile.Read(ref receivedCount)} messages received from {link.Left}, {Volatile.Read(ref sent)} sent to {link.Right}", cause));
         }
     }
 
-    /// <summary>Counts messages and restarts the no-progress timer on each one.</summary>
-    sealed class Progress(CancellationTokenSource watchdog, TimeSpan timeout)
-    {
-        int sent, received;
+    TimeSpan ProgressTimeout => options.ProgressTimeout;
 
-        public void Sent() { Interlocked.Increment(ref sent); watchdog.CancelAfter(timeout); }
-
-        public void Received() { Interlocked.Increment(ref received); watchdog.CancelAfter(timeout); }
-
-        public string Describe(RingTransport ring) =>
-            $"{Volatile.Read(ref received)} messages received from {ring.Left}, {Volatile.Read(ref sent)} sent to {ring.Right}";
-    }
+    int SegmentFloats => options.SegmentFloats;
 }

@@ -1,6 +1,7 @@
-using CondenseCluster.Shared.Comm.Wire;
-
 namespace CondenseCluster.Shared.Comm;
+
+/// <summary>The two halves of a ring all-reduce.</summary>
+public enum RingPhase : byte { ReduceScatter, AllGather }
 
 /// <summary>One message's worth of a ring all-reduce: elements [Offset, Offset + Length) of chunk Chunk.</summary>
 public readonly record struct RingSlice(RingPhase Phase, int Step, int Chunk, int Offset, int Length);

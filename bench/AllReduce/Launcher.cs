@@ -1,98 +1,155 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Reflection;
 using CondenseCluster.Shared.Comm;
 
 namespace CondenseCluster.Bench.AllReduce;
 
-/// <summary>One measured configuration: a ring size, a buffer size and what the values cross the ring as.</summary>
-sealed record Result(
-    int Workers, double SizeMb, int Floats, string Precision, double[] TimesMs, double MedianMs, double MinMs,
-    double AlgorithmGBps, double BusGBps, double RawStreamGBps, double[] RawStreamRankGBps)
+/// <summary>One measured configuration: a ring size, a buffer size, a method and what the values cross as.</summary>
+sealed record Result(int Workers, double SizeMb, int Floats, Method Method, string Transport, string Precision, double[] TimesMs, double RawGBps)
 {
+    public double MedianMs => Statistics.Median(TimesMs);
+    public double MinMs => TimesMs.Min();
     public long Bytes => (long)Floats * sizeof(float);
-    public double BusToRaw => BusGBps / RawStreamGBps;
+    public double AlgorithmGBps => Bytes / (MedianMs / 1e3) / 1e9;
+    public double BusGBps => AlgorithmGBps * 2 * (Workers - 1) / Workers;
+    public double BusToRaw => BusGBps / RawGBps;
 }
 
-/// <summary>Starts one process per rank, forms the ring, and paces the probes and the all-reduces.</summary>
+/// <summary>Raw bandwidth of one transport at one ring size: every rank pushing to its right neighbour at once.</summary>
+sealed record Probe(int Workers, string Transport, double GBps, double[] RankGBps);
+
+sealed record BenchRun(List<Result> Results, List<Probe> Probes, string? GlooNote);
+
+/// <summary>Starts one process per rank for our ring and for gloo, measures the raw transports, and paces the all-reduces.</summary>
 static class Launcher
 {
     const int ProbeRounds = 3;
 
-    public static async Task<List<Result>> RunAsync(BenchSettings settings)
+    public static async Task<BenchRun> RunAsync(BenchSettings settings)
     {
         var results = new List<Result>();
+        var probes = new List<Probe>();
+        string? glooNote = settings.Methods.Contains(Method.Gloo) ? GlooMissing(settings.Python) : null;
+        var methods = settings.Methods.Where(m => m != Method.Gloo || glooNote is null).ToArray();
         long operation = 0;
         foreach (int workers in settings.Workers)
         {
-            var ranks = Enumerable.Range(0, workers).Select(_ => Rank.Start(settings)).ToArray();
+            var ours = Enumerable.Range(0, workers).Select(_ => Rank.Ours(settings)).ToList();
+            var gloo = new List<Rank>();
             try
             {
-                string[] endpoints = await Task.WhenAll(ranks.Select(r => r.ExpectAsync("endpoint")));
+                string[][] endpoints = [.. (await Task.WhenAll(ours.Select(r => r.ExpectAsync("endpoints")))).Select(e => e.Split(' '))];
                 for (int rank = 0; rank < workers; rank++)
-                    await ranks[rank].SendAsync($"ring {rank} {string.Join(' ', endpoints)}");
-
-                // Every rank pushes at once, as in an all-reduce, where each stream shares the machine with the others.
-                // The first round is not counted: it runs while the JIT is still compiling the stack.
-                var probes = new List<double[]>();
-                string probeBytes = ((long)(settings.ProbeMb * 1e6)).ToString(CultureInfo.InvariantCulture);
-                for (int round = 0; round <= ProbeRounds; round++)
+                    await ours[rank].SendAsync($"ring {rank} {string.Join(' ', endpoints.Select(e => e[0]))} {string.Join(' ', endpoints.Select(e => e[1]))}");
+                if (methods.Contains(Method.Gloo))
                 {
-                    double[] rates = await AllAsync(ranks, $"probe {probeBytes}", "probed");
-                    if (round > 0) probes.Add(rates);
+                    int port = FreePort();
+                    gloo.AddRange(Enumerable.Range(0, workers).Select(rank => Rank.Gloo(settings.Python, rank, workers, port)));
+                    await Task.WhenAll(gloo.Select(r => r.ExpectAsync("ready")));
                 }
-                double[] rankRates = [.. Enumerable.Range(0, workers).Select(r => Statistics.Median(probes.Select(p => p[r])) / 1e9)];
-                double rawGBps = Statistics.Median(probes.Select(p => p.Average())) / 1e9;
+
+                // The transports in turn, every rank pushing at once as in an all-reduce; the first round is not
+                // counted: it runs while the JIT is still compiling the stack.
+                string probeBytes = ((long)(settings.ProbeMb * 1e6)).ToString(CultureInfo.InvariantCulture);
+                var rates = new Dictionary<string, List<double[]>> { ["tcp"] = [], ["unix"] = [], ["grpc"] = [] };
+                for (int round = 0; round <= ProbeRounds; round++)
+                    foreach (var (transport, measured) in rates)
+                    {
+                        double[] rate = await AllAsync(ours, $"probe {transport} {probeBytes}", "probed");
+                        if (round > 0) measured.Add(rate);
+                    }
+                foreach (var (transport, measured) in rates)
+                {
+                    var probe = new Probe(workers, transport, Statistics.Median(measured.Select(p => p.Average())) / 1e9,
+                        [.. Enumerable.Range(0, workers).Select(r => Statistics.Median(measured.Select(p => p[r])) / 1e9)]);
+                    Console.Error.WriteLine($"N={workers} raw {transport}: {probe.GBps:0.000} GB/s");
+                    probes.Add(probe);
+                }
 
                 foreach (double mb in settings.SizesMb)
                 {
                     int floats = BenchSettings.Floats(mb);
-                    await AllAsync(ranks, $"buffer {floats}", "ready");
-                    foreach (string wire in settings.Precisions.Select(p => p.Name()))
-                    {
-                        var times = new List<double>();
-                        for (int i = 0; i < settings.Warmups + settings.Repeats; i++)
+                    await AllAsync([.. ours, .. gloo], $"buffer {floats}", "ready");
+                    var runs = methods.SelectMany(m => m == Method.Gloo ? [(m, "fp32")] : settings.Precisions.Select(p => (m, p.Name()))).ToArray();
+                    var times = runs.ToDictionary(r => r, _ => new List<double>());
+                    var transports = runs.ToDictionary(r => r, r => r.m == Method.Gloo ? "gloo tcp" : "");
+                    for (int i = 0; i < settings.Warmups + settings.Repeats; i++)
+                        foreach (var run in runs)
                         {
                             // An all-reduce is over when its slowest rank is done.
-                            double ms = (await AllAsync(ranks, $"go {++operation} {wire}", "done")).Max() * 1e3;
-                            if (i >= settings.Warmups) times.Add(ms);
+                            var (seconds, transport) = run.m == Method.Gloo
+                                ? (await AllAsync(gloo, "go", "done"), "gloo tcp")
+                                : await TimedAsync(ours, $"go {++operation} {run.m.ToString().ToLowerInvariant()} {run.Item2}");
+                            transports[run] = transport;
+                            if (i >= settings.Warmups) times[run].Add(seconds.Max() * 1e3);
                         }
-                        double median = Statistics.Median(times);
-                        double bytes = floats * (double)sizeof(float);
-                        double algorithm = bytes / (median / 1e3) / 1e9;
-                        double bus = algorithm * 2 * (workers - 1) / workers;
-                        var result = new Result(workers, mb, floats, wire, [.. times], median, times.Min(), algorithm, bus, rawGBps, rankRates);
-                        Console.Error.WriteLine($"N={workers} {mb} MB {wire}: median {median:0.00} ms, bus {bus:0.000} GB/s, raw stream {rawGBps:0.000} GB/s");
+                    foreach (var run in runs)
+                    {
+                        string rawOf = run.m == Method.Unix ? "unix" : "tcp";
+                        var result = new Result(workers, mb, floats, run.m, transports[run], run.Item2, [.. times[run]],
+                            probes.Single(p => p.Workers == workers && p.Transport == rawOf).GBps);
+                        Console.Error.WriteLine($"N={workers} {mb} MB {run.m} ({result.Transport}) {run.Item2}: median {result.MedianMs:0.00} ms, bus {result.BusGBps:0.000} GB/s");
                         results.Add(result);
                     }
                 }
-                foreach (var rank in ranks) await rank.SendAsync("quit");
-                foreach (var rank in ranks) await rank.ExitAsync();
+                foreach (var rank in ours.Concat(gloo)) await rank.SendAsync("quit");
+                foreach (var rank in ours.Concat(gloo)) await rank.ExitAsync();
             }
             finally
             {
-                foreach (var rank in ranks) rank.Dispose();
+                foreach (var rank in ours.Concat(gloo)) rank.Dispose();
             }
         }
-        return results;
+        return new BenchRun(results, probes, glooNote);
+    }
+
+    /// <summary>Why gloo cannot be measured, or null when the Python has torch.</summary>
+    static string? GlooMissing(string python)
+    {
+        try
+        {
+            using var check = Process.Start(new ProcessStartInfo(python, ["-c", "import torch.distributed"]) { RedirectStandardError = true })!;
+            check.WaitForExit();
+            return check.ExitCode == 0 ? null : $"gloo not measured: {python} has no torch (apt-get install python3-torch)";
+        }
+        catch (System.ComponentModel.Win32Exception) { return $"gloo not measured: no {python}"; }
+    }
+
+    static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>Sends <paramref name="command"/> to every rank, then waits for each one's reply.</summary>
-    static async Task<double[]> AllAsync(Rank[] ranks, string command, string reply)
+    static async Task<double[]> AllAsync(IReadOnlyList<Rank> ranks, string command, string reply) =>
+        [.. (await RepliesAsync(ranks, command, reply)).Select(v => v.Length == 0 ? 0 : double.Parse(v.Split(' ')[0], CultureInfo.InvariantCulture))];
+
+    /// <summary>One timed all-reduce of our ranks: each rank's seconds, and the transport rank 0's ring took.</summary>
+    static async Task<(double[] Seconds, string Transport)> TimedAsync(IReadOnlyList<Rank> ranks, string command)
     {
-        foreach (var rank in ranks) await rank.SendAsync(command);
-        string[] values = await Task.WhenAll(ranks.Select(r => r.ExpectAsync(reply)));
-        return [.. values.Select(v => v.Length == 0 ? 0 : double.Parse(v, CultureInfo.InvariantCulture))];
+        string[] replies = await RepliesAsync(ranks, command, "done");
+        return ([.. replies.Select(r => double.Parse(r.Split(' ')[0], CultureInfo.InvariantCulture))], replies[0].Split(' ')[1]);
     }
 
-    /// <summary>A rank process: this same program with the hidden role argument.</summary>
+    static async Task<string[]> RepliesAsync(IReadOnlyList<Rank> ranks, string command, string reply)
+    {
+        foreach (var rank in ranks) await rank.SendAsync(command);
+        return await Task.WhenAll(ranks.Select(r => r.ExpectAsync(reply)));
+    }
+
+    /// <summary>A rank process: this same program with the hidden role argument, or a gloo rank in Python.</summary>
     sealed class Rank : IDisposable
     {
         readonly Process process;
 
         Rank(Process process) => this.process = process;
 
-        public static Rank Start(BenchSettings settings)
+        public static Rank Ours(BenchSettings settings)
         {
             // Under "dotnet allreduce-bench.dll" the process is the host, which needs the assembly named again.
             string self = Environment.ProcessPath ?? throw new InvalidOperationException("the path of this program is unknown");
@@ -100,8 +157,19 @@ static class Launcher
             if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
             start.ArgumentList.Add(RankProcess.Role);
             foreach (string arg in settings.ToArgs()) start.ArgumentList.Add(arg);
-            return new Rank(Process.Start(start) ?? throw new InvalidOperationException($"could not start {self}"));
+            return Start(start);
         }
+
+        public static Rank Gloo(string python, int rank, int workers, int port)
+        {
+            string script = Path.Combine(AppContext.BaseDirectory, "allreduce_rank.py");
+            var start = new ProcessStartInfo(python, [script, $"{rank}", $"{workers}", $"{port}"])
+            { RedirectStandardInput = true, RedirectStandardOutput = true };
+            return Start(start);
+        }
+
+        static Rank Start(ProcessStartInfo start) =>
+            new(Process.Start(start) ?? throw new InvalidOperationException($"could not start {start.FileName}"));
 
         public async Task SendAsync(string line)
         {

@@ -2,8 +2,8 @@ using System.Globalization;
 using CondenseCluster.Bench.AllReduce;
 using CondenseCluster.Shared.Comm;
 
-// Ring all-reduce over the data plane against the raw speed of one of its streams, every rank in its own OS process
-// like the PyTorch DDP/gloo baseline (bench/README.md).
+// Ring all-reduce over the data plane's sockets (TCP and Unix) against PyTorch gloo's all_reduce and the raw speed of
+// each transport, every rank in its own OS process, interleaved in one run (bench/README.md).
 try
 {
     if (args is [RankProcess.Role, .. var rest]) return await RankProcess.RunAsync(BenchSettings.Parse(rest));
@@ -13,9 +13,9 @@ try
         return 0;
     }
     var settings = BenchSettings.Parse(args);
-    var results = await Launcher.RunAsync(settings);
-    Report.PrintTable(results, settings);
-    if (settings.JsonPath is { } json) await Report.WriteJsonAsync(results, settings, json);
+    var run = await Launcher.RunAsync(settings);
+    Report.PrintTable(run, settings);
+    if (settings.JsonPath is { } json) await Report.WriteJsonAsync(run, settings, json);
     return 0;
 }
 catch (UsageException e)
@@ -29,17 +29,24 @@ namespace CondenseCluster.Bench.AllReduce
 {
     sealed class UsageException(string message) : Exception(message);
 
+    /// <summary>What is all-reduced: our ring over TCP, over Unix sockets (the same-host default), or gloo's all_reduce.</summary>
+    enum Method { Tcp, Unix, Gloo }
+
     sealed record BenchSettings
     {
         public const string Usage = """
-            allreduce-bench [--workers 2,3] [--sizes-mb 2,5.8,20] [--repeats 20] [--warmups 3] [--probe-mb 64]
-                            [--message-kb 1024] [--precision fp32,fp16] [--json FILE]
+            allreduce-bench [--workers 2,3] [--sizes-mb 0.5,5.8,20] [--repeats 20] [--warmups 3] [--probe-mb 64]
+                            [--segment-kb 256] [--precision fp32,fp16] [--methods tcp,unix,gloo] [--python /usr/bin/python3]
+                            [--json FILE]
               --workers     ring sizes to measure, one OS process per rank
               --sizes-mb    buffer sizes in MB (10^6 bytes); 5.8 is all 1,451,594 CondenseNet-86 gradients
-              --repeats     timed all-reduces per size, after --warmups untimed ones
-              --probe-mb    bytes each rank pushes to its right neighbour to measure the raw stream bandwidth
-              --message-kb  DataPlaneOptions.MessageBytes in KiB (default: the data plane's own default)
-              --precision   what the values cross the ring as, each measured after the other per size (default fp32)
+              --repeats     timed all-reduces per size and method, after --warmups untimed ones, the methods in turn
+              --probe-mb    bytes each rank pushes to its right neighbour to measure each transport's raw bandwidth
+              --segment-kb  DataPlaneOptions.SegmentBytes in KiB (default: the data plane's own default)
+              --precision   what our ring's values cross as, each measured in turn (default fp32; gloo sends fp32)
+              --methods     tcp: our ring over TCP; unix: our ring as it runs between ranks on one host (Unix
+                            sockets); gloo: PyTorch's gloo all_reduce (Debian's python3-torch, bench/pytorch/allreduce_rank.py)
+              --python      the Python with torch for gloo (default /usr/bin/python3; gloo is left out without torch)
               --json        also write the results as JSON to FILE
             """;
 
@@ -47,12 +54,14 @@ namespace CondenseCluster.Bench.AllReduce
         public const int CondenseNet86Floats = 1_451_594;
 
         public int[] Workers { get; init; } = [2, 3];
-        public double[] SizesMb { get; init; } = [2, 5.8, 20];
+        public double[] SizesMb { get; init; } = [0.5, 5.8, 20];
         public int Repeats { get; init; } = 20;
         public int Warmups { get; init; } = 3;
         public double ProbeMb { get; init; } = 64;
-        public int? MessageBytes { get; init; }
+        public int? SegmentBytes { get; init; }
         public WirePrecision[] Precisions { get; init; } = [WirePrecision.Float32];
+        public Method[] Methods { get; init; } = [Method.Tcp, Method.Unix, Method.Gloo];
+        public string Python { get; init; } = "/usr/bin/python3";
         public string? JsonPath { get; init; }
 
         /// <summary>Floats in a buffer of <paramref name="mb"/> MB; 5.8 means exactly the CondenseNet-86 gradients.</summary>
@@ -72,8 +81,10 @@ namespace CondenseCluster.Bench.AllReduce
                     "--repeats" => settings with { Repeats = Number(value, n => n >= 1, "at least 1") },
                     "--warmups" => settings with { Warmups = Number(value, n => n >= 0, "at least 0") },
                     "--probe-mb" => settings with { ProbeMb = List(value, double.Parse, mb => mb > 0, "a positive size").Single() },
-                    "--message-kb" => settings with { MessageBytes = Number(value, n => n >= 1, "at least 1") * 1024 },
+                    "--segment-kb" => settings with { SegmentBytes = Number(value, n => n >= 1, "at least 1") * 1024 },
                     "--precision" => settings with { Precisions = List(value, (s, _) => Precision(s), _ => true, WirePrecisionNames.Choices) },
+                    "--methods" => settings with { Methods = List(value, (s, _) => MethodNamed(s), _ => true, "tcp, unix or gloo") },
+                    "--python" => settings with { Python = value },
                     "--json" => settings with { JsonPath = value },
                     _ => throw new UsageException($"unknown option {args[i]}"),
                 };
@@ -84,12 +95,15 @@ namespace CondenseCluster.Bench.AllReduce
         /// <summary>The same settings as arguments, for a rank process.</summary>
         public IEnumerable<string> ToArgs()
         {
-            if (MessageBytes is { } bytes) return ["--message-kb", (bytes / 1024).ToString(CultureInfo.InvariantCulture)];
+            if (SegmentBytes is { } bytes) return ["--segment-kb", (bytes / 1024).ToString(CultureInfo.InvariantCulture)];
             return [];
         }
 
         public static WirePrecision Precision(string text) =>
             WirePrecisionNames.Parse(text) ?? throw new UsageException($"'{text}': expected {WirePrecisionNames.Choices}");
+
+        static Method MethodNamed(string text) =>
+            Enum.TryParse<Method>(text, ignoreCase: true, out var method) ? method : throw new UsageException($"'{text}': expected tcp, unix or gloo");
 
         static int Number(string text, Func<int, bool> valid, string what) => List(text, int.Parse, valid, what).Single();
 

@@ -5,20 +5,24 @@ using CondenseCluster.Shared.Comm;
 namespace CondenseCluster.Bench.AllReduce;
 
 /// <summary>
-/// One rank: a data-plane node in its own process, driven by the launcher line by line over stdin/stdout, so that
-/// every rank starts each timed all-reduce on the launcher's word and none waits on another rank's bookkeeping.
+/// One rank: two data-plane nodes in its own process, one whose ring takes TCP and one as rings run by default
+/// (Unix sockets to ranks on this host), driven by the launcher line by line over stdin/stdout, so that every rank
+/// starts each timed all-reduce on the launcher's word and none waits on another rank's bookkeeping.
 /// </summary>
 static class RankProcess
 {
     public const string Role = "--rank-process";
 
-    // Launcher → rank: "ring RANK ENDPOINT..." once, then "probe BYTES", "buffer FLOATS", "go OPERATION fp32|fp16", "quit".
-    // Rank → launcher: "endpoint URL" first, then one line per command: "probed BYTES_PER_S", "ready", "done SECONDS".
+    // Launcher → rank: "ring RANK TCP_ENDPOINTS... DEFAULT_ENDPOINTS..." once, then "probe tcp|unix|grpc BYTES",
+    // "buffer FLOATS", "go OPERATION tcp|unix fp32|fp16", "quit".
+    // Rank → launcher: "endpoints TCP DEFAULT" first, then one line per command: "probed BYTES_PER_S", "ready",
+    // "done SECONDS TRANSPORT".
     public static async Task<int> RunAsync(BenchSettings settings)
     {
-        var options = settings.MessageBytes is { } bytes ? new DataPlaneOptions { MessageBytes = bytes } : new DataPlaneOptions();
-        await using var node = new DataPlaneNode(options);
-        Reply($"endpoint {await node.StartAsync()}");
+        var options = settings.SegmentBytes is { } bytes ? new DataPlaneOptions { SegmentBytes = bytes } : new DataPlaneOptions();
+        await using var tcp = new DataPlaneNode(options with { Transport = RingTransportKind.Tcp });
+        await using var local = new DataPlaneNode(options);
+        Reply($"endpoints {await tcp.StartAsync()} {await local.StartAsync()}");
         int rank = 0, size = 0;
         float[] buffer = [];
         while (await Console.In.ReadLineAsync() is { } line)
@@ -28,11 +32,18 @@ static class RankProcess
             {
                 case "ring":
                     rank = Int(words[1]);
-                    size = words.Length - 2;
-                    node.ConfigureRing(rank, words[2..], generation: 1);
+                    size = (words.Length - 2) / 2;
+                    tcp.ConfigureRing(rank, words[2..(2 + size)], generation: 1);
+                    local.ConfigureRing(rank, words[(2 + size)..], generation: 1);
                     break;
                 case "probe":
-                    double rate = await node.MeasureStreamBandwidthAsync(long.Parse(words[1], CultureInfo.InvariantCulture));
+                    long probeBytes = long.Parse(words[2], CultureInfo.InvariantCulture);
+                    double rate = words[1] switch
+                    {
+                        "tcp" => await tcp.MeasureSocketBandwidthAsync(probeBytes),
+                        "unix" => await local.MeasureSocketBandwidthAsync(probeBytes),
+                        _ => await tcp.MeasureGrpcStreamBandwidthAsync(probeBytes),
+                    };
                     Reply($"probed {rate.ToString("R", CultureInfo.InvariantCulture)}");
                     break;
                 case "buffer":
@@ -41,13 +52,14 @@ static class RankProcess
                     Reply("ready");
                     break;
                 case "go":
+                    var node = words[2] == "tcp" ? tcp : local;
                     var watch = Stopwatch.StartNew();
-                    await node.AllReduceAsync(buffer, long.Parse(words[1], CultureInfo.InvariantCulture), BenchSettings.Precision(words[2]));
+                    await node.AllReduceAsync(buffer, long.Parse(words[1], CultureInfo.InvariantCulture), BenchSettings.Precision(words[3]));
                     double seconds = watch.Elapsed.TotalSeconds;
                     // Checked and refilled off the clock: a fast wrong answer must not pass for a result.
                     Verify(buffer, size);
                     Fill(buffer, rank);
-                    Reply($"done {seconds.ToString("R", CultureInfo.InvariantCulture)}");
+                    Reply($"done {seconds.ToString("R", CultureInfo.InvariantCulture)} {node.Transport}");
                     break;
                 case "quit":
                     return 0;

@@ -4,28 +4,41 @@ namespace CondenseCluster.Bench.AllReduce;
 
 static class Report
 {
-    public static void PrintTable(IReadOnlyList<Result> results, BenchSettings settings)
+    public static void PrintTable(BenchRun run, BenchSettings settings)
     {
-        Console.WriteLine($"ring all-reduce, one process per rank, {settings.Repeats} timed after {settings.Warmups} warm-ups; "
-            + $"time = slowest rank; raw stream = {settings.ProbeMb} MB pushed by every rank at once, median of 3 after a warm-up; "
+        Console.WriteLine($"all-reduce, one process per rank, methods in turn, {settings.Repeats} timed after {settings.Warmups} warm-ups; "
+            + $"time = slowest rank; raw = {settings.ProbeMb} MB pushed by every rank to its right neighbour at once, median of 3 after a warm-up; "
             + "MB and GB/s count the float32 values reduced, whatever crosses the wire (fp16: half the bytes)");
-        Console.WriteLine($"{"N",2} {"MB",6} {"floats",10} {"wire",5} {"median ms",10} {"min ms",8} {"alg GB/s",9} {"bus GB/s",9} {"raw GB/s",9} {"bus/raw",8}");
-        foreach (var r in results)
-            Console.WriteLine($"{r.Workers,2} {r.Bytes / 1e6,6:0.0} {r.Floats,10:N0} {r.Precision,5} {r.MedianMs,10:0.00} {r.MinMs,8:0.00} "
-                + $"{r.AlgorithmGBps,9:0.000} {r.BusGBps,9:0.000} {r.RawStreamGBps,9:0.000} {r.BusToRaw,8:0.00}");
+        if (run.GlooNote is { } note) Console.WriteLine(note);
+        foreach (var group in run.Probes.GroupBy(p => p.Workers))
+            Console.WriteLine($"N={group.Key} raw bandwidth: " + string.Join(", ", group.Select(p => $"{p.Transport} {p.GBps:0.000} GB/s")));
+        Console.WriteLine($"{"N",2} {"MB",6} {"method",-6} {"transport",-9} {"wire",5} {"median ms",10} {"min ms",8} {"bus GB/s",9} {"raw GB/s",9} {"bus/raw",8} {"/ gloo",7}");
+        foreach (var r in run.Results)
+        {
+            var gloo = run.Results.SingleOrDefault(g => g.Method == Method.Gloo && g.Workers == r.Workers && g.Floats == r.Floats);
+            string ratio = gloo is null ? "-" : $"{r.MedianMs / gloo.MedianMs:0.00}";
+            Console.WriteLine($"{r.Workers,2} {r.Bytes / 1e6,6:0.0} {r.Method.ToString().ToLowerInvariant(),-6} {r.Transport,-9} {r.Precision,5} "
+                + $"{r.MedianMs,10:0.00} {r.MinMs,8:0.00} {r.BusGBps,9:0.000} {r.RawGBps,9:0.000} {r.BusToRaw,8:0.00} {ratio,7}");
+        }
+        foreach (var fit in AlphaBeta.Fit(run.Results))
+            Console.WriteLine($"alpha-beta fit of {fit.Method} (fp32, {fit.Points} points): T = 2(N-1)·α + 2(N-1)/N·bytes/β with "
+                + $"α = {fit.AlphaUs:0.0} µs per hop, β = {fit.BetaGBps:0.000} GB/s; worst relative residual {fit.WorstResidual:P0}");
     }
 
-    public static async Task WriteJsonAsync(IReadOnlyList<Result> results, BenchSettings settings, string path)
+    public static async Task WriteJsonAsync(BenchRun run, BenchSettings settings, string path)
     {
         var document = new
         {
-            settings.Repeats, settings.Warmups, settings.ProbeMb, settings.MessageBytes,
+            settings.Repeats, settings.Warmups, settings.ProbeMb, settings.SegmentBytes,
             Processors = Environment.ProcessorCount,
-            Results = results.Select(r => new
+            run.GlooNote,
+            Probes = run.Probes,
+            Results = run.Results.Select(r => new
             {
-                r.Workers, r.SizeMb, r.Floats, r.Precision, r.Bytes, r.MedianMs, r.MinMs, r.AlgorithmGBps, r.BusGBps,
-                r.RawStreamGBps, r.BusToRaw, r.RawStreamRankGBps, r.TimesMs,
+                r.Workers, r.SizeMb, r.Floats, Method = r.Method.ToString().ToLowerInvariant(), r.Transport, r.Precision, r.Bytes,
+                r.MedianMs, r.MinMs, r.AlgorithmGBps, r.BusGBps, r.RawGBps, r.BusToRaw, r.TimesMs,
             }),
+            Fits = AlphaBeta.Fit(run.Results),
         };
         await using var file = File.Create(path);
         await JsonSerializer.SerializeAsync(file, document, new JsonSerializerOptions { WriteIndented = true });

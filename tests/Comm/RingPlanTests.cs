@@ -1,5 +1,4 @@
 using CondenseCluster.Shared.Comm;
-using CondenseCluster.Shared.Comm.Wire;
 using Xunit;
 
 namespace CondenseCluster.Tests.Comm;

@@ -34,7 +34,7 @@ public class HelmChartTests
         "gpu" => ["-f", GpuValues],
         "train" => ["--set", "coordinator.mode=train", "--set-json", """job.args=["--epochs","2","--batch-size","96"]"""],
         // Every port moved off its default: the agreements below must hold for any numbers, not just the defaults.
-        "ports" => ["--set", "ports.akka=5153", "--set", "ports.workerAkka=5154", "--set", "ports.data=6000", "--set", "ports.api=5180",
+        "ports" => ["--set", "ports.akka=5153", "--set", "ports.workerAkka=5154", "--set", "ports.data=6000", "--set", "ports.ring=6001", "--set", "ports.api=5180",
             "--set", "ports.dashboard=5181", "--set", "worker.replicas=4"],
         "dataset" => ["--set", "dataset.hostPath=/mnt/imagenet", "--set-string", "clusterConfig=akka.loglevel = INFO"],
         _ => throw new ArgumentException(variant),
@@ -112,13 +112,17 @@ public class HelmChartTests
         var tunables = Assert.Single(worker.Seq("env").Cast<YamlMappingNode>(), e => e.Str("name") == "GLIBC_TUNABLES");
         Assert.Equal(NativeAllocator.Tunables, tunables.Str("value"));
         var workerPorts = workerService.Seq("spec", "ports").Cast<YamlMappingNode>().ToDictionary(p => p.Str("name"));
-        Assert.Equal(["akka", "data"], workerPorts.Keys.Order());
+        Assert.Equal(["akka", "data", "ring"], workerPorts.Keys.Order());
         int workerAkka = int.Parse(Manifests.Arg(worker, "--port"));
         int data = int.Parse(Manifests.Arg(worker, "--data-port"));
+        int ring = int.Parse(Manifests.Arg(worker, "--ring-port"));
         Assert.Equal(workerAkka, Manifests.ContainerPort(worker, "akka"));
         Assert.Equal(workerAkka, manifests.TargetPort(workerService, workerPorts["akka"]));
         Assert.Equal(data, Manifests.ContainerPort(worker, "data"));
         Assert.Equal(data, manifests.TargetPort(workerService, workerPorts["data"]));
+        Assert.Equal(ring, Manifests.ContainerPort(worker, "ring"));
+        Assert.Equal(ring, manifests.TargetPort(workerService, workerPorts["ring"]));
+        Assert.NotEqual(data, ring);
         Assert.Equal(data, Manifests.ResolvePort(worker, worker.Node("livenessProbe", "tcpSocket", "port")));
         Assert.Equal(workerAkka, Manifests.ResolvePort(worker, worker.Node("readinessProbe", "tcpSocket", "port")));
 
@@ -129,7 +133,7 @@ public class HelmChartTests
             Assert.Equal(4080, api);
             Assert.Equal(4081, dashboard);
         }
-        if (variant == "ports") Assert.Equal((5153, 5154, 6000, 5180, 5181), (akka, workerAkka, data, api, dashboard));
+        if (variant == "ports") Assert.Equal((5153, 5154, 6000, 6001, 5180, 5181), (akka, workerAkka, data, ring, api, dashboard));
     }
 
     [Fact]
