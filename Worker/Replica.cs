@@ -19,9 +19,9 @@ sealed record ReplicaSettings(string WorkerId, Device Device, int LoaderThreads,
 
 /// <summary>
 /// One worker's model replica in a distributed job (DESIGN.md §2). It runs the steps the coordinator hands it on its
-/// own: its micro-batches of the fixed plan, gradients summed with its peers over the gRPC ring, the same update as
-/// every other replica. All tensor work happens on one thread, in the order commands arrive, so collective operations
-/// (each all-reduce) line up across workers without locks.
+/// own through its <see cref="DistributedStep"/>: its micro-batches of the fixed plan, gradients summed with its
+/// peers over the data plane's ring, the same update as every other replica. All tensor work happens on one thread,
+/// in the order commands arrive, so collective operations (each all-reduce) line up across workers without locks.
 /// </summary>
 sealed class Replica : IAsyncDisposable
 {
@@ -36,17 +36,10 @@ sealed class Replica : IAsyncDisposable
     MicroBatchPlan? plan;
     (IImageDataset Train, IImageDataset Test)? data;
     int rank, size = 1, checksumEvery;
-    long bucketFloats;
     long step;                  // global steps this replica has completed
     long generation = -1;       // of the ring this replica is a member of
     long yieldGeneration = -1;  // a Yield asked for in this generation ends the running segment
-    long batchNormAveragedAt = -1;
-    long operation;             // all-reduce sequence number, the same on every rank of a ring generation
-    GradientSync? gradientSync; // the step's gradient exchange, planned for the current masks and ring
-    bool compressGradients;
-    WirePrecision gradientPrecision;
-    long stepInExchange;
-    int bucketsSent;            // of the step being exchanged
+    DistributedStep? distributed; // this replica's steps on the current ring
 
     public Replica(ReplicaSettings settings, DataPlaneNode dataPlane)
     {
@@ -69,6 +62,8 @@ sealed class Replica : IAsyncDisposable
     }
 
     TrainingEngine Engine => engine ?? throw new InvalidOperationException("this worker has not joined a job yet");
+
+    DistributedStep Distributed => distributed ?? throw new InvalidOperationException("this worker has not joined a job yet");
 
     /// <summary>The global steps this replica has completed; any thread.</summary>
     public long Step => Interlocked.Read(ref step);
@@ -103,12 +98,14 @@ sealed class Replica : IAsyncDisposable
             options = jobOptions;
             Interlocked.Exchange(ref step, 0);
         }
-        (rank, size, checksumEvery, bucketFloats, compressGradients, gradientPrecision, operation) =
-            (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery), job.BucketFloats, job.CompressGradients, job.GradientPrecision, 0);
-        gradientSync = null;
+        (rank, size, checksumEvery) = (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery));
         dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration);
         Interlocked.Exchange(ref generation, job.RingGeneration);
-        batchNormAveragedAt = -1;
+        distributed = new DistributedStep(Engine, plan!, dataPlane, new GradientExchange(job.BucketFloats, job.CompressGradients, job.GradientPrecision))
+        {
+            Computed = s => settings.Fault?.At(FaultPoint.Compute, s),
+            Exchanging = s => settings.Fault?.At(FaultPoint.AllReduce, s),
+        };
         string checksum;
         if (job.From is { } source && source.Step != step)
         {
@@ -138,9 +135,8 @@ sealed class Replica : IAsyncDisposable
     {
         using var reader = new BinaryReader(new MemoryStream(state));
         Engine.LoadState(reader);
-        gradientSync = null; // the loaded masks may differ
+        Distributed.StateLoaded();
         Interlocked.Exchange(ref step, atStep);
-        batchNormAveragedAt = -1;
         return ReplicaChecksum.Weights(Engine.Model);
     }
 
@@ -160,82 +156,36 @@ sealed class Replica : IAsyncDisposable
     /// </summary>
     public StepsDone RunSteps(RunSteps segment, Action<StepReport> report)
     {
-        var engine = Engine;
+        var (engine, distributed) = (Engine, Distributed);
         var (jobOptions, jobPlan, train) = (options!, plan!, data!.Value.Train);
         if (segment.From != step) throw new InvalidOperationException($"asked to run from step {segment.From}, this replica is at step {step}");
-        var mine = jobPlan.MicroBatchesOf(rank, size).ToArray();
         using var prefetcher = new BatchPrefetcher(train, jobPlan.Requests(segment.From, segment.To, jobOptions.Seed, rank, size), jobOptions.Seed,
-            settings.LoaderThreads, capacity: Math.Max(2, 2 * mine.Length));
+            settings.LoaderThreads, capacity: Math.Max(2, 2 * distributed.MicroBatches.Count));
         string? checksum = null; // of the last step run, when it was due
         for (long s = segment.From; s < segment.To; s++)
         {
-            var clock = Stopwatch.StartNew();
             long sentBefore = dataPlane.BytesSent;
-            engine.BeginStep();
-            var sync = BeginExchange(s);
-            var ((loss, correct, samples), dataWait) = engine.AccumulateAll(s, mine, prefetcher, train, sync.FinalFrom);
-            double computed = clock.Elapsed.TotalMilliseconds;
-            settings.Fault?.At(FaultPoint.Compute, s);
-            bool yielding = sync.Finish(Interlocked.Read(ref yieldGeneration) == generation ? 1 : 0) > 0;
-            double reduced = clock.Elapsed.TotalMilliseconds;
-            engine.ApplyUpdate(LearningRate.Cosine(jobOptions.LearningRate, s, jobPlan.TotalSteps));
+            var outcome = distributed.Run(s, prefetcher, train, LearningRate.Cosine(jobOptions.LearningRate, s, jobPlan.TotalSteps),
+                stopAfterThisStep: Interlocked.Read(ref yieldGeneration) == generation);
             Interlocked.Exchange(ref step, s + 1);
             checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine.Model) : null;
-            report(new StepReport(settings.WorkerId, s, loss, correct, samples, computed - dataWait + (clock.Elapsed.TotalMilliseconds - reduced),
-                reduced - computed, dataWait, checksum, dataPlane.BytesSent - sentBefore));
-            if (yielding)
+            var (loss, correct, samples) = outcome.Total;
+            report(new StepReport(settings.WorkerId, s, loss, correct, samples, outcome.ComputeMs, outcome.ExchangeWaitMs, outcome.DataWaitMs, checksum,
+                dataPlane.BytesSent - sentBefore));
+            if (outcome.Stop)
             {
                 Interlocked.Exchange(ref yieldGeneration, -1);
                 break;
             }
         }
-        batchNormAveragedAt = -1;
         return new StepsDone(settings.WorkerId, step, checksum ?? ReplicaChecksum.Weights(engine.Model));
-    }
-
-    /// <summary>
-    /// Starts step <paramref name="s"/>'s gradient exchange. The bucket plan is made again when the masks changed: a
-    /// condensed layer's dropped weights have zero gradients on every worker, so only its kept entries are sent.
-    /// </summary>
-    GradientSync BeginExchange(long s)
-    {
-        if (gradientSync is null)
-        {
-            var engine = Engine;
-            var kept = compressGradients ? GradientBuckets.KeptRuns(engine.GradientLayout()) : [new GradientRun(0, engine.Gradients.Length)];
-            gradientSync = new GradientSync(engine.Gradients.Flat, GradientBuckets.Plan(engine.ChainStepEnds(), kept, bucketFloats), values =>
-            {
-                var reducing = dataPlane.AllReduceAsync(values, ++operation, gradientPrecision);
-                if (bucketsSent++ == 1) settings.Fault?.At(FaultPoint.AllReduce, stepInExchange); // the first bucket has crossed the ring, the second is on its way
-                return reducing;
-            });
-        }
-        (stepInExchange, bucketsSent) = (s, 0);
-        gradientSync.BeginStep();
-        return gradientSync;
     }
 
     /// <summary>Per-layer importance averaged over the ring; every rank takes part, rank 0 returns it for the coordinator.</summary>
     public IReadOnlyList<LayerImportance> AverageImportance(long maskVersion)
     {
-        var importance = Engine.Model.LearnedLayers.Select(l => l.Layer.Importance()).ToArray();
-        var buffer = new float[importance.Sum(i => i.Length)];
-        int offset = 0;
-        foreach (var matrix in importance)
-        {
-            Buffer.BlockCopy(matrix, 0, buffer, offset * sizeof(float), Buffer.ByteLength(matrix));
-            offset += matrix.Length;
-        }
-        AllReduce(buffer);
-        if (rank != 0) return [];
-        foreach (ref float value in buffer.AsSpan()) value /= size;
-        offset = 0;
-        foreach (var matrix in importance)
-        {
-            Buffer.BlockCopy(buffer, offset * sizeof(float), matrix, 0, Buffer.ByteLength(matrix));
-            offset += matrix.Length;
-        }
-        return importance.Select((matrix, i) => LayerImportance.Of(maskVersion, i, matrix)).ToArray();
+        var importance = Distributed.AverageImportance();
+        return rank != 0 ? [] : importance.Select((matrix, i) => LayerImportance.Of(maskVersion, i, matrix)).ToArray();
     }
 
     /// <summary>Installs the coordinator's masks and answers with checksums of masks and weights.</summary>
@@ -248,14 +198,14 @@ sealed class Replica : IAsyncDisposable
             throw new ArgumentException($"mask version {masks.MaskVersion} has {masks.KeptColumns.Count} layers, this model {layers.Length}");
         ModelCondensing.Install(model, layers.Select((l, i) =>
             new LayerMask(masks.Stages[i], ModelCondensing.Unpack(masks.KeptColumns[i], l.Groups, l.InChannels))).ToArray());
-        gradientSync = null;
+        Distributed.MasksChanged();
         return new MasksApplied(settings.WorkerId, masks.MaskVersion, ModelCondensing.Checksum(ModelCondensing.Masks(model)), ReplicaChecksum.Weights(model));
     }
 
     /// <summary>Evaluates this worker's contiguous shard of the test set (after averaging BatchNorm statistics).</summary>
     public ShardEvaluated EvaluateShard(long atStep)
     {
-        AverageBatchNorm();
+        Distributed.AverageBatchNorm(step);
         var test = data!.Value.Test;
         int from = (int)((long)test.Count * rank / size), to = (int)((long)test.Count * (rank + 1) / size);
         var accuracy = Evaluation.Run(Engine.Model, test, settings.Device, settings.EvalBatchSize, settings.LoaderThreads,
@@ -266,32 +216,9 @@ sealed class Replica : IAsyncDisposable
     /// <summary>Averages BatchNorm statistics so the state the coordinator fetches is the job's, not this replica's.</summary>
     public StatePrepared PrepareState(long atStep)
     {
-        AverageBatchNorm();
+        Distributed.AverageBatchNorm(step);
         return new StatePrepared(settings.WorkerId, atStep, ReplicaChecksum.Weights(Engine.Model));
     }
-
-    /// <summary>
-    /// Each replica updates its running statistics on its own micro-batches; before evaluation, checkpoints and export
-    /// they are averaged over the replicas that compute micro-batches (with fewer micro-batches than workers, some
-    /// see no data and hold only initial statistics). Once per step, so two uses at one boundary average once.
-    /// </summary>
-    void AverageBatchNorm()
-    {
-        if (batchNormAveragedAt == step) return;
-        var statistics = Engine.Model.modules().OfType<BatchNorm>().SelectMany(bn => new[] { bn.RunningMean, bn.RunningVar }).ToArray();
-        long length = HostBuffer.Length(statistics);
-        var buffer = new float[length + 1]; // the statistics, then how many replicas contributed them
-        if (plan!.MicroBatchesOf(rank, size).Any())
-        {
-            HostBuffer.Gather(statistics, buffer);
-            buffer[length] = 1;
-        }
-        AllReduce(buffer);
-        HostBuffer.Scatter(buffer, statistics, 1.0 / buffer[length]);
-        batchNormAveragedAt = step;
-    }
-
-    void AllReduce(float[] buffer) => dataPlane.AllReduceAsync(buffer, ++operation).GetAwaiter().GetResult();
 
     public async ValueTask DisposeAsync()
     {

@@ -1,3 +1,5 @@
+using System.Numerics.Tensors;
+
 namespace CondenseCluster.Shared.Training;
 
 /// <summary>Values [Offset, Offset + Length) of the flat gradient buffer.</summary>
@@ -79,27 +81,38 @@ public static class GradientBuckets
         return buckets.ToArray();
     }
 
-    /// <summary>Copies the bucket's kept values of <paramref name="flat"/> (the whole buffer) into <paramref name="compact"/> (the whole packed buffer).</summary>
-    public static void Pack(ReadOnlySpan<float> flat, GradientBucket bucket, Span<float> compact)
+    /// <summary>
+    /// Copies the bucket's kept values into <paramref name="compact"/> (the whole packed buffer). <paramref name="flat"/>
+    /// holds the flat buffer from offset <paramref name="first"/> on: all of it, or just the bucket's range.
+    /// </summary>
+    public static void Pack(ReadOnlySpan<float> flat, long first, GradientBucket bucket, Span<float> compact)
     {
         long to = bucket.CompactStart;
         foreach (var run in bucket.Runs)
         {
-            flat.Slice((int)run.Offset, (int)run.Length).CopyTo(compact[(int)to..]);
+            flat.Slice((int)(run.Offset - first), (int)run.Length).CopyTo(compact[(int)to..]);
             to += run.Length;
         }
     }
 
-    /// <summary>Writes the bucket's packed values back into <paramref name="flat"/>; its values that did not cross the ring become zero.</summary>
-    public static void Unpack(ReadOnlySpan<float> compact, GradientBucket bucket, Span<float> flat)
+    /// <summary>
+    /// Writes the bucket's packed values back times <paramref name="scale"/>, in one pass over its range of
+    /// <paramref name="flat"/> (which holds the flat buffer from offset <paramref name="first"/> on); the values that
+    /// did not cross the ring become zero.
+    /// </summary>
+    public static void Unpack(ReadOnlySpan<float> compact, GradientBucket bucket, Span<float> flat, long first, float scale = 1)
     {
-        flat.Slice((int)bucket.FlatStart, (int)(bucket.FlatEnd - bucket.FlatStart)).Clear();
-        long from = bucket.CompactStart;
+        long at = bucket.FlatStart, from = bucket.CompactStart;
         foreach (var run in bucket.Runs)
         {
-            compact.Slice((int)from, (int)run.Length).CopyTo(flat[(int)run.Offset..]);
-            from += run.Length;
+            flat.Slice((int)(at - first), (int)(run.Offset - at)).Clear();
+            var values = compact.Slice((int)from, (int)run.Length);
+            var target = flat.Slice((int)(run.Offset - first), (int)run.Length);
+            if (scale == 1) values.CopyTo(target);
+            else TensorPrimitives.Multiply(values, scale, target);
+            (at, from) = (run.Offset + run.Length, from + run.Length);
         }
+        flat.Slice((int)(at - first), (int)(bucket.FlatEnd - at)).Clear();
     }
 
     /// <summary>How many kept values lie before each of the ascending <paramref name="offsets"/>, in one pass over the runs.</summary>

@@ -1,34 +1,45 @@
+using CondenseCluster.Shared.Model;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace CondenseCluster.Shared.Training;
 
 /// <summary>
 /// Sums a step's gradients across the ring while backward is still running, as PyTorch DDP does with its buckets:
-/// each bucket (<see cref="GradientBuckets.Plan"/>) is copied to the host, packed to its kept values and sent as soon
-/// as backward has finished it, while backward goes on with the layers before it. The buckets cross the ring one after
-/// the other in plan order, the same on every worker. <see cref="Finish"/> waits for the last and writes the sums back.
+/// each bucket (<see cref="GradientBuckets.Plan"/>) is packed to its kept values and sent as soon as backward has
+/// finished it, while backward goes on with the layers before it. The buckets cross the ring one after the other in
+/// plan order, the same on every worker. <see cref="Finish"/> waits for the last and writes the sums back, already
+/// divided by M. Packing reads the gradient buffer in one pass per bucket, unpacking writes it in one: in place on
+/// the CPU, through one device-to-host and one host-to-device copy per bucket elsewhere.
 /// </summary>
 public sealed class GradientSync
 {
+    /// <summary>The packed buffer's first value: how many replicas vote to stop after this step. It travels with the bucket sent last.</summary>
+    const int StopVotes = 0;
+    /// <summary>Where the buckets' kept values start in the packed buffer.</summary>
+    const int Values = 1;
+
     readonly Tensor flat;
+    readonly bool inPlace;     // the buffer is contiguous float32 on the CPU: packed from and unpacked into its memory
     readonly GradientBucket[] buckets;
-    readonly float[] full;     // the flat buffer on the host
-    readonly float[] compact;  // one control value summed with the bucket sent last (the buffer's first), then the kept values
+    readonly float scale;
+    readonly float[] packed;
     readonly Func<Memory<float>, Task> allReduce;
     int started;
     Task sending = Task.CompletedTask;
 
     /// <param name="flat">the gradient buffer (<see cref="GradientBuffer.Flat"/>), on any device</param>
+    /// <param name="scale">what the sums are multiplied by on the way back: 1/M</param>
     /// <param name="allReduce">sums one packed bucket in place across the ring</param>
-    public GradientSync(Tensor flat, GradientBucket[] buckets, Func<Memory<float>, Task> allReduce)
+    public GradientSync(Tensor flat, GradientBucket[] buckets, float scale, Func<Memory<float>, Task> allReduce)
     {
-        (this.flat, this.buckets, this.allReduce) = (flat, buckets, allReduce);
-        full = new float[flat.numel()];
-        compact = new float[buckets.Sum(b => b.CompactLength) + 1];
+        (this.flat, this.buckets, this.scale, this.allReduce) = (flat, buckets, scale, allReduce);
+        inPlace = TensorSpans.FitsCpuKernel(flat);
+        packed = new float[Values + buckets.Sum(b => b.CompactLength)];
     }
 
-    /// <summary>Values that cross the ring per step, the control value included.</summary>
-    public long PackedLength => compact.Length;
+    /// <summary>Values that cross the ring per step, the stop votes included.</summary>
+    public long PackedLength => packed.Length;
 
     /// <summary>Starts a step; the previous one must have finished.</summary>
     public void BeginStep() => (started, sending) = (0, Task.CompletedTask);
@@ -36,31 +47,50 @@ public sealed class GradientSync
     /// <summary>Called as backward goes: the gradients from <paramref name="flatOffset"/> to the end are final.</summary>
     public void FinalFrom(long flatOffset)
     {
-        // The first bucket of the buffer waits for Finish: it carries the control value.
-        while (started < buckets.Length - 1 && buckets[started].FlatStart >= flatOffset) Start(buckets[started++], withControl: false);
+        // The first bucket of the buffer waits for Finish: it carries the stop votes.
+        while (started < buckets.Length - 1 && buckets[started].FlatStart >= flatOffset) Start(buckets[started++], withVotes: false);
     }
 
     /// <summary>
-    /// Sends what is left, waits for every bucket and writes the sums into the gradient buffer; returns the sum of
-    /// <paramref name="control"/> over the ring (a flag every worker must agree on).
+    /// Sends what is left, waits for every bucket and writes the sums, times the scale, into the gradient buffer;
+    /// returns whether any replica voted to stop after this step (every replica gets the same answer).
     /// </summary>
-    public float Finish(float control)
+    public bool Finish(bool stopAfterThisStep)
     {
-        compact[0] = control;
-        while (started < buckets.Length) Start(buckets[started], withControl: ++started == buckets.Length);
+        packed[StopVotes] = stopAfterThisStep ? 1 : 0;
+        while (started < buckets.Length) Start(buckets[started], withVotes: ++started == buckets.Length);
         sending.GetAwaiter().GetResult();
-        foreach (var bucket in buckets) GradientBuckets.Unpack(compact.AsSpan(1), bucket, full);
-        HostBuffer.Scatter(full, [flat]);
-        return compact[0];
+        var compact = packed.AsSpan(Values);
+        if (inPlace)
+        {
+            var gradients = TensorSpans.Floats(flat);
+            foreach (var bucket in buckets) GradientBuckets.Unpack(compact, bucket, gradients, 0, scale);
+        }
+        else
+            foreach (var bucket in buckets)
+            {
+                var host = new float[bucket.FlatEnd - bucket.FlatStart];
+                GradientBuckets.Unpack(compact, bucket, host, bucket.FlatStart, scale);
+                using var _ = torch.no_grad();
+                using var staged = torch.tensor(host);
+                using var range = flat.narrow(0, bucket.FlatStart, host.Length);
+                range.copy_(staged);
+            }
+        return packed[StopVotes] > 0;
     }
 
-    void Start(GradientBucket bucket, bool withControl)
+    void Start(GradientBucket bucket, bool withVotes)
     {
-        using (var range = flat.narrow(0, bucket.FlatStart, bucket.FlatEnd - bucket.FlatStart))
-            HostBuffer.Gather([range], full.AsSpan((int)bucket.FlatStart, (int)(bucket.FlatEnd - bucket.FlatStart)));
-        GradientBuckets.Pack(full, bucket, compact.AsSpan(1));
-        // The bucket sent last starts the buffer (CompactStart 0), so with the control value before it, it is one range.
-        var values = withControl ? compact.AsMemory(0, (int)bucket.CompactLength + 1) : compact.AsMemory((int)bucket.CompactStart + 1, (int)bucket.CompactLength);
+        var compact = packed.AsSpan(Values);
+        if (inPlace) GradientBuckets.Pack(TensorSpans.Floats(flat), 0, bucket, compact);
+        else
+        {
+            using var range = flat.narrow(0, bucket.FlatStart, bucket.FlatEnd - bucket.FlatStart);
+            using var host = range.cpu();
+            GradientBuckets.Pack(TensorSpans.Floats(host), bucket.FlatStart, bucket, compact);
+        }
+        // The bucket sent last starts the buffer (CompactStart 0), so with the votes before it, it is one range.
+        var values = withVotes ? packed.AsMemory(0, Values + (int)bucket.CompactLength) : packed.AsMemory(Values + (int)bucket.CompactStart, (int)bucket.CompactLength);
         if (values.Length > 0) sending = After(sending, values);
     }
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using CondenseCluster.Shared.Comm;
 using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
@@ -27,6 +28,8 @@ public static class LocalTraining
         plan.Validate();
 
         using var engine = new TrainingEngine(options, run.Device);
+        // The workers' step code on a ring of one: nothing to exchange.
+        var steps = new DistributedStep(engine, plan, SingleRank.Instance, new GradientExchange(1, Compress: false, WirePrecision.Float32));
         long first = 0;
         if (resume is not null)
         {
@@ -59,9 +62,9 @@ public static class LocalTraining
                 }
 
                 double lr = LearningRate.Cosine(options.LearningRate, step, plan.TotalSteps);
-                engine.BeginStep();
-                var ((loss, correct, samples), dataWait) = engine.AccumulateAll(step, Enumerable.Range(0, options.MicroBatches).ToArray(), prefetcher, train);
-                engine.ApplyUpdate(lr);
+                var outcome = steps.Run(step, prefetcher, train, lr);
+                var (loss, correct, samples) = outcome.Total;
+                double dataWait = outcome.DataWaitMs;
 
                 double ms = stepClock.Elapsed.TotalMilliseconds;
                 stepTimes.Add(ms);

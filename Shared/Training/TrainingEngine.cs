@@ -145,10 +145,13 @@ public sealed class TrainingEngine : IDisposable
             : new ParameterLayout(p.numel())).ToArray();
     }
 
-    /// <summary>Finishes a step whose gradients hold the sum over all M micro-batches: average and apply the update.</summary>
-    public void ApplyUpdate(double learningRate)
+    /// <summary>
+    /// Finishes a step whose gradients hold the sum over all M micro-batches: average (unless the exchange already
+    /// divided by M, <paramref name="gradientsAveraged"/>) and apply the update.
+    /// </summary>
+    public void ApplyUpdate(double learningRate, bool gradientsAveraged = false)
     {
-        Gradients.Scale(1.0 / options.MicroBatches);
+        if (!gradientsAveraged) Gradients.Scale(1.0 / options.MicroBatches);
         Optimizer.Step(learningRate);
     }
 

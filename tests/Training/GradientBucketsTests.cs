@@ -53,12 +53,30 @@ public class GradientBucketsTests
         var buckets = GradientBuckets.Plan([3, 11, 19, 21], GradientBuckets.KeptRuns(Layout), 4);
         var flat = Enumerable.Range(1, 21).Select(i => (float)i).ToArray();
         var compact = new float[buckets.Sum(b => b.CompactLength)];
-        foreach (var bucket in buckets) GradientBuckets.Pack(flat, bucket, compact);
+        foreach (var bucket in buckets) GradientBuckets.Pack(flat, 0, bucket, compact);
         Assert.Equal(new float[] { 1, 2, 3, 4, 5, 10, 12, 13, 18, 20, 21 }, compact);
 
         var back = Enumerable.Repeat(-1f, 21).ToArray();
-        foreach (var bucket in buckets) GradientBuckets.Unpack(compact, bucket, back);
+        foreach (var bucket in buckets) GradientBuckets.Unpack(compact, bucket, back, 0);
         var expected = flat.Select((v, i) => new[] { 0, 1, 2, 3, 4, 9, 11, 12, 17, 19, 20 }.Contains(i) ? v : 0f).ToArray();
+        Assert.Equal(expected, back);
+    }
+
+    [Fact]
+    public void PackAndUnpackTakeABucketsRangeAloneAndUnpackScalesInTheSamePass()
+    {
+        // As on a GPU: only the bucket's range is on the host, one copy each way.
+        var buckets = GradientBuckets.Plan([3, 11, 19, 21], GradientBuckets.KeptRuns(Layout), 4);
+        var flat = Enumerable.Range(1, 21).Select(i => (float)i).ToArray();
+        var compact = new float[buckets.Sum(b => b.CompactLength)];
+        foreach (var bucket in buckets)
+            GradientBuckets.Pack(flat.AsSpan((int)bucket.FlatStart, (int)(bucket.FlatEnd - bucket.FlatStart)), bucket.FlatStart, bucket, compact);
+        Assert.Equal(new float[] { 1, 2, 3, 4, 5, 10, 12, 13, 18, 20, 21 }, compact);
+
+        var back = Enumerable.Repeat(-1f, 21).ToArray();
+        foreach (var bucket in buckets)
+            GradientBuckets.Unpack(compact, bucket, back.AsSpan((int)bucket.FlatStart, (int)(bucket.FlatEnd - bucket.FlatStart)), bucket.FlatStart, 1f / 3);
+        var expected = flat.Select((v, i) => new[] { 0, 1, 2, 3, 4, 9, 11, 12, 17, 19, 20 }.Contains(i) ? v * (1f / 3) : 0f).ToArray();
         Assert.Equal(expected, back);
     }
 }
@@ -73,13 +91,13 @@ public class GradientSyncTests
         var buckets = GradientBuckets.Plan([3, 11, 19, 21], GradientBuckets.KeptRuns(Layout), 2);
         using var flat = torch.arange(1, 22, dtype: torch.float32);
         var sent = new List<float[]>();
-        var sync = new GradientSync(flat, buckets, values =>
+        var sync = new GradientSync(flat, buckets, 0.5f, values =>
         {
             sent.Add(values.ToArray());
             foreach (ref float v in values.Span) v *= 2; // what a ring of two identical replicas returns
             return Task.CompletedTask;
         });
-        Assert.Equal(12, sync.PackedLength); // 11 kept values and the control value
+        Assert.Equal(12, sync.PackedLength); // 11 kept values and the stop votes
 
         sync.BeginStep();
         sync.FinalFrom(19);
@@ -88,13 +106,13 @@ public class GradientSyncTests
         sync.FinalFrom(11);
         sync.FinalFrom(3);
         Assert.Equal(3, sent.Count);
-        sync.FinalFrom(0); // the buffer's first bucket waits for the control value
+        sync.FinalFrom(0); // the buffer's first bucket waits for the stop votes
         Assert.Equal(3, sent.Count);
 
-        Assert.Equal(2f, sync.Finish(1));
+        Assert.True(sync.Finish(stopAfterThisStep: true));
         Assert.Equal(4, sent.Count);
-        Assert.Equal(new float[] { 1, 1, 2, 3 }, sent[^1]); // control value first, then the first step's values
-        var expected = Enumerable.Range(0, 21).Select(i => new[] { 0, 1, 2, 3, 4, 9, 11, 12, 17, 19, 20 }.Contains(i) ? 2f * (i + 1) : 0f);
+        Assert.Equal(new float[] { 1, 1, 2, 3 }, sent[^1]); // the stop votes first, then the first step's values
+        var expected = Enumerable.Range(0, 21).Select(i => new[] { 0, 1, 2, 3, 4, 9, 11, 12, 17, 19, 20 }.Contains(i) ? (i + 1f) : 0f); // twice the value, times the scale 1/2
         Assert.Equal(expected, flat.data<float>().ToArray());
     }
 
@@ -103,10 +121,10 @@ public class GradientSyncTests
     {
         var buckets = GradientBuckets.Plan([3, 11, 19, 21], GradientBuckets.KeptRuns(Layout), 2);
         using var flat = torch.ones(21);
-        var sync = new GradientSync(flat, buckets, _ => Task.FromException(new InvalidOperationException("ring broken")));
+        var sync = new GradientSync(flat, buckets, 1, _ => Task.FromException(new InvalidOperationException("ring broken")));
         sync.BeginStep();
         sync.FinalFrom(11);
-        var error = Assert.Throws<InvalidOperationException>(() => sync.Finish(0));
+        var error = Assert.Throws<InvalidOperationException>(() => sync.Finish(stopAfterThisStep: false));
         Assert.Equal("ring broken", error.Message);
     }
 }
