@@ -26,10 +26,12 @@ sealed class RingConnector(DataPlaneOptions options)
             socket.ReceiveTimeout = (int)options.ProgressTimeout.TotalMilliseconds;
             Span<byte> answer = stackalloc byte[RingWelcome.Bytes];
             if (RingSockets.Receive(socket, answer) < answer.Length)
-                throw new AllReduceException(AllReduceFailure.Refused, $"{right} closed the connection during the handshake");
+                throw new AllReduceException(AllReduceFailure.StreamBroken, $"{right} closed the connection during the handshake");
             var welcome = RingWelcome.Read(answer);
             if (welcome.Verdict != RingVerdict.Accepted)
-                throw new AllReduceException(AllReduceFailure.Refused, $"{right} refused this rank's connection of generation {hello.Generation}: {welcome.Explain(hello.Generation)}");
+                // A neighbour that is shutting down is as good as gone; any other refusal is a disagreement about the ring.
+                throw new AllReduceException(welcome.Verdict == RingVerdict.Closing ? AllReduceFailure.PeerUnreachable : AllReduceFailure.Refused,
+                    $"{right} refused this rank's connection of generation {hello.Generation}: {welcome.Explain(hello.Generation)}");
             socket.ReceiveTimeout = 0;
             return (socket, transport);
         }

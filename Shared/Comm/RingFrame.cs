@@ -65,5 +65,5 @@ public readonly record struct RingFrame(long Operation, RingPhase Phase, int Ste
     }
 
     public override string ToString() =>
-        $"all-reduce {Operation} {Phase} step {Step} chunk {Chunk} at {Offset} with {Count} {(Precision == WirePrecision.Float16 ? "half floats" : "floats")}";
+        $"all-reduce {Operation} {Phase} step {Step} chunk {Chunk} at {Offset} with {Count} values as {Precision}";
 }

@@ -4,7 +4,10 @@ namespace CondenseCluster.Shared.Comm;
 public enum RingPhase : byte { ReduceScatter, AllGather }
 
 /// <summary>One message's worth of a ring all-reduce: elements [Offset, Offset + Length) of chunk Chunk.</summary>
-public readonly record struct RingSlice(RingPhase Phase, int Step, int Chunk, int Offset, int Length);
+public readonly record struct RingSlice(RingPhase Phase, int Step, int Chunk, int Offset, int Length)
+{
+    public override string ToString() => $"{Phase} step {Step} chunk {Chunk} at {Offset} with {Length} values";
+}
 
 /// <summary>
 /// The chunked ring all-reduce as pure functions (DESIGN.md §2). N ranks, rank r sends to r+1 and receives from r−1

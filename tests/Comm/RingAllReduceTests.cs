@@ -4,21 +4,23 @@ using Xunit.Abstractions;
 
 namespace CondenseCluster.Tests.Comm;
 
-/// <summary>The all-reduce over real gRPC streams on loopback.</summary>
+/// <summary>The all-reduce over real sockets on loopback: Unix sockets between ranks of this host, or TCP.</summary>
 public class RingAllReduceTests(ITestOutputHelper output)
 {
     [Theory]
-    [InlineData(1, 1 << 20)]
-    [InlineData(2, 1 << 20)]
-    [InlineData(3, 1 << 20)]
-    [InlineData(5, 1 << 20)]
-    [InlineData(3, 4096)] // 100,003 floats: ~10 messages per chunk
-    public async Task SumsExactlyAndBitIdenticallyForAnyLengthOverRepeatedAllReduces(int size, int messageBytes)
+    [InlineData(1, 1 << 20, RingTransportKind.Auto)]
+    [InlineData(2, 1 << 20, RingTransportKind.Auto)]
+    [InlineData(3, 1 << 20, RingTransportKind.Auto)]
+    [InlineData(5, 1 << 20, RingTransportKind.Auto)]
+    [InlineData(3, 4096, RingTransportKind.Auto)] // 100,003 floats: ~10 segments per chunk
+    [InlineData(3, 4096, RingTransportKind.Tcp)]
+    [InlineData(4, 4, RingTransportKind.Tcp)]     // a segment of one float: every value its own frame
+    public async Task SumsExactlyAndBitIdenticallyForAnyLengthOverRepeatedAllReduces(int size, int segmentBytes, RingTransportKind transport)
     {
-        await using var ring = await TestRing.StartAsync(size, new DataPlaneOptions { SegmentBytes = messageBytes });
+        await using var ring = await TestRing.StartAsync(size, new DataPlaneOptions { SegmentBytes = segmentBytes, Transport = transport });
         int[] members = [.. Enumerable.Range(0, size)];
         long operation = 0;
-        foreach (long length in RingPlanTests.Lengths)
+        foreach (long length in RingPlanTests.Lengths.Where(l => segmentBytes > 4 || l <= 1000))
         {
             var integers = RingPlanTests.Buffers(size, length, (r, i) => (i % 101) * (r + 1) - 3 * r);
             await ring.AllReduceAsync(members, integers, ++operation);
@@ -26,18 +28,21 @@ public class RingAllReduceTests(ITestOutputHelper output)
                 Assert.Equal(Enumerable.Range(0, size).Sum(r => (i % 101) * (r + 1) - 3 * r), integers[0][i]);
             RingPlanTests.AssertBitIdentical(integers);
         }
+        long randomLength = segmentBytes > 4 ? 100_003 : 1_003;
         var random = new Random(size);
-        var randoms = RingPlanTests.Buffers(size, 100_003, (_, _) => (float)random.NextDouble() * 2 - 1);
-        float expected = randoms.Sum(b => b[12_345]);
+        var randoms = RingPlanTests.Buffers(size, randomLength, (_, _) => (float)random.NextDouble() * 2 - 1);
+        float expected = randoms.Sum(b => b[(int)(randomLength / 8)]);
         long[] before = ring.Nodes.Select(n => n.BytesSent).ToArray();
         await ring.AllReduceAsync(members, randoms, ++operation);
         // The bytes counted: reduce-scatter sends every chunk but the one after the rank's, all-gather every chunk but
         // the one two after, 2(N-1)/N of the buffer in all (nothing on a ring of one).
-        int Chunk(int index) => RingPlan.Chunk(100_003, size, index % size).Length;
+        int Chunk(int index) => RingPlan.Chunk(randomLength, size, index % size).Length;
         for (int rank = 0; rank < size; rank++)
-            Assert.Equal((2L * 100_003 - Chunk(rank + 1) - Chunk(rank + 2)) * sizeof(float), ring.Nodes[rank].BytesSent - before[rank]);
+            Assert.Equal((2L * randomLength - Chunk(rank + 1) - Chunk(rank + 2)) * sizeof(float), ring.Nodes[rank].BytesSent - before[rank]);
         RingPlanTests.AssertBitIdentical(randoms);
-        Assert.Equal(expected, randoms[^1][12_345], 4);
+        Assert.Equal(expected, randoms[^1][(int)(randomLength / 8)], 4);
+        string expectedTransport = transport == RingTransportKind.Tcp || !OperatingSystem.IsLinux() ? "tcp" : "unix";
+        Assert.All(ring.Nodes, n => Assert.Equal(size == 1 ? null : expectedTransport, n.Transport));
     }
 
     [Theory]

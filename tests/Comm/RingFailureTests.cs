@@ -55,8 +55,11 @@ public class RingFailureTests(ITestOutputHelper output)
         output.WriteLine($"{watch.ElapsedMilliseconds} ms: {failures[0].Message} | {failures[1].Message}");
         Assert.True(watch.Elapsed < Bound, $"{watch.Elapsed}");
         Assert.True(watch.Elapsed >= Options.ProgressTimeout, $"{watch.Elapsed}");
-        Assert.Equal(AllReduceFailure.Timeout, failures[0].Reason);
-        Assert.Contains(ring.Nodes[2].Endpoint, failures[0].Message);
+        // Both wait on rank 2 and time out within milliseconds of each other; the first to do so ends its connections,
+        // and the other may see that before its own timer fires.
+        Assert.Contains(failures, f => f.Reason == AllReduceFailure.Timeout);
+        Assert.All(failures, f => Assert.Contains(f.Reason, new[] { AllReduceFailure.Timeout, AllReduceFailure.StreamBroken }));
+        Assert.Contains(ring.Nodes[2].Endpoint, failures.First(f => f.Reason == AllReduceFailure.Timeout).Message);
 
         await SurvivorsSumAgain(ring, [0, 1]);
     }

@@ -2,19 +2,20 @@ using CondenseCluster.Shared.Comm;
 
 namespace CondenseCluster.Tests.Comm;
 
-/// <summary>Several data-plane nodes in this process, each with its own Kestrel on 127.0.0.1 and a free port.</summary>
+/// <summary>Several data-plane nodes in this process, each with its own ring listener and gRPC endpoint on 127.0.0.1, free ports.</summary>
 sealed class TestRing : IAsyncDisposable
 {
     TestRing(DataPlaneNode[] nodes) => Nodes = nodes;
 
     public DataPlaneNode[] Nodes { get; }
 
-    public static async Task<TestRing> StartAsync(int size, DataPlaneOptions? options = null)
+    /// <summary>Started nodes, made one ring of generation 1 in their order unless <paramref name="configure"/> is false.</summary>
+    public static async Task<TestRing> StartAsync(int size, DataPlaneOptions? options = null, bool configure = true)
     {
         var nodes = Enumerable.Range(0, size).Select(_ => new DataPlaneNode(options)).ToArray();
         await Task.WhenAll(nodes.Select(n => n.StartAsync()));
         var ring = new TestRing(nodes);
-        ring.Configure([.. Enumerable.Range(0, size)], generation: 1);
+        if (configure) ring.Configure([.. Enumerable.Range(0, size)], generation: 1);
         return ring;
     }
 
