@@ -99,7 +99,8 @@ sealed class Replica : IAsyncDisposable
             Interlocked.Exchange(ref step, 0);
         }
         (rank, size, checksumEvery) = (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery));
-        dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration);
+        var layout = dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration, job.Topology);
+        if (layout.Hierarchical) log($"ring generation {job.RingGeneration}: {layout}");
         Interlocked.Exchange(ref generation, job.RingGeneration);
         distributed = new DistributedStep(Engine, plan!, dataPlane, new GradientExchange(job.BucketFloats, job.CompressGradients, job.GradientPrecision))
         {

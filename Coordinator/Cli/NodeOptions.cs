@@ -26,6 +26,11 @@ sealed class NodeOptions
     readonly Option<double> bucket = new("--bucket-mb") { Description = "gradients cross the ring in buckets of this many MB, each sent while backward computes the ones before it", DefaultValueFactory = _ => 1 };
     readonly Option<bool> uncompressed = new("--send-masked-gradients") { Description = "also send the gradients that condensed layers' masks make zero (to compare; the result is the same)" };
     readonly Option<string> gradientPrecision = new("--gradient-precision") { Description = "fp32, or fp16: gradients cross the ring as half floats (half the bytes, summed to about 3 significant digits)", DefaultValueFactory = _ => "fp32" };
+    readonly Option<string> topology = new("--ring-topology")
+    {
+        Description = "auto: where workers share hosts (the same --host), sum within each host, then across hosts in a ring of one worker per host; flat: one ring of every worker",
+        DefaultValueFactory = _ => "auto",
+    };
     readonly Option<string> controlHost = new("--control-host") { Description = "address the control API and the dashboard listen on (0.0.0.0: every interface)", DefaultValueFactory = _ => "127.0.0.1" };
     readonly Option<int> apiPort = new("--api-port") { Description = "port of the gRPC control API (0: a free one)", DefaultValueFactory = _ => 4080 };
     readonly Option<int> httpPort = new("--dashboard-port") { Description = "port of the web dashboard and /metrics (0: a free one)", DefaultValueFactory = _ => 4081 };
@@ -33,7 +38,7 @@ sealed class NodeOptions
     public readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
     public readonly Option<int> LoaderThreads = new("--loader-threads") { Description = "threads that decode and augment images", DefaultValueFactory = _ => 1 };
 
-    public IEnumerable<Option> All => [localWorkers, workers, workerThreads, host, port, config, checksumEvery, bucket, uncompressed, gradientPrecision, controlHost, apiPort, httpPort, tokenFile, Device, LoaderThreads];
+    public IEnumerable<Option> All => [localWorkers, workers, workerThreads, host, port, config, checksumEvery, bucket, uncompressed, gradientPrecision, topology, controlHost, apiPort, httpPort, tokenFile, Device, LoaderThreads];
 
     /// <summary>Workers a job waits for: --workers, else the local ones (at least one).</summary>
     public int ExpectedWorkers(ParseResult result)
@@ -54,7 +59,7 @@ sealed class NodeOptions
         var cluster = new ClusterSettings(new ClusterEndpoint(result.GetValue(host)!, result.GetValue(port), null, result.GetValue(config)),
             result.GetValue(localWorkers), ExpectedWorkers(result), Math.Max(1, result.GetValue(workerThreads)), result.GetValue(Device)!,
             Math.Max(1, result.GetValue(checksumEvery)), BucketFloats(result.GetValue(bucket)), !result.GetValue(uncompressed),
-            GradientPrecision(result.GetValue(gradientPrecision)!));
+            GradientPrecision(result.GetValue(gradientPrecision)!), Topology(result.GetValue(topology)!));
         var defaults = new RunSettings
         {
             Device = TorchRuntime.ParseDevice(result.GetValue(Device)!), OutputFolder = ".", LoaderThreads = Math.Max(1, result.GetValue(LoaderThreads)),
@@ -100,6 +105,13 @@ sealed class NodeOptions
 
     static WirePrecision GradientPrecision(string text) =>
         WirePrecisionNames.Parse(text) ?? throw new ArgumentException($"--gradient-precision {text} is not {WirePrecisionNames.Choices}");
+
+    static RingTopology Topology(string text) => text switch
+    {
+        "auto" => RingTopology.Auto,
+        "flat" => RingTopology.Flat,
+        _ => throw new ArgumentException($"--ring-topology {text} is not auto or flat"),
+    };
 
     static long BucketFloats(double megabytes) =>
         megabytes > 0 ? Math.Max(1, (long)(megabytes * 1e6 / sizeof(float))) : throw new ArgumentException($"--bucket-mb {megabytes} must be positive");

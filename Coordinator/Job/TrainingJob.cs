@@ -310,7 +310,7 @@ public sealed class TrainingJob
         checksums.Clear();
         for (int rank = 0; rank < members.Count; rank++)
             Send(members[rank].Id, new JoinJob(optionsJson, rank, endpoints, generation, cluster.ChecksumEvery, cluster.BucketFloats, cluster.CompressGradients,
-                cluster.GradientPrecision, from));
+                cluster.GradientPrecision, from, cluster.Topology));
     }
 
     /// <summary>Every member stands in the new ring at the same step with identical weights.</summary>

@@ -3,7 +3,7 @@ using CondenseCluster.Shared.Comm;
 namespace CondenseCluster.Shared.Cluster;
 
 // The control-plane protocol between the coordinator and its workers (DESIGN.md §2). Messages are small and
-// immutable; tensors never travel here: gradients and importance sums go over the gRPC ring, whole replica states
+// immutable; tensors never travel here: gradients and importance sums go over the data plane's ring, whole replica states
 // over the workers' state service.
 
 /// <summary>What a worker sends about the job's work: the coordinator takes it only from workers that are part of the job.</summary>
@@ -37,10 +37,11 @@ public sealed record WorkerAccepted(string WorkerId);
 /// same initial weights everywhere) or keeps the one it has; a replica not at <see cref="StateSource.Step"/> of
 /// <paramref name="From"/> first copies the whole state from that peer. It answers <see cref="ReplicaReady"/>.
 /// Gradients cross the ring in buckets of <paramref name="BucketFloats"/> values, as <paramref name="GradientPrecision"/>;
-/// with <paramref name="CompressGradients"/>, only the entries the masks keep.
+/// with <paramref name="CompressGradients"/>, only the entries the masks keep; in one ring or hierarchically, as
+/// <paramref name="Topology"/> and the workers' hosts allow (the same on every worker).
 /// </summary>
 public sealed record JoinJob(string OptionsJson, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery, long BucketFloats,
-    bool CompressGradients, WirePrecision GradientPrecision, StateSource? From = null);
+    bool CompressGradients, WirePrecision GradientPrecision, StateSource? From = null, RingTopology Topology = RingTopology.Auto);
 
 /// <summary>A peer's replica-state service (its data endpoint) holding the job's state at <paramref name="Step"/>.</summary>
 public sealed record StateSource(string Endpoint, long Step);

@@ -28,8 +28,10 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
     static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(1);
     WebApplication? server;
     long? generation;
-    IRingLink? link;
-    RingAllReduce? ring;
+    IRingLink[] links = [];
+    IRingCollective? collective;
+    (int Rank, int Size) place;
+    string host = ""; // this rank's advertised host, in the current ring
     long sentByRetired;
     bool disposed;
 
@@ -72,35 +74,47 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
     }
 
     /// <summary>
-    /// Makes this node rank <paramref name="rank"/> of the ring <paramref name="endpoints"/> (the members' gRPC
-    /// endpoints, in ring order) and starts connecting to its right neighbour; an all-reduce still running on the
-    /// previous ring is aborted. <paramref name="generation"/> must grow with every new ring, on every member alike.
+    /// Makes this node rank <paramref name="rank"/> of the job's ranks <paramref name="endpoints"/> (their gRPC
+    /// endpoints, in rank order) and starts connecting to its right neighbours: one ring, or the hierarchical form
+    /// where <paramref name="topology"/> and the hosts allow (<see cref="RingLayout"/>). An all-reduce still running
+    /// on the previous ring is aborted. <paramref name="generation"/> must grow with every new ring, on every member
+    /// alike; every member passes the same topology. Returns the layout taken.
     /// </summary>
-    public void ConfigureRing(int rank, IReadOnlyList<string> endpoints, long generation)
+    public RingLayout ConfigureRing(int rank, IReadOnlyList<string> endpoints, long generation, RingTopology topology = RingTopology.Auto)
     {
-        int size = endpoints.Count;
-        if (size < 1 || rank < 0 || rank >= size) throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} of a ring of {size}");
+        var layout = RingLayout.Of(endpoints, rank, topology);
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
             if (generation <= this.generation)
                 throw new ArgumentException($"ring generation {generation} is not newer than the current {this.generation}", nameof(generation));
             this.generation = generation;
-            link?.Retire("the ring was reconfigured");
-            sentByRetired += ring?.BytesSent ?? 0;
-            link = size == 1 ? null : new SocketRingLink(generation, rank, endpoints, listener, connector);
-            ring = new RingAllReduce(rank, size, link, options, sender, receiver);
+            foreach (var link in links) link.Retire("the ring was reconfigured");
+            sentByRetired += collective?.BytesSent ?? 0;
+            var rings = new[] { (Endpoints: layout.Ring, Rank: layout.Rank), (Endpoints: layout.Across!, Rank: layout.AcrossRank) }
+                .Take(layout.Hierarchical ? 2 : 1).Where(r => r.Endpoints.Count > 1).ToArray();
+            var accepting = listener.Expect(generation, [.. rings.Select(r => (RingDigest.Of(r.Endpoints), r.Endpoints.Count, r.Rank))]);
+            links = [.. rings.Select((r, i) => new SocketRingLink(generation, r.Rank, r.Endpoints, accepting[i], connector))];
+            RingAllReduce Ring(int i, int rank, int size) => new(rank, size, i < links.Length ? links[i] : null, options, sender, receiver);
+            collective = layout.Hierarchical
+                ? new HierarchicalAllReduce(Ring(0, layout.Rank, layout.Ring.Count), Ring(1, layout.AcrossRank, layout.Across!.Count), layout)
+                : Ring(0, rank, endpoints.Count);
+            (place, host) = ((rank, endpoints.Count), RingLayout.HostOf(endpoints[rank]));
+            return layout;
         }
     }
 
-    public int Rank => Current.Rank;
+    public int Rank => Configured().Place.Rank;
 
-    public int Size => Current.Size;
+    public int Size => Configured().Place.Size;
 
-    /// <summary>How the connection to the right neighbour travels ("tcp", "unix"; "connecting" before it is open), or null on a ring of one.</summary>
+    /// <summary>
+    /// How the connections to the right neighbours travel ("tcp", "unix"; "connecting" before one is open; the ring
+    /// within the host first, then the one across hosts), or null on a ring of one.
+    /// </summary>
     public string? Transport
     {
-        get { lock (gate) return link?.Transport; }
+        get { lock (gate) return links.Length == 0 ? null : string.Join('+', links.Select(l => l.Transport)); }
     }
 
     /// <summary>Sums <paramref name="buffer"/> over the configured ring in float32; see <see cref="AllReduceAsync(Memory{float}, long, WirePrecision, CancellationToken)"/>.</summary>
@@ -115,49 +129,48 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
     /// sums and the ring must be configured anew.
     /// </summary>
     public Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default) =>
-        Current.AllReduceAsync(buffer, operationId, precision, cancellationToken);
+        Configured().Collective.AllReduceAsync(buffer, operationId, precision, cancellationToken);
 
-    RingAllReduce Current
+    (IRingCollective Collective, (int Rank, int Size) Place) Configured()
     {
-        get
+        lock (gate)
         {
-            lock (gate)
-            {
-                ObjectDisposedException.ThrowIf(disposed, this);
-                return ring ?? throw new InvalidOperationException("configure the ring before the first all-reduce");
-            }
+            ObjectDisposedException.ThrowIf(disposed, this);
+            return collective is null ? throw new InvalidOperationException("configure the ring before the first all-reduce") : (collective, place);
         }
     }
 
     /// <summary>Payload bytes this node has sent through its rings (every generation).</summary>
     public long BytesSent
     {
-        get { lock (gate) return sentByRetired + (ring?.BytesSent ?? 0); }
+        get { lock (gate) return sentByRetired + (collective?.BytesSent ?? 0); }
     }
 
     /// <summary>Aborts the all-reduce in flight, if any, and ends the current ring generation.</summary>
     public void Abort()
     {
-        lock (gate) link?.Abort("the owner aborted the ring");
+        lock (gate)
+            foreach (var link in links) link.Abort("the owner aborted the ring");
     }
 
     /// <summary>Bytes per second of a raw push of <paramref name="bytes"/> to the right neighbour's ring listener, over the transport the ring takes.</summary>
     public Task<double> MeasureSocketBandwidthAsync(long bytes, CancellationToken cancellationToken = default)
     {
-        var right = RightNeighbour();
-        return Task.Factory.StartNew(() => connector.Probe(right, bytes, cancellationToken), cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var (right, advertised) = RightNeighbour();
+        return Task.Factory.StartNew(() => connector.Probe(right, bytes, advertised, cancellationToken), cancellationToken,
+            TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
 
     /// <summary>Bytes per second of a raw gRPC client stream of <paramref name="bytes"/> to the right neighbour's endpoint, in messages of one segment.</summary>
     public async Task<double> MeasureGrpcStreamBandwidthAsync(long bytes, CancellationToken cancellationToken = default)
     {
-        using var channel = GrpcChannel.ForAddress(RightNeighbour().Endpoint);
+        using var channel = GrpcChannel.ForAddress(RightNeighbour().Right.Endpoint);
         return await GrpcStreamProbe.MeasureAsync(channel.CreateCallInvoker(), bytes, options.SegmentBytes, cancellationToken);
     }
 
-    RingNeighbour RightNeighbour()
+    (RingNeighbour Right, string Host) RightNeighbour()
     {
-        lock (gate) return link?.Right ?? throw new InvalidOperationException("the bandwidth probes need a ring of at least two workers");
+        lock (gate) return links.Length > 0 ? (links[0].Right, host) : throw new InvalidOperationException("the bandwidth probes need a ring of at least two workers");
     }
 
     public async ValueTask DisposeAsync()
@@ -166,7 +179,7 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
         {
             if (disposed) return;
             disposed = true;
-            link?.Retire("the worker is shutting down");
+            foreach (var link in links) link.Retire("the worker is shutting down");
         }
         listener.Dispose();
         sender.Dispose();

@@ -9,8 +9,10 @@ namespace CondenseCluster.Shared.Comm;
 /// out straight from the buffer, and all-gather's arrive straight into it; reduce-scatter's are summed from a segment
 /// buffer. With <see cref="WirePrecision.Float16"/> each segment is scaled by a power of two and sent as half floats.
 /// </summary>
-sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions options, RingIoThread sender, RingIoThread receiver)
+sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions options, RingIoThread sender, RingIoThread receiver) : IRingCollective
 {
+    public IRingLink? Link => link;
+
     public int Rank { get; } = rank;
     public int Size { get; } = size;
     long bytesSent;
@@ -28,14 +30,25 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
     /// <paramref name="cancellationToken"/> throws OperationCanceledException. After either, the buffer holds partial
     /// sums and the ring must be configured anew.
     /// </summary>
-    public Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default)
+    public Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default) =>
+        RunAsync(buffer, operationId, precision, null, cancellationToken);
+
+    /// <summary>The reduce-scatter alone: rank r ends with the sum of chunk r+1 (<see cref="RingPlan.Chunk"/> of N), the rest is partial.</summary>
+    public Task ReduceScatterAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default) =>
+        RunAsync(buffer, operationId, precision, RingPhase.ReduceScatter, cancellationToken);
+
+    /// <summary>The all-gather alone: every rank gets chunk r+1 of rank r.</summary>
+    public Task AllGatherAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default) =>
+        RunAsync(buffer, operationId, precision, RingPhase.AllGather, cancellationToken);
+
+    Task RunAsync(Memory<float> buffer, long operationId, WirePrecision precision, RingPhase? only, CancellationToken cancellationToken)
     {
         if (Size == 1) return Task.CompletedTask;
         if (link is null) return Task.FromException(new InvalidOperationException("a ring of several workers needs a link"));
         CancellationToken abort;
         try { abort = link.BeginOperation(); }
         catch (AllReduceException e) { return Task.FromException(e); }
-        var run = new Run(this, link, buffer, operationId, precision, abort, cancellationToken);
+        var run = new Run(this, link, buffer, operationId, precision, only, abort, cancellationToken);
         sender.Post(run.SendAll);
         receiver.Post(run.ReceiveAll);
         return run.Completion;
@@ -49,6 +62,7 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
         readonly Memory<float> buffer;
         readonly long operation;
         readonly WirePrecision precision;
+        readonly RingPhase? only;
         readonly CancellationToken abort, caller;
         readonly CancellationTokenSource stop = new(); // ends waits of either half once the run fails
         readonly CancellationTokenRegistration callerRegistration;
@@ -60,10 +74,11 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
         (AllReduceFailure Reason, string What, Exception Cause)? failure;
         bool timedOut, callerCancelled, completed;
 
-        public Run(RingAllReduce ring, IRingLink link, Memory<float> buffer, long operation, WirePrecision precision, CancellationToken abort,
-            CancellationToken caller)
+        public Run(RingAllReduce ring, IRingLink link, Memory<float> buffer, long operation, WirePrecision precision, RingPhase? only,
+            CancellationToken abort, CancellationToken caller)
         {
-            (this.ring, this.link, this.buffer, this.operation, this.precision, this.abort, this.caller) = (ring, link, buffer, operation, precision, abort, caller);
+            (this.ring, this.link, this.buffer, this.operation, this.precision, this.only, this.abort, this.caller) =
+                (ring, link, buffer, operation, precision, only, abort, caller);
             watchdog = new Timer(_ => Fail(new TimeoutException(), timeout: true), null, ring.ProgressTimeout, Timeout.InfiniteTimeSpan);
             callerRegistration = caller.Register(() => Fail(new OperationCanceledException(caller), cancelled: true));
         }
@@ -74,10 +89,11 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
         {
             bool half = precision == WirePrecision.Float16;
             var halves = half ? ring.sendHalves.Value : null;
-            foreach (var slice in RingPlan.Sends(ring.Rank, ring.Size, buffer.Length, ring.SegmentFloats))
+            var first = (Phase: only ?? RingPhase.ReduceScatter, Step: 0);
+            foreach (var slice in RingPlan.Sends(ring.Rank, ring.Size, buffer.Length, ring.SegmentFloats, only))
             {
                 // From the second step on, each slice is one the left neighbour delivered at the previous step.
-                if (slice is not { Phase: RingPhase.ReduceScatter, Step: 0 }) received.Wait(stop.Token);
+                if ((slice.Phase, slice.Step) != first) received.Wait(stop.Token);
                 var values = buffer.Span.Slice(slice.Offset, slice.Length);
                 if (half)
                 {
@@ -104,7 +120,7 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
             bool half = precision == WirePrecision.Float16;
             var halves = half ? ring.receiveHalves.Value : null;
             var segment = ring.receiveSegment.Value; // reduce-scatter's values before they are added
-            foreach (var slice in RingPlan.Receives(ring.Rank, ring.Size, buffer.Length, ring.SegmentFloats))
+            foreach (var slice in RingPlan.Receives(ring.Rank, ring.Size, buffer.Length, ring.SegmentFloats, only))
             {
                 var frame = link.ReceiveFrame(stop.Token);
                 if (!frame.Carries(operation, slice, precision))

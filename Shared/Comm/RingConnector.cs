@@ -10,15 +10,17 @@ namespace CondenseCluster.Shared.Comm;
 
 /// <summary>
 /// Opens a rank's connection to its right neighbour (DESIGN.md §2): asks the neighbour's data endpoint over gRPC where
-/// its ring listener is, connects over its abstract Unix socket when both share a host (<see cref="RingHost"/>), else
-/// over TCP, and introduces itself with a <see cref="RingHello"/>. Blocking: it runs on a thread of its own.
+/// its ring listener is, connects over its abstract Unix socket when both are advertised at the same host and share a
+/// machine (<see cref="RingHost"/>), else over TCP, and introduces itself with a <see cref="RingHello"/>. Blocking: it
+/// runs on a thread of its own.
 /// </summary>
 sealed class RingConnector(DataPlaneOptions options)
 {
     /// <summary>A ring connection for <paramref name="hello"/>, once the neighbour has accepted it (it may first wait to be configured for that generation).</summary>
-    public (Socket Socket, string Transport) ConnectRing(RingNeighbour right, RingHello hello, CancellationToken cancellationToken)
+    /// <param name="host">the host this rank is advertised at</param>
+    public (Socket Socket, string Transport) ConnectRing(RingNeighbour right, RingHello hello, string host, CancellationToken cancellationToken)
     {
-        var (socket, transport) = Open(right, hello, cancellationToken);
+        var (socket, transport) = Open(right, hello, host, cancellationToken);
         using var cancel = cancellationToken.Register(socket.Dispose);
         try
         {
@@ -51,9 +53,9 @@ sealed class RingConnector(DataPlaneOptions options)
     }
 
     /// <summary>Bytes per second of <paramref name="bytes"/> pushed raw to the right neighbour's listener over the transport a ring connection would take.</summary>
-    public double Probe(RingNeighbour right, long bytes, CancellationToken cancellationToken)
+    public double Probe(RingNeighbour right, long bytes, string host, CancellationToken cancellationToken)
     {
-        var (socket, _) = Open(right, RingHello.Probe, cancellationToken);
+        var (socket, _) = Open(right, RingHello.Probe, host, cancellationToken);
         using (socket)
         using (cancellationToken.Register(socket.Dispose))
         {
@@ -70,10 +72,12 @@ sealed class RingConnector(DataPlaneOptions options)
         }
     }
 
-    (Socket Socket, string Transport) Open(RingNeighbour right, RingHello hello, CancellationToken cancellationToken)
+    (Socket Socket, string Transport) Open(RingNeighbour right, RingHello hello, string host, CancellationToken cancellationToken)
     {
         var address = Describe(right, cancellationToken);
-        bool unix = options.Transport != RingTransportKind.Tcp && RingHost.UnixSockets && address.UnixName.Length > 0 && address.HostKey == RingHost.Key;
+        // The same advertised host too: ranks given addresses of their own (several 127.0.0.x, simulated hosts) talk TCP.
+        bool unix = options.Transport != RingTransportKind.Tcp && RingHost.UnixSockets && address.UnixName.Length > 0 && address.HostKey == RingHost.Key
+            && RingLayout.HostOf(right.Endpoint) == host;
         var endpoint = unix ? new UnixDomainSocketEndPoint(address.UnixName) : (EndPoint)new IPEndPoint(Resolve(right), address.TcpPort);
         string transport = unix ? "unix" : "tcp";
         var socket = RingSockets.Open(endpoint);

@@ -6,8 +6,9 @@ namespace CondenseCluster.Shared.Comm;
 
 /// <summary>
 /// Where a rank's left neighbour connects (DESIGN.md §2): a TCP port and, on Linux, an abstract Unix socket for ranks on
-/// the same host. Each connection starts with a <see cref="RingHello"/>. A ring connection is accepted only for the
-/// ring this rank expects (<see cref="Expect"/>: same generation, members and order, from the rank before it); one for
+/// the same host. Each connection starts with a <see cref="RingHello"/>. A ring connection is accepted only for a
+/// ring this rank expects (<see cref="Expect"/>: same generation, members and order, from the rank before it; a rank
+/// of a hierarchical layout expects two rings of one generation, told apart by their members); one for
 /// a newer generation waits until this rank is configured for it (a left neighbour may be configured first), one for an
 /// older or another ring is refused with the reason. Garbage and silence are closed; they end no ring.
 /// </summary>
@@ -25,8 +26,8 @@ sealed class RingListener : IDisposable
     readonly TimeSpan handshakeTimeout;
     readonly List<(RingHello Hello, Socket Socket)> early = []; // connections of generations not yet expected
     const int MaxEarly = 64;
-    Expectation? current;
-    long newest = -1; // the newest generation expected so far
+    readonly List<Expectation> current = []; // the rings of the newest generation expected so far
+    long newest = -1;
     bool disposed;
 
     public RingListener(IPAddress address, int port, int segmentBytes, TimeSpan handshakeTimeout)
@@ -49,25 +50,28 @@ sealed class RingListener : IDisposable
     public string? UnixName { get; }
 
     /// <summary>
-    /// This rank is rank <paramref name="rank"/> of the ring <paramref name="digest"/> of generation
-    /// <paramref name="generation"/>: completes with the connection from its left neighbour. Ends the previous wait and
-    /// refuses connections of older generations.
+    /// The rings this rank is a member of in generation <paramref name="generation"/>, newer than any before (one, or
+    /// two for a hierarchical layout): for each, its members' digest, its size and this rank's place. Completes, for
+    /// each, with the connection from its left neighbour. Ends the waits of the older generation and refuses its
+    /// connections.
     /// </summary>
-    public Task<Socket> Expect(long generation, ulong digest, int size, int rank)
+    public Task<Socket>[] Expect(long generation, IReadOnlyList<(ulong Digest, int Size, int Rank)> rings)
     {
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            current?.Left.TrySetCanceled();
-            current = new Expectation(generation, digest, size, rank);
+            if (generation <= newest) throw new ArgumentException($"ring generation {generation} is not newer than {newest}", nameof(generation));
+            foreach (var old in current) old.Left.TrySetCanceled();
+            current.Clear();
+            current.AddRange(rings.Select(r => new Expectation(generation, r.Digest, r.Size, r.Rank)));
             newest = generation;
             foreach (var (hello, socket) in early.Where(e => e.Hello.Generation <= generation).ToList())
             {
                 early.Remove((hello, socket));
-                if (hello.Generation == generation) Match(current, hello, socket);
+                if (hello.Generation == generation) Offer(hello, socket);
                 else Refuse(socket, RingVerdict.Stale);
             }
-            return current.Left.Task;
+            return [.. current.Select(e => e.Left.Task)];
         }
     }
 
@@ -106,16 +110,16 @@ sealed class RingListener : IDisposable
         {
             if (disposed) Refuse(socket, RingVerdict.Closing);
             else if (hello.Generation < newest) Refuse(socket, RingVerdict.Stale);
-            else if (hello.Generation == current?.Generation) Match(current, hello, socket);
+            else if (hello.Generation == newest) Match(current.Find(e => e.Digest == hello.Digest), hello, socket);
             else if (early.Count >= MaxEarly) Refuse(socket, RingVerdict.Duplicate);
             else early.Add((hello, socket));
         }
     }
 
     // Callers hold the gate.
-    void Match(Expectation expected, RingHello hello, Socket socket)
+    void Match(Expectation? expected, RingHello hello, Socket socket)
     {
-        if (hello.Digest != expected.Digest || hello.Size != expected.Size || hello.ReceiverRank != expected.Rank) Refuse(socket, RingVerdict.Foreign);
+        if (expected is null || hello.Size != expected.Size || hello.ReceiverRank != expected.Rank) Refuse(socket, RingVerdict.Foreign);
         else if (expected.Left.Task.IsCompleted) Refuse(socket, RingVerdict.Duplicate);
         else
         {
@@ -184,7 +188,7 @@ sealed class RingListener : IDisposable
         {
             if (disposed) return;
             disposed = true;
-            current?.Left.TrySetCanceled();
+            foreach (var expected in current) expected.Left.TrySetCanceled();
             foreach (var waiting in early) Refuse(waiting.Socket, RingVerdict.Closing);
             early.Clear();
         }

@@ -36,12 +36,13 @@ public static class RingPlan
     public static int ReceiveChunk(RingPhase phase, int rank, int step, int size) =>
         Mod(phase == RingPhase.ReduceScatter ? rank - step - 1 : rank - step, size);
 
-    /// <summary>The N−1 reduce-scatter steps, then the N−1 all-gather steps.</summary>
-    public static IEnumerable<(RingPhase Phase, int Step)> Steps(int size)
+    /// <summary>The N−1 reduce-scatter steps, then the N−1 all-gather steps; or the steps of phase <paramref name="only"/>.</summary>
+    public static IEnumerable<(RingPhase Phase, int Step)> Steps(int size, RingPhase? only = null)
     {
         foreach (var phase in new[] { RingPhase.ReduceScatter, RingPhase.AllGather })
-            for (int step = 0; step < size - 1; step++)
-                yield return (phase, step);
+            if (only is null || only == phase)
+                for (int step = 0; step < size - 1; step++)
+                    yield return (phase, step);
     }
 
     /// <summary>
@@ -60,17 +61,20 @@ public static class RingPlan
         } while (offset < end);
     }
 
-    /// <summary>Every message rank <paramref name="rank"/> sends, in order.</summary>
-    public static IEnumerable<RingSlice> Sends(int rank, int size, long length, int maxSliceLength) =>
-        Schedule(SendChunk, rank, size, length, maxSliceLength);
+    /// <summary>
+    /// Every message rank <paramref name="rank"/> sends, in order (of phase <paramref name="only"/> alone: a reduce-scatter
+    /// leaves rank r the sum of chunk r+1, from which an all-gather alone starts).
+    /// </summary>
+    public static IEnumerable<RingSlice> Sends(int rank, int size, long length, int maxSliceLength, RingPhase? only = null) =>
+        Schedule(SendChunk, rank, size, length, maxSliceLength, only);
 
-    /// <summary>Every message rank <paramref name="rank"/> receives, in order.</summary>
-    public static IEnumerable<RingSlice> Receives(int rank, int size, long length, int maxSliceLength) =>
-        Schedule(ReceiveChunk, rank, size, length, maxSliceLength);
+    /// <summary>Every message rank <paramref name="rank"/> receives, in order (of phase <paramref name="only"/> alone).</summary>
+    public static IEnumerable<RingSlice> Receives(int rank, int size, long length, int maxSliceLength, RingPhase? only = null) =>
+        Schedule(ReceiveChunk, rank, size, length, maxSliceLength, only);
 
-    static IEnumerable<RingSlice> Schedule(Func<RingPhase, int, int, int, int> chunkOf, int rank, int size, long length, int maxSliceLength)
+    static IEnumerable<RingSlice> Schedule(Func<RingPhase, int, int, int, int> chunkOf, int rank, int size, long length, int maxSliceLength, RingPhase? only)
     {
-        foreach (var (phase, step) in Steps(size))
+        foreach (var (phase, step) in Steps(size, only))
         {
             int chunk = chunkOf(phase, rank, step, size);
             var (start, chunkLength) = Chunk(length, size, chunk);

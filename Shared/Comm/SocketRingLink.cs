@@ -21,17 +21,17 @@ sealed class SocketRingLink : IRingLink
     (AllReduceFailure Reason, string Why)? end;
     volatile AllReduceException? broken; // why the right neighbour's connection ended, when that ended the generation
 
-    public SocketRingLink(long generation, int rank, IReadOnlyList<string> endpoints, RingListener listener, RingConnector connector)
+    /// <param name="accepting">the connection from the left neighbour, as this rank's listener accepts it (<see cref="RingListener.Expect"/>)</param>
+    public SocketRingLink(long generation, int rank, IReadOnlyList<string> endpoints, Task<Socket> accepting, RingConnector connector)
     {
         int size = endpoints.Count;
         RingNeighbour Member(int r) => new((r + size) % size, endpoints[(r + size) % size]);
-        (Generation, Left, Right) = (generation, Member(rank - 1), Member(rank + 1));
-        ulong digest = RingDigest.Of(endpoints);
-        accepting = listener.Expect(generation, digest, size, rank);
-        var hello = new RingHello(RingConnectionKind.Ring, generation, digest, size, rank);
+        (Generation, Left, Right, this.accepting) = (generation, Member(rank - 1), Member(rank + 1), accepting);
+        var hello = new RingHello(RingConnectionKind.Ring, generation, RingDigest.Of(endpoints), size, rank);
+        string host = RingLayout.HostOf(endpoints[rank]);
         var opened = new TaskCompletionSource<(Socket, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
         connecting = opened.Task;
-        new Thread(() => ConnectAndWatch(connector, hello, opened)) { Name = "ring-connect", IsBackground = true }.Start();
+        new Thread(() => ConnectAndWatch(connector, hello, host, opened)) { Name = "ring-connect", IsBackground = true }.Start();
         // A connection that arrives after the generation ended is closed.
         _ = accepting.ContinueWith(t => { if (t.IsCompletedSuccessfully && ended.IsCancellationRequested) t.Result.Dispose(); }, TaskScheduler.Default);
     }
@@ -41,12 +41,12 @@ sealed class SocketRingLink : IRingLink
     /// read returns only when it closes or breaks the connection. That ends the generation at once, whether an
     /// all-reduce is sending to it or not (one may be waiting for its left neighbour), and so reaches the rest of the ring.
     /// </summary>
-    void ConnectAndWatch(RingConnector connector, RingHello hello, TaskCompletionSource<(Socket, string)> opened)
+    void ConnectAndWatch(RingConnector connector, RingHello hello, string host, TaskCompletionSource<(Socket, string)> opened)
     {
         Socket socket;
         try
         {
-            var connection = connector.ConnectRing(Right, hello, ended.Token);
+            var connection = connector.ConnectRing(Right, hello, host, ended.Token);
             socket = connection.Socket;
             opened.SetResult(connection);
         }

@@ -8,15 +8,16 @@ using Xunit.Abstractions;
 namespace CondenseCluster.Tests.Deployment;
 
 /// <summary>
-/// Several machines simulated on one: the coordinator and each worker bound to a loopback address of its own
-/// (127.0.0.2, .3, .4), nobody on 127.0.0.1, every worker given the coordinator's address as a seed exactly as on a
-/// separate host (README "Several machines").
+/// Several machines simulated on one: the coordinator and two machines of two workers each bound to a loopback
+/// address of their own (127.0.0.2, .3, .4), nobody on 127.0.0.1, every worker given the coordinator's address as a
+/// seed exactly as on a separate host (README "Several machines"). Two machines of two workers sum hierarchically:
+/// within each machine over Unix sockets, across them over TCP.
 /// </summary>
 [Collection(ClusterProcesses.Name)]
 public class MultiHostTests(ITestOutputHelper log) : TempFolderTest
 {
     [Fact]
-    public void ACoordinatorAndTwoWorkersOnTheirOwnAddressesTrainTogether()
+    public void ACoordinatorAndTwoMachinesOfTwoWorkersOnTheirOwnAddressesTrainTogether()
     {
         var output = new StringBuilder();
         string Output() { lock (output) return output.ToString(); }
@@ -27,7 +28,7 @@ public class MultiHostTests(ITestOutputHelper log) : TempFolderTest
         {
             processes.Add(BackgroundProgram.Start("condense-coordinator.dll",
                 ["train", "--host", "127.0.0.2", "--port", "0", "--control-host", "127.0.0.2", .. ClusterProcesses.FreeControlPorts,
-                    "--local-workers", "0", "--workers", "2", "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
+                    "--local-workers", "0", "--workers", "4", "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
                     "--batch-size", "48", "--lr", "0.01", "--stop-after", "6", "--recovery-steps", "0", "--out", Path.Combine(Folder, "run")],
                 output, line =>
                 {
@@ -37,7 +38,7 @@ public class MultiHostTests(ITestOutputHelper log) : TempFolderTest
                     started.Set();
                 }));
             Assert.True(started.Wait(TimeSpan.FromSeconds(60)), $"the coordinator did not start:\n{Output()}");
-            foreach (var (name, host) in new[] { ("machine-a", "127.0.0.3"), ("machine-b", "127.0.0.4") })
+            foreach (var (name, host) in new[] { ("machine-a-1", "127.0.0.3"), ("machine-a-2", "127.0.0.3"), ("machine-b-1", "127.0.0.4"), ("machine-b-2", "127.0.0.4") })
                 processes.Add(BackgroundProgram.Start("condense-worker.dll",
                     ["--seed", seed, "--host", host, "--port", "0", "--data-port", "0", "--name", name, "--threads", "1"], output, _ => { }));
 
@@ -48,10 +49,12 @@ public class MultiHostTests(ITestOutputHelper log) : TempFolderTest
             log.WriteLine(text);
             Assert.True(coordinator.ExitCode == 0, text);
             // Each worker's Akka node and data plane are on its own address, and the ring ran between them.
-            Assert.Matches(@"machine-a registered \(cpu, 1 threads, data plane http://127\.0\.0\.3:\d+\)", text);
-            Assert.Matches(@"machine-b registered \(cpu, 1 threads, data plane http://127\.0\.0\.4:\d+\)", text);
-            Assert.Contains("cluster formed: machine-a (rank 0), machine-b (rank 1)", text);
-            Assert.Contains("all 2 replicas hold identical weights at step 6", text);
+            foreach (string machine in new[] { "a-1", "a-2" }) Assert.Matches($@"machine-{machine} registered \(cpu, 1 threads, data plane http://127\.0\.0\.3:\d+\)", text);
+            foreach (string machine in new[] { "b-1", "b-2" }) Assert.Matches($@"machine-{machine} registered \(cpu, 1 threads, data plane http://127\.0\.0\.4:\d+\)", text);
+            Assert.Contains("cluster formed: machine-a-1 (rank 0), machine-a-2 (rank 1), machine-b-1 (rank 2), machine-b-2 (rank 3)", text);
+            Assert.Contains("[machine-a-2] ring generation 1: hierarchical: rank 1 of 2 on its host, rank 0 of 2 across hosts", text);
+            Assert.Contains("[machine-b-1] ring generation 1: hierarchical: rank 0 of 2 on its host, rank 1 of 2 across hosts", text);
+            Assert.Contains("all 4 replicas hold identical weights at step 6", text);
             // No line of the programs' own names 127.0.0.1. Akka's log lines are left out: the kernel picks 127.0.0.1 as
             // the source address of outgoing loopback connections, and Akka may name those sockets in a warning.
             var ownLines = text.Split('\n').Where(line => !Regex.IsMatch(line, @"^\s*\[(DEBUG|INFO|WARNING|ERROR)\]\["));
