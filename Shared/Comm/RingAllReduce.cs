@@ -67,7 +67,7 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
         readonly CancellationTokenSource stop = new(); // ends waits of either half once the run fails
         readonly CancellationTokenRegistration callerRegistration;
         readonly Timer watchdog;
-        readonly SemaphoreSlim received = new(0); // segments summed (or copied) and ready to forward
+        readonly ReadySegments received = new(); // summed (or copied) and ready to forward
         readonly TaskCompletionSource done = new(TaskCreationOptions.RunContinuationsAsynchronously);
         readonly object gate = new();
         int halvesLeft = 2, sent, receivedCount;
@@ -93,7 +93,7 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
             foreach (var slice in RingPlan.Sends(ring.Rank, ring.Size, buffer.Length, ring.SegmentFloats, only))
             {
                 // From the second step on, each slice is one the left neighbour delivered at the previous step.
-                if ((slice.Phase, slice.Step) != first) received.Wait(stop.Token);
+                if ((slice.Phase, slice.Step) != first) received.Take();
                 var values = buffer.Span.Slice(slice.Offset, slice.Length);
                 if (half)
                 {
@@ -139,7 +139,7 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
                 if (reduce) FloatPayload.AddTo(values, target);
                 Interlocked.Increment(ref receivedCount);
                 Moved();
-                received.Release();
+                received.Add();
             }
         });
 
@@ -168,6 +168,7 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
                     : (AllReduceFailure.StreamBroken, e.Message, e);
                 link.Cut($"all-reduce {operation} failed");
                 stop.Cancel();
+                received.Stop();
             }
         }
 
@@ -178,7 +179,6 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
             callerRegistration.Dispose();
             link.EndOperation(failure is null);
             stop.Dispose();
-            received.Dispose();
             if (failure is not var (reason, what, cause)) done.SetResult();
             else if (caller.IsCancellationRequested) done.SetCanceled(caller);
             else

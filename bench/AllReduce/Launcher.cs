@@ -37,13 +37,14 @@ static class Launcher
         long operation = 0;
         foreach (int workers in settings.Workers)
         {
-            var ours = Enumerable.Range(0, workers).Select(_ => Rank.Ours(settings)).ToList();
+            var ours = Enumerable.Range(0, workers).Select(rank => Rank.Ours(settings, rank, workers)).ToList();
             var gloo = new List<Rank>();
             try
             {
                 string[][] endpoints = [.. (await Task.WhenAll(ours.Select(r => r.ExpectAsync("endpoints")))).Select(e => e.Split(' '))];
-                for (int rank = 0; rank < workers; rank++)
-                    await ours[rank].SendAsync($"ring {rank} {string.Join(' ', endpoints.Select(e => e[0]))} {string.Join(' ', endpoints.Select(e => e[1]))}");
+                var lists = Enumerable.Range(0, settings.RingMethods.Length).Select(m => string.Join(' ', endpoints.Select(e => e[m])));
+                string ring = string.Join(' ', lists);
+                for (int rank = 0; rank < workers; rank++) await ours[rank].SendAsync($"ring {rank} {ring}");
                 if (methods.Contains(Method.Gloo))
                 {
                     int port = FreePort();
@@ -88,7 +89,7 @@ static class Launcher
                         }
                     foreach (var run in runs)
                     {
-                        string rawOf = run.m == Method.Unix ? "unix" : "tcp";
+                        string rawOf = run.m is Method.Unix ? "unix" : "tcp";
                         var result = new Result(workers, mb, floats, run.m, transports[run], run.Item2, [.. times[run]],
                             probes.Single(p => p.Workers == workers && p.Transport == rawOf).GBps);
                         Console.Error.WriteLine($"N={workers} {mb} MB {run.m} ({result.Transport}) {run.Item2}: median {result.MedianMs:0.00} ms, bus {result.BusGBps:0.000} GB/s");
@@ -149,14 +150,14 @@ static class Launcher
 
         Rank(Process process) => this.process = process;
 
-        public static Rank Ours(BenchSettings settings)
+        public static Rank Ours(BenchSettings settings, int rank, int workers)
         {
             // Under "dotnet allreduce-bench.dll" the process is the host, which needs the assembly named again.
             string self = Environment.ProcessPath ?? throw new InvalidOperationException("the path of this program is unknown");
             var start = new ProcessStartInfo(self) { RedirectStandardInput = true, RedirectStandardOutput = true };
             if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
             start.ArgumentList.Add(RankProcess.Role);
-            foreach (string arg in settings.ToArgs()) start.ArgumentList.Add(arg);
+            foreach (string arg in settings.ToArgs(rank, workers)) start.ArgumentList.Add(arg);
             return Start(start);
         }
 

@@ -13,6 +13,8 @@ try
         return 0;
     }
     var settings = BenchSettings.Parse(args);
+    if (settings.Hosts is { } hosts && settings.Workers.Any(n => n % hosts != 0))
+        throw new UsageException($"--hosts {hosts} must divide every ring size of --workers");
     var run = await Launcher.RunAsync(settings);
     Report.PrintTable(run, settings);
     if (settings.JsonPath is { } json) await Report.WriteJsonAsync(run, settings, json);
@@ -29,15 +31,18 @@ namespace CondenseCluster.Bench.AllReduce
 {
     sealed class UsageException(string message) : Exception(message);
 
-    /// <summary>What is all-reduced: our ring over TCP, over Unix sockets (the same-host default), or gloo's all_reduce.</summary>
-    enum Method { Tcp, Unix, Gloo }
+    /// <summary>
+    /// What is all-reduced: our ring over TCP, over Unix sockets (the same-host default), gloo's all_reduce; with
+    /// --hosts, our ring over simulated hosts as one ring (flat) and in its hierarchical form (hier).
+    /// </summary>
+    enum Method { Tcp, Unix, Gloo, Flat, Hier }
 
     sealed record BenchSettings
     {
         public const string Usage = """
             allreduce-bench [--workers 2,3] [--sizes-mb 0.5,5.8,20] [--repeats 20] [--warmups 3] [--probe-mb 64]
                             [--segment-kb 256] [--precision fp32,fp16] [--methods tcp,unix,gloo] [--python /usr/bin/python3]
-                            [--json FILE]
+                            [--hosts K] [--predict yes] [--json FILE]
               --workers     ring sizes to measure, one OS process per rank
               --sizes-mb    buffer sizes in MB (10^6 bytes); 5.8 is all 1,451,594 CondenseNet-86 gradients
               --repeats     timed all-reduces per size and method, after --warmups untimed ones, the methods in turn
@@ -45,8 +50,12 @@ namespace CondenseCluster.Bench.AllReduce
               --segment-kb  DataPlaneOptions.SegmentBytes in KiB (default: the data plane's own default)
               --precision   what our ring's values cross as, each measured in turn (default fp32; gloo sends fp32)
               --methods     tcp: our ring over TCP; unix: our ring as it runs between ranks on one host (Unix
-                            sockets); gloo: PyTorch's gloo all_reduce (Debian's python3-torch, bench/pytorch/allreduce_rank.py)
+                            sockets); gloo: PyTorch's gloo all_reduce (Debian's python3-torch, bench/pytorch/allreduce_rank.py);
+                            flat, hier: see --hosts
               --python      the Python with torch for gloo (default /usr/bin/python3; gloo is left out without torch)
+              --hosts       also flat and hier: the ranks split into K simulated hosts (127.0.0.51, .52, ...; N a
+                            multiple of K), summed in one ring and hierarchically (within each host, then across)
+              --predict yes also print what the alpha-beta fits of tcp and unix predict for 8-1,024 nodes at 25 and 100 Gbit/s
               --json        also write the results as JSON to FILE
             """;
 
@@ -62,6 +71,16 @@ namespace CondenseCluster.Bench.AllReduce
         public WirePrecision[] Precisions { get; init; } = [WirePrecision.Float32];
         public Method[] Methods { get; init; } = [Method.Tcp, Method.Unix, Method.Gloo];
         public string Python { get; init; } = "/usr/bin/python3";
+        public int? Hosts { get; init; }
+        public bool Predict { get; init; }
+        /// <summary>For a rank process: the address of its simulated host.</summary>
+        public string? Listen { get; init; }
+
+        /// <summary>The methods a rank process runs a node for, in the order of its endpoints.</summary>
+        public Method[] RingMethods => [Method.Tcp, Method.Unix, .. Hosts is null ? Array.Empty<Method>() : [Method.Flat, Method.Hier]];
+
+        /// <summary>The simulated host of rank <paramref name="rank"/> of <paramref name="workers"/>.</summary>
+        public string HostOf(int rank, int workers) => $"127.0.0.{51 + rank / (workers / Hosts!.Value)}";
         public string? JsonPath { get; init; }
 
         /// <summary>Floats in a buffer of <paramref name="mb"/> MB; 5.8 means exactly the CondenseNet-86 gradients.</summary>
@@ -83,27 +102,41 @@ namespace CondenseCluster.Bench.AllReduce
                     "--probe-mb" => settings with { ProbeMb = List(value, double.Parse, mb => mb > 0, "a positive size").Single() },
                     "--segment-kb" => settings with { SegmentBytes = Number(value, n => n >= 1, "at least 1") * 1024 },
                     "--precision" => settings with { Precisions = List(value, (s, _) => Precision(s), _ => true, WirePrecisionNames.Choices) },
-                    "--methods" => settings with { Methods = List(value, (s, _) => MethodNamed(s), _ => true, "tcp, unix or gloo") },
+                    "--methods" => settings with { Methods = List(value, (s, _) => MethodNamed(s), _ => true, "tcp, unix, gloo, flat or hier") },
                     "--python" => settings with { Python = value },
+                    "--predict" => settings with { Predict = value is "yes" or "true" },
+                    "--hosts" => settings with { Hosts = Number(value, n => n >= 1, "at least 1") },
+                    "--listen" => settings with { Listen = value },
                     "--json" => settings with { JsonPath = value },
                     _ => throw new UsageException($"unknown option {args[i]}"),
                 };
             }
+            if (settings.Hosts is not null && !settings.Methods.Contains(Method.Flat)) settings = settings with { Methods = [.. settings.Methods, Method.Flat, Method.Hier] };
             return settings;
         }
 
-        /// <summary>The same settings as arguments, for a rank process.</summary>
-        public IEnumerable<string> ToArgs()
+        /// <summary>The same settings as arguments, for rank <paramref name="rank"/> of <paramref name="workers"/>.</summary>
+        public IEnumerable<string> ToArgs(int rank, int workers)
         {
-            if (SegmentBytes is { } bytes) return ["--segment-kb", (bytes / 1024).ToString(CultureInfo.InvariantCulture)];
-            return [];
+            if (SegmentBytes is { } bytes)
+            {
+                yield return "--segment-kb";
+                yield return (bytes / 1024).ToString(CultureInfo.InvariantCulture);
+            }
+            if (Hosts is { } hosts)
+            {
+                yield return "--hosts";
+                yield return $"{hosts}";
+                yield return "--listen";
+                yield return HostOf(rank, workers);
+            }
         }
 
         public static WirePrecision Precision(string text) =>
             WirePrecisionNames.Parse(text) ?? throw new UsageException($"'{text}': expected {WirePrecisionNames.Choices}");
 
         static Method MethodNamed(string text) =>
-            Enum.TryParse<Method>(text, ignoreCase: true, out var method) ? method : throw new UsageException($"'{text}': expected tcp, unix or gloo");
+            Enum.TryParse<Method>(text, ignoreCase: true, out var method) ? method : throw new UsageException($"'{text}': expected tcp, unix, gloo, flat or hier");
 
         static int Number(string text, Func<int, bool> valid, string what) => List(text, int.Parse, valid, what).Single();
 

@@ -5,69 +5,85 @@ using CondenseCluster.Shared.Comm;
 namespace CondenseCluster.Bench.AllReduce;
 
 /// <summary>
-/// One rank: two data-plane nodes in its own process, one whose ring takes TCP and one as rings run by default
-/// (Unix sockets to ranks on this host), driven by the launcher line by line over stdin/stdout, so that every rank
-/// starts each timed all-reduce on the launcher's word and none waits on another rank's bookkeeping.
+/// One rank: a data-plane node per ring method in its own process (a ring over TCP; one as rings run by default,
+/// Unix sockets to ranks on this host; and with --hosts, one ring and the hierarchical form over simulated hosts, this
+/// rank's own 127.0.0.x), driven by the launcher line by line over stdin/stdout, so that every rank starts each timed
+/// all-reduce on the launcher's word and none waits on another rank's bookkeeping.
 /// </summary>
 static class RankProcess
 {
     public const string Role = "--rank-process";
 
-    // Launcher → rank: "ring RANK TCP_ENDPOINTS... DEFAULT_ENDPOINTS..." once, then "probe tcp|unix|grpc BYTES",
-    // "buffer FLOATS", "go OPERATION tcp|unix fp32|fp16", "quit".
-    // Rank → launcher: "endpoints TCP DEFAULT" first, then one line per command: "probed BYTES_PER_S", "ready",
-    // "done SECONDS TRANSPORT".
+    // Launcher → rank: "ring RANK ENDPOINTS-OF-METHOD-1... ENDPOINTS-OF-METHOD-2..." once (every rank's endpoint of each
+    // method in turn), then "probe tcp|unix|grpc BYTES", "buffer FLOATS", "go OPERATION METHOD fp32|fp16", "quit".
+    // Rank → launcher: "endpoints E1 E2 ..." (one per method) first, then one line per command: "probed BYTES_PER_S",
+    // "ready", "done SECONDS TRANSPORT".
     public static async Task<int> RunAsync(BenchSettings settings)
     {
         var options = settings.SegmentBytes is { } bytes ? new DataPlaneOptions { SegmentBytes = bytes } : new DataPlaneOptions();
-        await using var tcp = new DataPlaneNode(options with { Transport = RingTransportKind.Tcp });
-        await using var local = new DataPlaneNode(options);
-        Reply($"endpoints {await tcp.StartAsync()} {await local.StartAsync()}");
-        int rank = 0, size = 0;
-        float[] buffer = [];
-        while (await Console.In.ReadLineAsync() is { } line)
+        var methods = settings.RingMethods;
+        var nodes = methods.ToDictionary(m => m, m => new DataPlaneNode(m switch
         {
-            string[] words = line.Split(' ');
-            switch (words[0])
+            Method.Tcp => options with { Transport = RingTransportKind.Tcp },
+            Method.Unix => options,
+            _ => options with { ListenAddress = settings.Listen ?? throw new UsageException("the simulated-host methods need --listen") },
+        }));
+        try
+        {
+            var endpoints = new List<string>();
+            foreach (var method in methods) endpoints.Add(await nodes[method].StartAsync());
+            Reply($"endpoints {string.Join(' ', endpoints)}");
+            int rank = 0, size = 0;
+            float[] buffer = [];
+            while (await Console.In.ReadLineAsync() is { } line)
             {
-                case "ring":
-                    rank = Int(words[1]);
-                    size = (words.Length - 2) / 2;
-                    tcp.ConfigureRing(rank, words[2..(2 + size)], generation: 1);
-                    local.ConfigureRing(rank, words[(2 + size)..], generation: 1);
-                    break;
-                case "probe":
-                    long probeBytes = long.Parse(words[2], CultureInfo.InvariantCulture);
-                    double rate = words[1] switch
-                    {
-                        "tcp" => await tcp.MeasureSocketBandwidthAsync(probeBytes),
-                        "unix" => await local.MeasureSocketBandwidthAsync(probeBytes),
-                        _ => await tcp.MeasureGrpcStreamBandwidthAsync(probeBytes),
-                    };
-                    Reply($"probed {rate.ToString("R", CultureInfo.InvariantCulture)}");
-                    break;
-                case "buffer":
-                    buffer = new float[Int(words[1])];
-                    Fill(buffer, rank);
-                    Reply("ready");
-                    break;
-                case "go":
-                    var node = words[2] == "tcp" ? tcp : local;
-                    var watch = Stopwatch.StartNew();
-                    await node.AllReduceAsync(buffer, long.Parse(words[1], CultureInfo.InvariantCulture), BenchSettings.Precision(words[3]));
-                    double seconds = watch.Elapsed.TotalSeconds;
-                    // Checked and refilled off the clock: a fast wrong answer must not pass for a result.
-                    Verify(buffer, size);
-                    Fill(buffer, rank);
-                    Reply($"done {seconds.ToString("R", CultureInfo.InvariantCulture)} {node.Transport}");
-                    break;
-                case "quit":
-                    return 0;
-                default:
-                    throw new InvalidOperationException($"rank {rank}: unknown command '{line}'");
+                string[] words = line.Split(' ');
+                switch (words[0])
+                {
+                    case "ring":
+                        rank = Int(words[1]);
+                        size = (words.Length - 2) / methods.Length;
+                        for (int i = 0; i < methods.Length; i++)
+                            nodes[methods[i]].ConfigureRing(rank, words[(2 + i * size)..(2 + (i + 1) * size)], generation: 1,
+                                methods[i] == Method.Hier ? RingTopology.Auto : RingTopology.Flat);
+                        break;
+                    case "probe":
+                        long probeBytes = long.Parse(words[2], CultureInfo.InvariantCulture);
+                        double rate = words[1] switch
+                        {
+                            "tcp" => await nodes[Method.Tcp].MeasureSocketBandwidthAsync(probeBytes),
+                            "unix" => await nodes[Method.Unix].MeasureSocketBandwidthAsync(probeBytes),
+                            _ => await nodes[Method.Tcp].MeasureGrpcStreamBandwidthAsync(probeBytes),
+                        };
+                        Reply($"probed {rate.ToString("R", CultureInfo.InvariantCulture)}");
+                        break;
+                    case "buffer":
+                        buffer = new float[Int(words[1])];
+                        Fill(buffer, rank);
+                        Reply("ready");
+                        break;
+                    case "go":
+                        var node = nodes[Enum.Parse<Method>(words[2], ignoreCase: true)];
+                        var watch = Stopwatch.StartNew();
+                        await node.AllReduceAsync(buffer, long.Parse(words[1], CultureInfo.InvariantCulture), BenchSettings.Precision(words[3]));
+                        double seconds = watch.Elapsed.TotalSeconds;
+                        // Checked and refilled off the clock: a fast wrong answer must not pass for a result.
+                        Verify(buffer, size);
+                        Fill(buffer, rank);
+                        Reply($"done {seconds.ToString("R", CultureInfo.InvariantCulture)} {node.Transport}");
+                        break;
+                    case "quit":
+                        return 0;
+                    default:
+                        throw new InvalidOperationException($"rank {rank}: unknown command '{line}'");
+                }
             }
+            return 0;
         }
-        return 0;
+        finally
+        {
+            foreach (var node in nodes.Values) await node.DisposeAsync();
+        }
     }
 
     static void Reply(string line) => Console.Out.WriteLine(line);

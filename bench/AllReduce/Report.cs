@@ -20,9 +20,10 @@ static class Report
             Console.WriteLine($"{r.Workers,2} {r.Bytes / 1e6,6:0.0} {r.Method.ToString().ToLowerInvariant(),-6} {r.Transport,-9} {r.Precision,5} "
                 + $"{r.MedianMs,10:0.00} {r.MinMs,8:0.00} {r.BusGBps,9:0.000} {r.RawGBps,9:0.000} {r.BusToRaw,8:0.00} {ratio,7}");
         }
-        foreach (var fit in AlphaBeta.Fit(run.Results))
-            Console.WriteLine($"alpha-beta fit of {fit.Method} (fp32, {fit.Points} points): T = 2(N-1)·α + 2(N-1)/N·bytes/β with "
-                + $"α = {fit.AlphaUs:0.0} µs per hop, β = {fit.BetaGBps:0.000} GB/s; worst relative residual {fit.WorstResidual:P0}");
+        var fits = AlphaBeta.Fit(run.Results).ToList();
+        foreach (var fit in fits)
+            Console.WriteLine($"alpha-beta fit of {fit.Method}: α = {fit.AlphaUs:0.0} µs per hop, β = {fit.BetaGBps:0.000} GB/s ({fit.From})");
+        if (settings.Predict && fits.Find(f => f.Method == "tcp") is { } tcp && fits.Find(f => f.Method == "unix") is { } unix) Prediction.Print(tcp, unix);
     }
 
     public static async Task WriteJsonAsync(BenchRun run, BenchSettings settings, string path)
