@@ -7,8 +7,14 @@ using CondenseCluster.Shared.Comm;
 
 namespace CondenseCluster.Bench.AllReduce;
 
-/// <summary>One measured configuration: a ring size, a buffer size, a method and what the values cross as.</summary>
-sealed record Result(int Workers, double SizeMb, int Floats, Method Method, string Transport, string Precision, double[] TimesMs, double RawGBps)
+/// <summary>
+/// One measured configuration: a ring size, a buffer size, a method and what the values cross as. A time runs from
+/// the moment the last rank entered the all-reduce to the moment the last one left it (every rank reads the machine's
+/// monotonic clock), so that how late the launcher's word reached a rank does not count; <paramref name="SlowestRankMs"/>
+/// is the slowest rank's own time from its entry, which does.
+/// </summary>
+sealed record Result(int Workers, double SizeMb, int Floats, Method Method, string Transport, string Precision, double[] TimesMs,
+    double[] SlowestRankMs, double RawGBps)
 {
     public double MedianMs => Statistics.Median(TimesMs);
     public double MinMs => TimesMs.Min();
@@ -76,21 +82,23 @@ static class Launcher
                     await AllAsync([.. ours, .. gloo], $"buffer {floats}", "ready");
                     var runs = methods.SelectMany(m => m == Method.Gloo ? [(m, "fp32")] : settings.Precisions.Select(p => (m, p.Name()))).ToArray();
                     var times = runs.ToDictionary(r => r, _ => new List<double>());
+                    var slowest = runs.ToDictionary(r => r, _ => new List<double>());
                     var transports = runs.ToDictionary(r => r, r => r.m == Method.Gloo ? "gloo tcp" : "");
                     for (int i = 0; i < settings.Warmups + settings.Repeats; i++)
                         foreach (var run in runs)
                         {
-                            // An all-reduce is over when its slowest rank is done.
-                            var (seconds, transport) = run.m == Method.Gloo
-                                ? (await AllAsync(gloo, "go", "done"), "gloo tcp")
+                            var (ms, slowestMs, transport) = run.m == Method.Gloo
+                                ? await TimedAsync(gloo, "go")
                                 : await TimedAsync(ours, $"go {++operation} {run.m.ToString().ToLowerInvariant()} {run.Item2}");
-                            transports[run] = transport;
-                            if (i >= settings.Warmups) times[run].Add(seconds.Max() * 1e3);
+                            transports[run] = transport ?? "gloo tcp";
+                            if (i < settings.Warmups) continue;
+                            times[run].Add(ms);
+                            slowest[run].Add(slowestMs);
                         }
                     foreach (var run in runs)
                     {
                         string rawOf = run.m is Method.Unix ? "unix" : "tcp";
-                        var result = new Result(workers, mb, floats, run.m, transports[run], run.Item2, [.. times[run]],
+                        var result = new Result(workers, mb, floats, run.m, transports[run], run.Item2, [.. times[run]], [.. slowest[run]],
                             probes.Single(p => p.Workers == workers && p.Transport == rawOf).GBps);
                         Console.Error.WriteLine($"N={workers} {mb} MB {run.m} ({result.Transport}) {run.Item2}: median {result.MedianMs:0.00} ms, bus {result.BusGBps:0.000} GB/s");
                         results.Add(result);
@@ -130,11 +138,16 @@ static class Launcher
     static async Task<double[]> AllAsync(IReadOnlyList<Rank> ranks, string command, string reply) =>
         [.. (await RepliesAsync(ranks, command, reply)).Select(v => v.Length == 0 ? 0 : double.Parse(v.Split(' ')[0], CultureInfo.InvariantCulture))];
 
-    /// <summary>One timed all-reduce of our ranks: each rank's seconds, and the transport rank 0's ring took.</summary>
-    static async Task<(double[] Seconds, string Transport)> TimedAsync(IReadOnlyList<Rank> ranks, string command)
+    /// <summary>
+    /// One timed all-reduce: milliseconds from the last rank's entry to the last one's exit, the slowest rank's own
+    /// milliseconds, and the transport rank 0's ring took (none for gloo). Replies are "START END [TRANSPORT]" in
+    /// nanoseconds of the shared monotonic clock.
+    /// </summary>
+    static async Task<(double Ms, double SlowestRankMs, string? Transport)> TimedAsync(IReadOnlyList<Rank> ranks, string command)
     {
-        string[] replies = await RepliesAsync(ranks, command, "done");
-        return ([.. replies.Select(r => double.Parse(r.Split(' ')[0], CultureInfo.InvariantCulture))], replies[0].Split(' ')[1]);
+        var replies = (await RepliesAsync(ranks, command, "done")).Select(r => r.Split(' ')).ToArray();
+        var spans = replies.Select(r => (Start: long.Parse(r[0], CultureInfo.InvariantCulture), End: long.Parse(r[1], CultureInfo.InvariantCulture))).ToArray();
+        return ((spans.Max(s => s.End) - spans.Max(s => s.Start)) / 1e6, spans.Max(s => s.End - s.Start) / 1e6, replies[0].ElementAtOrDefault(2));
     }
 
     static async Task<string[]> RepliesAsync(IReadOnlyList<Rank> ranks, string command, string reply)

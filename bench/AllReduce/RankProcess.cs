@@ -17,7 +17,8 @@ static class RankProcess
     // Launcher → rank: "ring RANK ENDPOINTS-OF-METHOD-1... ENDPOINTS-OF-METHOD-2..." once (every rank's endpoint of each
     // method in turn), then "probe tcp|unix|grpc BYTES", "buffer FLOATS", "go OPERATION METHOD fp32|fp16", "quit".
     // Rank → launcher: "endpoints E1 E2 ..." (one per method) first, then one line per command: "probed BYTES_PER_S",
-    // "ready", "done SECONDS TRANSPORT".
+    // "ready", "done START END TRANSPORT" (when the all-reduce was entered and left: Stopwatch timestamps, which are
+    // nanoseconds of CLOCK_MONOTONIC on Linux, the clock every process of the machine shares).
     public static async Task<int> RunAsync(BenchSettings settings)
     {
         var options = settings.SegmentBytes is { } bytes ? new DataPlaneOptions { SegmentBytes = bytes } : new DataPlaneOptions();
@@ -64,13 +65,13 @@ static class RankProcess
                         break;
                     case "go":
                         var node = nodes[Enum.Parse<Method>(words[2], ignoreCase: true)];
-                        var watch = Stopwatch.StartNew();
+                        long start = Stopwatch.GetTimestamp();
                         await node.AllReduceAsync(buffer, long.Parse(words[1], CultureInfo.InvariantCulture), BenchSettings.Precision(words[3]));
-                        double seconds = watch.Elapsed.TotalSeconds;
+                        long end = Stopwatch.GetTimestamp();
                         // Checked and refilled off the clock: a fast wrong answer must not pass for a result.
                         Verify(buffer, size);
                         Fill(buffer, rank);
-                        Reply($"done {seconds.ToString("R", CultureInfo.InvariantCulture)} {node.Transport}");
+                        Reply($"done {start} {end} {node.Transport}");
                         break;
                     case "quit":
                         return 0;
