@@ -71,6 +71,13 @@ sealed class Replica : IAsyncDisposable
     /// <summary>The job this replica holds and its step, for a coordinator that restarted; any thread.</summary>
     public HeldReplica? Held => Volatile.Read(ref jobKey) is string key ? new HeldReplica(key, Step) : null;
 
+    /// <summary>A ring connection ended unasked (<see cref="DataPlaneNode.NeighbourLost"/>): the generation and why; raised on a ring thread.</summary>
+    public event Action<long, AllReduceException> NeighbourLost
+    {
+        add => dataPlane.NeighbourLost += value;
+        remove => dataPlane.NeighbourLost -= value;
+    }
+
     /// <summary>The ring generation this replica is a member of (-1: none yet); any thread.</summary>
     public long Generation => Interlocked.Read(ref generation);
 

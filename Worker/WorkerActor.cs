@@ -21,11 +21,13 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
 {
     sealed record RetryRegistration;
     sealed record GiveUp;
+    sealed record NeighbourLost(long RingGeneration, string Error);
 
     readonly Func<RegisterWorker> registration;
     readonly string id;
     readonly Replica replica;
     readonly TaskCompletionSource<WorkerExit> exit;
+    Action<long, AllReduceException>? neighbourLost;
     Address? coordinatorNode;
     bool accepted;
 
@@ -79,6 +81,13 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
         Receive<ApplyMasks>(masks => Reply(() => replica.ApplyMasks(masks)));
         Receive<EvaluateShard>(request => Reply(() => replica.EvaluateShard(request.Step)));
         Receive<PrepareState>(request => Reply(() => replica.PrepareState(request.Step)));
+        // The coordinator hears of a lost neighbour at once: the next command using the ring might come only after
+        // the failure detector's verdict (a mask broadcast waits for every worker's answer).
+        Receive<NeighbourLost>(lost =>
+        {
+            if (accepted && !exit.Task.IsCompleted && lost.RingGeneration == replica.Generation)
+                Context.ActorSelection(coordinatorNode + ClusterNode.CoordinatorPath).Tell(new RingBroken(id, lost.RingGeneration, lost.Error));
+        });
         Receive<JobEnded>(ended =>
         {
             Log($"the job ended: {ended.Reason}");
@@ -93,11 +102,20 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    protected override void PreStart() =>
+    protected override void PreStart()
+    {
         Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.InitialStateAsEvents,
             typeof(ClusterEvent.MemberUp), typeof(ClusterEvent.MemberRemoved));
+        var self = Self;
+        neighbourLost = (generation, error) => self.Tell(new NeighbourLost(generation, error.Message));
+        replica.NeighbourLost += neighbourLost;
+    }
 
-    protected override void PostStop() => Cluster.Get(Context.System).Unsubscribe(Self);
+    protected override void PostStop()
+    {
+        replica.NeighbourLost -= neighbourLost;
+        Cluster.Get(Context.System).Unsubscribe(Self);
+    }
 
     void Register() => Context.ActorSelection(coordinatorNode + ClusterNode.CoordinatorPath).Tell(registration());
 

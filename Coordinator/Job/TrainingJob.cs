@@ -213,10 +213,10 @@ public sealed class TrainingJob
     {
         switch (message)
         {
-            case WorkerFailed failed when failed.DataPlane:
-                if (phase is not (Phase.Recovering or Phase.Finishing)) Recover($"{failed.WorkerId}'s ring failed: {NameEndpoints(failed.Error)}");
-                break;
+            case WorkerFailed failed when failed.DataPlane: RingFailed($"{failed.WorkerId}'s ring failed", failed.Error); break;
             case WorkerFailed failed: Exclude(failed.WorkerId, $"it failed: {failed.Error}"); break;
+            case RingBroken broken when broken.RingGeneration == generation: RingFailed($"{broken.WorkerId}'s ring broke", broken.Error); break;
+            case RingBroken: break; // about a ring the job has replaced since
             case WorkDone done when done.Attempt == attempt: Dispatch(done.Result); break;
             case WorkDone: break; // of an attempt a recovery interrupted
             case WorkFailed failed when failed.Attempt == attempt:
@@ -274,6 +274,12 @@ public sealed class TrainingJob
                 observer.Event($"ignored an unexpected {message.GetType().Name}{(message is IWorkerReply r ? $" from {r.WorkerId}" : "")} in phase {phase}", EventKind.Failure);
                 break;
         }
+    }
+
+    /// <summary>A worker's ring failed, so a peer may be gone: the recovery finds out who, unless one runs already or no ring does.</summary>
+    void RingFailed(string what, string error)
+    {
+        if (phase is not (Phase.Recovering or Phase.Finishing or Phase.WaitingForWorkers)) Recover($"{what}: {NameEndpoints(error)}");
     }
 
     /// <summary>A worker's data-plane error names its peers by endpoint; say which worker each one is.</summary>

@@ -127,6 +127,14 @@ public sealed record StatePrepared(string WorkerId, long Step, string WeightChec
 /// </summary>
 public sealed record WorkerFailed(string WorkerId, string Error, bool DataPlane = false) : IWorkerReply;
 
+/// <summary>
+/// The worker's connection to its right ring neighbour of generation <paramref name="RingGeneration"/> ended unasked,
+/// possibly while no all-reduce ran (a mask broadcast, an evaluation): the neighbour's process or host may be gone, and
+/// the job recovers now rather than at its next all-reduce or on the failure detector's verdict. A report about a ring
+/// the job has since replaced is stale.
+/// </summary>
+public sealed record RingBroken(string WorkerId, long RingGeneration, string Error) : IWorkerReply;
+
 /// <summary>The job is over: the worker leaves the cluster and exits.</summary>
 public sealed record JobEnded(string Reason);
 

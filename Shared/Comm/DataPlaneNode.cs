@@ -94,7 +94,8 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
             var rings = new[] { (Endpoints: layout.Ring, Rank: layout.Rank), (Endpoints: layout.Across!, Rank: layout.AcrossRank) }
                 .Take(layout.Hierarchical ? 2 : 1).Where(r => r.Endpoints.Count > 1).ToArray();
             var accepting = listener.Expect(generation, [.. rings.Select(r => (RingDigest.Of(r.Endpoints), r.Endpoints.Count, r.Rank))]);
-            links = [.. rings.Select((r, i) => new SocketRingLink(generation, r.Rank, r.Endpoints, accepting[i], connector))];
+            links = [.. rings.Select((r, i) => new SocketRingLink(generation, r.Rank, r.Endpoints, accepting[i], connector,
+                lost => NeighbourLost?.Invoke(generation, lost)))];
             RingAllReduce Ring(int i, int rank, int size) => new(rank, size, i < links.Length ? links[i] : null, options, sender, receiver);
             collective = layout.Hierarchical
                 ? new HierarchicalAllReduce(Ring(0, layout.Rank, layout.Ring.Count), Ring(1, layout.AcrossRank, layout.Across!.Count), layout)
@@ -103,6 +104,13 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
             return layout;
         }
     }
+
+    /// <summary>
+    /// A right neighbour's connection of ring generation (the first argument) ended before this node ended that
+    /// generation: the neighbour's process or host is gone, or its all-reduce failed. Raised on a ring thread, also
+    /// while no all-reduce runs, so that the owner can report the loss before its next step would find it.
+    /// </summary>
+    public event Action<long, AllReduceException>? NeighbourLost;
 
     public int Rank => Configured().Place.Rank;
 

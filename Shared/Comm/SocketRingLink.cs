@@ -20,10 +20,14 @@ sealed class SocketRingLink : IRingLink
     bool busy;
     (AllReduceFailure Reason, string Why)? end;
     volatile AllReduceException? broken; // why the right neighbour's connection ended, when that ended the generation
+    readonly Action<AllReduceException> neighbourLost;
 
     /// <param name="accepting">the connection from the left neighbour, as this rank's listener accepts it (<see cref="RingListener.Expect"/>)</param>
-    public SocketRingLink(long generation, int rank, IReadOnlyList<string> endpoints, Task<Socket> accepting, RingConnector connector)
+    /// <param name="neighbourLost">called once, on the watching thread, when the right neighbour's connection ends before this generation did</param>
+    public SocketRingLink(long generation, int rank, IReadOnlyList<string> endpoints, Task<Socket> accepting, RingConnector connector,
+        Action<AllReduceException> neighbourLost)
     {
+        this.neighbourLost = neighbourLost;
         int size = endpoints.Count;
         RingNeighbour Member(int r) => new((r + size) % size, endpoints[(r + size) % size]);
         (Generation, Left, Right, this.accepting) = (generation, Member(rank - 1), Member(rank + 1), accepting);
@@ -39,7 +43,8 @@ sealed class SocketRingLink : IRingLink
     /// <summary>
     /// Opens the connection to the right neighbour, then watches it: the neighbour sends nothing after its welcome, so a
     /// read returns only when it closes or breaks the connection. That ends the generation at once, whether an
-    /// all-reduce is sending to it or not (one may be waiting for its left neighbour), and so reaches the rest of the ring.
+    /// all-reduce is sending to it or not (one may be waiting for its left neighbour), and so reaches the rest of the ring;
+    /// the owner hears of it even while no all-reduce runs.
     /// </summary>
     void ConnectAndWatch(RingConnector connector, RingHello hello, string host, TaskCompletionSource<(Socket, string)> opened)
     {
@@ -64,12 +69,14 @@ sealed class SocketRingLink : IRingLink
         Span<byte> one = stackalloc byte[1];
         try { RingSockets.Receive(socket, one); }
         catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        AllReduceException lost;
         lock (gate)
-            if (end is null)
-            {
-                broken = new AllReduceException(AllReduceFailure.StreamBroken, $"{Right} closed its connection");
-                Close(AllReduceFailure.StreamBroken, broken.Detail, cut: true);
-            }
+        {
+            if (end is not null) return;
+            broken = lost = new AllReduceException(AllReduceFailure.StreamBroken, $"{Right} closed its connection");
+            Close(AllReduceFailure.StreamBroken, lost.Detail, cut: true);
+        }
+        neighbourLost(lost);
     }
 
     public long Generation { get; }

@@ -68,6 +68,35 @@ public class RingFailureTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task AnIdleRingThatLosesAPeerTellsEveryOwnerAtOnceAndAReconfiguredOneTellsNothing()
+    {
+        await using var ring = await TestRing.StartAsync(3, Options);
+        var lost = new System.Collections.Concurrent.ConcurrentQueue<(int Node, long Generation, AllReduceException Error)>();
+        for (int i = 0; i < 3; i++)
+        {
+            int node = i;
+            ring.Nodes[i].NeighbourLost += (generation, error) => lost.Enqueue((node, generation, error));
+        }
+        await ring.AllReduceAsync([0, 1, 2], RingPlanTests.Buffers(3, 30, (r, i) => i), 1); // every connection of generation 1 is open
+        ring.Configure([0, 1, 2], generation: 2);
+        await ring.AllReduceAsync([0, 1, 2], RingPlanTests.Buffers(3, 30, (r, i) => i), 1);
+        await Task.Delay(200);
+        Assert.DoesNotContain(lost, l => l.Generation == 2); // retiring generation 1 in order is no loss of generation 2
+
+        // Nobody all-reduces when node 2 goes away: rank 1 (its left neighbour) hears of it, and rank 0 from rank 1.
+        var watch = Stopwatch.StartNew();
+        await ring.Nodes[2].DisposeAsync();
+        while (lost.Count(l => l.Generation == 2) < 2 && watch.Elapsed < Bound) await Task.Delay(10);
+        output.WriteLine($"{watch.ElapsedMilliseconds} ms: {string.Join(" | ", lost.Select(l => $"node {l.Node}, generation {l.Generation}: {l.Error.Message}"))}");
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1), $"{watch.Elapsed}");
+        var current = lost.Where(l => l.Generation == 2).ToArray();
+        Assert.Equal([0, 1], current.Select(l => l.Node).Order());
+        Assert.All(current, l => Assert.Equal(AllReduceFailure.StreamBroken, l.Error.Reason));
+        Assert.Contains(ring.Nodes[2].Endpoint, current.Single(l => l.Node == 1).Error.Message);
+        await SurvivorsSumAgain(ring, [0, 1], generation: 3);
+    }
+
+    [Fact]
     public async Task AnUnreachablePeerFailsAtOnce()
     {
         await using var ring = await TestRing.StartAsync(2, Options);
@@ -107,9 +136,9 @@ public class RingFailureTests(ITestOutputHelper output)
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ring.Nodes[0].AllReduceAsync(new float[10], 1, cancel.Token));
     }
 
-    static async Task SurvivorsSumAgain(TestRing ring, int[] members)
+    static async Task SurvivorsSumAgain(TestRing ring, int[] members, long generation = 2)
     {
-        ring.Configure(members, generation: 2);
+        ring.Configure(members, generation);
         var buffers = RingPlanTests.Buffers(members.Length, 1001, (r, i) => r * 1000 + i);
         await ring.AllReduceAsync(members, buffers, 7);
         Assert.Equal(Enumerable.Range(0, members.Length).Sum(r => r * 1000 + 500), buffers[0][500]);
