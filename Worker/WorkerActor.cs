@@ -86,7 +86,7 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
         Receive<NeighbourLost>(lost =>
         {
             if (accepted && !exit.Task.IsCompleted && lost.RingGeneration == replica.Generation)
-                Context.ActorSelection(coordinatorNode + ClusterNode.CoordinatorPath).Tell(new RingBroken(id, lost.RingGeneration, lost.Error));
+                Coordinator.Tell(new RingBroken(id, lost.RingGeneration, lost.Error));
         });
         Receive<JobEnded>(ended =>
         {
@@ -117,7 +117,10 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
         Cluster.Get(Context.System).Unsubscribe(Self);
     }
 
-    void Register() => Context.ActorSelection(coordinatorNode + ClusterNode.CoordinatorPath).Tell(registration());
+    /// <summary>The coordinator actor on the coordinator's node, for messages that answer no command of its.</summary>
+    ActorSelection Coordinator => Context.ActorSelection(coordinatorNode + ClusterNode.CoordinatorPath);
+
+    void Register() => Coordinator.Tell(registration());
 
     /// <summary>
     /// Runs a command on the replica thread and sends its result (one message or several) to the sender; a failure as

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using CondenseCluster.Shared.Comm;
 using Xunit;
@@ -71,7 +72,7 @@ public class RingFailureTests(ITestOutputHelper output)
     public async Task AnIdleRingThatLosesAPeerTellsEveryOwnerAtOnceAndAReconfiguredOneTellsNothing()
     {
         await using var ring = await TestRing.StartAsync(3, Options);
-        var lost = new System.Collections.Concurrent.ConcurrentQueue<(int Node, long Generation, AllReduceException Error)>();
+        var lost = new ConcurrentQueue<(int Node, long Generation, AllReduceException Error)>();
         for (int i = 0; i < 3; i++)
         {
             int node = i;
