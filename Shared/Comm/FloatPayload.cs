@@ -1,12 +1,11 @@
 using System.Buffers;
-using System.Numerics;
 using System.Numerics.Tensors;
 
 namespace CondenseCluster.Shared.Comm;
 
 /// <summary>
 /// Arithmetic on float32 payloads and their half-float form (little-endian on the wire, the byte order of every
-/// platform TorchSharp runs on; <see cref="RingWire"/> reads and writes them).
+/// platform TorchSharp runs on; <see cref="RingFrame"/> describes the frames that carry them).
 /// </summary>
 public static class FloatPayload
 {
@@ -14,11 +13,7 @@ public static class FloatPayload
     public static void AddTo(ReadOnlySpan<float> source, Span<float> target)
     {
         if (source.Length != target.Length) throw new ArgumentException($"{source.Length} values for {target.Length} places");
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-            for (; i <= target.Length - Vector<float>.Count; i += Vector<float>.Count)
-                (new Vector<float>(target[i..]) + new Vector<float>(source[i..])).CopyTo(target[i..]);
-        for (; i < target.Length; i++) target[i] += source[i];
+        TensorPrimitives.Add(target, source, target);
     }
 
     /// <summary>
