@@ -40,7 +40,7 @@ namespace CondenseCluster.Bench.AllReduce
     sealed record BenchSettings
     {
         public const string Usage = """
-            allreduce-bench [--workers 2,3] [--sizes-mb 0.5,5.8,20] [--repeats 20] [--warmups 3] [--probe-mb 64]
+            allreduce-bench [--workers 2,3] [--sizes-mb 0.5,5.8,20] [--repeats 20] [--warmups 50] [--probe-mb 64]
                             [--segment-kb 256] [--precision fp32,fp16] [--methods tcp,unix,gloo] [--python /usr/bin/python3]
                             [--hosts K] [--predict yes] [--json FILE]
               --workers     ring sizes to measure, one OS process per rank
@@ -65,7 +65,12 @@ namespace CondenseCluster.Bench.AllReduce
         public int[] Workers { get; init; } = [2, 3];
         public double[] SizesMb { get; init; } = [0.5, 5.8, 20];
         public int Repeats { get; init; } = 20;
-        public int Warmups { get; init; } = 3;
+        /// <summary>
+        /// Untimed all-reduces per size and method. .NET compiles a method optimized only after about 30 calls (tiered
+        /// JIT, then a background compile): after 3 warm-ups the ranks still ran the ring's first-tier code, and 5.8 MB
+        /// took 2–3x as long as after 50 (BENCHMARKS.md). A worker does thousands of all-reduces per job.
+        /// </summary>
+        public int Warmups { get; init; } = 50;
         public double ProbeMb { get; init; } = 64;
         public int? SegmentBytes { get; init; }
         public WirePrecision[] Precisions { get; init; } = [WirePrecision.Float32];
