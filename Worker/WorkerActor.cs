@@ -143,7 +143,8 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
             // peers stop: expected, and nobody is left to report it to.
             if (exit.Task.IsCompleted) return;
             Console.Error.WriteLine($"[{id}] error: {error.Message}");
-            coordinator.Tell(new WorkerFailed(id, error.Message, DataPlane: error is AllReduceException or RpcException));
+            coordinator.Tell(new WorkerFailed(id, error.Message, DataPlane: error is AllReduceException or RpcException,
+                (error as AllReduceException)?.Reason));
         }, TaskScheduler.Default);
     }
 

@@ -51,7 +51,7 @@ sealed class ConsoleProgress(TextWriter output, bool interactive, TimeSpan plain
              $"test top-1 {epoch.Test.Top1:P2}{top5}, test loss {epoch.Test.Loss:F4} ({epoch.Seconds:F0} s)");
     }
 
-    public void Event(string message, EventKind kind = EventKind.Info) => Line(message);
+    public void Event(TrainingEvent e) => Line(e.Text());
 
     public void Finished(TrainingSummary s)
     {

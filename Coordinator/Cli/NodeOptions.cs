@@ -66,7 +66,7 @@ sealed class NodeOptions
             Allocator = allocator,
         };
         var console = ConsoleProgress.OnConsole();
-        var token = ControlToken.Resolve(result.GetValue(tokenFile), line => console.Event(line));
+        var token = ControlToken.Resolve(result.GetValue(tokenFile), line => console.Event(new Notice(line)));
         var monitor = new JobMonitor();
         var metrics = new PrometheusExporter(monitor);
         using var node = new CoordinatorNode(cluster, defaults, monitor, new Observers(console, metrics));
@@ -74,7 +74,7 @@ sealed class NodeOptions
             token, monitor, metrics, node).GetAwaiter().GetResult();
         try
         {
-            console.Event($"control API at {control.ApiAddress} (gRPC); dashboard at {control.WebAddress}/ ; metrics at {control.WebAddress}/metrics");
+            console.Event(new Notice($"control API at {control.ApiAddress} (gRPC); dashboard at {control.WebAddress}/ ; metrics at {control.WebAddress}/metrics"));
             using var interrupted = new CancellationTokenSource();
             ConsoleCancelEventHandler ctrlC = (_, e) =>
             {

@@ -69,7 +69,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             monitor.JobAccepted($"{options.Arch} on {data.Train.Description}", run.OutputFolder);
             announced = true;
             foreach (var e in events) observer.Event(e);
-            if (resume is not null) observer.Event($"resuming from {resume.Path} at step {resume.Header.Step} (its job configuration is used)", EventKind.Checkpoint);
+            if (resume is not null) observer.Event(new ResumedFromCheckpoint(resume.Path, resume.Header.Step));
 
             var jobCluster = cluster with { ExpectedWorkers = workers };
             var accepted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -78,8 +78,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             await accepted.Task;
 
             string hostPort = Address[(Address.IndexOf('@') + 1)..];
-            observer.Event($"coordinator at {Address}; waiting for {workers} workers" +
-                (cluster.LocalWorkers < workers ? $"; start more with: dotnet run --project Worker -- --seed {hostPort}" : ""), EventKind.Worker);
+            observer.Event(new CoordinatorWaiting(Address, workers, cluster.LocalWorkers < workers ? $"dotnet run --project Worker -- --seed {hostPort}" : null));
             var local = new LocalWorkers(cluster.LocalWorkers, Address, cluster.WorkerDevice, cluster.WorkerThreads,
                 (name, code) => coordinator.Tell(new LocalWorkerExited(name, code)));
             var jobLogs = logs;
@@ -104,20 +103,20 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
     }
 
     /// <summary>Everything a job needs before it starts, checked: where it runs, its configuration, its data, its resume point.</summary>
-    (RunSettings Run, int Workers, TrainingOptions Options, (IImageDataset Train, IImageDataset Test) Data, LoadedCheckpoint? Resume, List<string> Events)
+    (RunSettings Run, int Workers, TrainingOptions Options, (IImageDataset Train, IImageDataset Test) Data, LoadedCheckpoint? Resume, List<TrainingEvent> Events)
         Prepare(JobRequest request)
     {
         var run = defaults with { OutputFolder = OutputFolder(request), ResumeFrom = request.Resume, StopAfterStep = request.StopAfterStep };
         int workers = request.Workers > 0 ? request.Workers : cluster.ExpectedWorkers;
         if (workers < cluster.LocalWorkers) throw new JobRequestException("workers", $"{workers} must be at least the {cluster.LocalWorkers} local workers");
-        var events = new List<string>();
-        var resume = Checked("resume", () => CheckpointStore.Resolve(run.ResumeFrom, events.Add));
+        var events = new List<TrainingEvent>();
+        var resume = Checked("resume", () => CheckpointStore.Resolve(run.ResumeFrom, warning => events.Add(new Notice(warning, EventKind.Checkpoint))));
         var options = resume?.Header.Options ?? request.Options
             ?? throw new JobRequestException("configuration", "a job needs a configuration, or a checkpoint to resume from");
         var data = Checked("configuration", () =>
         {
             options.Validate();
-            var opened = Datasets.Open(options.Dataset, options.DataDir, events.Add);
+            var opened = Datasets.Open(options.Dataset, options.DataDir, message => events.Add(new Notice(message)));
             Datasets.CheckFits(opened.Train, options.Model);
             new MicroBatchPlan(options.BatchSize, options.MicroBatches, opened.Train.Count, options.Epochs).Validate();
             return opened;
@@ -178,7 +177,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         }
         string target = Path.GetFullPath(path ?? Path.Combine(output, "exports", $"model-converted-step-{checkpoint.Header.Step:D9}.ccm"));
         var cost = await Task.Run(() => CheckpointExport.Export(checkpoint, target));
-        new Observers(monitor, always).Event($"exported the converted model of step {checkpoint.Header.Step} to {target}", EventKind.Checkpoint);
+        new Observers(monitor, always).Event(new ModelExported(checkpoint.Header.Step, target));
         return (target, checkpoint.Header.Step, cost);
     }
 

@@ -133,11 +133,15 @@ public sealed class JobMonitor : ITrainingObserver
         }
     }
 
-    public void Event(string message, EventKind kind = EventKind.Info)
+    public void Event(TrainingEvent e)
     {
         lock (gate)
         {
-            var item = new JobEvent { TimeUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Kind = kind.ToString().ToLowerInvariant(), Message = message };
+            var kind = e.Kind;
+            var item = new JobEvent
+            {
+                TimeUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Kind = kind.ToString().ToLowerInvariant(), Message = e.Text(), Type = e.GetType().Name,
+            };
             events.Add(item);
             Publish(new JobUpdate { Event = item });
             if (kind == EventKind.Recovery && status.State == "running")

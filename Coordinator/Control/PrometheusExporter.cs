@@ -65,9 +65,9 @@ public sealed class PrometheusExporter : ITrainingObserver
 
     public void Epoch(EpochMetrics epoch) { }
 
-    public void Event(string message, EventKind kind = EventKind.Info)
+    public void Event(TrainingEvent e)
     {
-        if (kind == EventKind.Recovered) recoveries.Inc();
+        if (e.Kind == EventKind.Recovered) recoveries.Inc();
     }
 
     public void Finished(TrainingSummary summary) { }

@@ -123,9 +123,9 @@ public sealed record StatePrepared(string WorkerId, long Step, string WeightChec
 /// <summary>
 /// A worker could not carry out a command. <paramref name="DataPlane"/>: its ring failed (a peer may be gone; the job
 /// recovers with the live workers); otherwise the worker itself cannot go on (e.g. its copy of the data is corrupt)
-/// and is excluded from the job.
+/// and is excluded from the job. <paramref name="Failure"/>: why the all-reduce failed, when one did.
 /// </summary>
-public sealed record WorkerFailed(string WorkerId, string Error, bool DataPlane = false) : IWorkerReply;
+public sealed record WorkerFailed(string WorkerId, string Error, bool DataPlane = false, AllReduceFailure? Failure = null) : IWorkerReply;
 
 /// <summary>
 /// The worker's connection to its right ring neighbour of generation <paramref name="RingGeneration"/> ended unasked,

@@ -18,11 +18,11 @@ public static class LocalTraining
     {
         var clock = Stopwatch.StartNew();
         var store = new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints"));
-        var resume = CheckpointStore.Resolve(run.ResumeFrom, warning => observer.Event(warning, EventKind.Checkpoint));
+        var resume = CheckpointStore.Resolve(run.ResumeFrom, warning => observer.Event(new Notice(warning, EventKind.Checkpoint)));
         var options = resume?.Header.Options ?? requested;
         options.Validate();
 
-        var (train, test) = Datasets.Open(options.Dataset, options.DataDir, message => observer.Event(message));
+        var (train, test) = Datasets.Open(options.Dataset, options.DataDir, message => observer.Event(new Notice(message)));
         Datasets.CheckFits(train, options.Model);
         var plan = new MicroBatchPlan(options.BatchSize, options.MicroBatches, train.Count, options.Epochs);
         plan.Validate();
@@ -35,7 +35,7 @@ public static class LocalTraining
         {
             resume.Restore(engine);
             first = resume.Header.Step;
-            observer.Event($"resumed from {resume.Path} at step {first} (its job configuration is used)", EventKind.Checkpoint);
+            observer.Event(new ResumedFromCheckpoint(resume.Path, first));
         }
         long last = Math.Min(plan.TotalSteps, run.StopAfterStep ?? plan.TotalSteps);
         observer.Started(new RunStarted($"{options.Arch} on {train.Description}", first, plan.TotalSteps, plan.StepsPerEpoch, options.Epochs,
@@ -57,7 +57,7 @@ public static class LocalTraining
                 int stage = CondensingSchedule.StageAt(progress, options.Model.CondenseFactor);
                 if (engine.Condense(progress) > 0)
                 {
-                    observer.Event($"condensing: stage {stage} of {options.Model.CondenseFactor - 1} at step {step} (progress {progress:F4})", EventKind.Condensing);
+                    observer.Event(new CondensingStage(step, stage, options.Model.CondenseFactor - 1, progress));
                     observer.Masks(++maskVersion, step, ModelCondensing.Masks(engine.Model));
                 }
 
@@ -83,7 +83,7 @@ public static class LocalTraining
                 }
                 bool periodic = options.CheckpointEverySteps > 0 && (step + 1) % options.CheckpointEverySteps == 0;
                 if (epochEnd || periodic || step + 1 == last)
-                    observer.Event($"checkpoint {store.Save(options, step + 1, engine.SaveState)}", EventKind.Checkpoint);
+                    observer.Event(new CheckpointWritten(store.Save(options, step + 1, engine.SaveState), step + 1));
             }
         }
 

@@ -17,12 +17,20 @@ public sealed class MetricsLog : ITrainingObserver, IDisposable
     public void Started(RunStarted run) => Write("start", run);
     public void Step(StepMetrics step) => Write("step", step);
     public void Epoch(EpochMetrics epoch) => Write("epoch", epoch);
-    public void Event(string message, EventKind kind = EventKind.Info) => Write("event", new { message, kind = kind.ToString().ToLowerInvariant() });
+    /// <summary>The event's values, its record's name as "event", its kind and its text as "message".</summary>
+    public void Event(TrainingEvent e)
+    {
+        var line = JsonSerializer.SerializeToElement(e, e.GetType(), Json).EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value);
+        line["event"] = e.GetType().Name;
+        line["kind"] = e.Kind.ToString().ToLowerInvariant();
+        line["message"] = e.Text();
+        Write("event", line);
+    }
     public void Finished(TrainingSummary summary) => Write("summary", summary);
 
     void Write<T>(string type, T value)
     {
-        var element = JsonSerializer.SerializeToElement(value, Json);
+        var element = JsonSerializer.SerializeToElement<object?>(value, Json);
         var line = new Dictionary<string, object?> { ["type"] = type, ["time"] = DateTimeOffset.UtcNow };
         foreach (var property in element.EnumerateObject()) line[property.Name] = property.Value;
         writer.WriteLine(JsonSerializer.Serialize(line, Json));

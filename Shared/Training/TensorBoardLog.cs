@@ -50,7 +50,7 @@ public sealed class TensorBoardLog : ITrainingObserver, IDisposable
             ]);
     }
 
-    public void Event(string message, EventKind kind = EventKind.Info) { }
+    public void Event(TrainingEvent e) { }
 
     public void Finished(TrainingSummary summary) { }
 

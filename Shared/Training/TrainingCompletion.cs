@@ -35,7 +35,7 @@ public static class TrainingCompletion
         var masked = lastTest ?? Evaluation.Run(trained, data.Test, run.Device, run.EvalBatchSize, run.LoaderThreads);
         using var converted = Conversion.Convert(trained);
         var official = Evaluation.Run(converted, data.Test, run.Device, run.EvalBatchSize, run.LoaderThreads);
-        observer.Event($"converted: test top-1 {official.Top1:P2} with the official pruned classifier (masked model {masked.Top1:P2})", EventKind.Evaluation);
+        observer.Event(new ModelConverted(official, masked));
         Accuracy? recovered = null;
         if (options.RecoverySteps > 0)
         {
@@ -45,7 +45,7 @@ public static class TrainingCompletion
             using (labels)
                 ClassifierRecovery.Fit((CondensedLinear)converted.Classifier, features, labels, options.RecoverySteps, options.Seed);
             recovered = Evaluation.Run(converted, data.Test, run.Device, run.EvalBatchSize, run.LoaderThreads);
-            observer.Event($"classifier recovery ({options.RecoverySteps} steps on {sample.Length} training samples): test top-1 {recovered.Value.Top1:P2}", EventKind.Evaluation);
+            observer.Event(new ClassifierRecovered(options.RecoverySteps, sample.Length, recovered.Value));
         }
         foreach (var (path, save) in new (string, Action<string>)[]
         {

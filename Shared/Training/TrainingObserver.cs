@@ -52,7 +52,7 @@ public interface ITrainingObserver
     void Step(StepMetrics step);
     void Epoch(EpochMetrics epoch);
     /// <summary>A notable event: condensing, checkpoints, conversion, data fallbacks, workers joining and failing.</summary>
-    void Event(string message, EventKind kind = EventKind.Info);
+    void Event(TrainingEvent e);
     void Finished(TrainingSummary summary);
     /// <summary>The masks in force from <paramref name="step"/> on (at the start, and after each condensing).</summary>
     void Masks(long version, long step, IReadOnlyList<LayerMask> masks) { }
@@ -66,7 +66,7 @@ public sealed class Observers(params ITrainingObserver[] all) : ITrainingObserve
     public void Started(RunStarted run) { foreach (var o in all) o.Started(run); }
     public void Step(StepMetrics step) { foreach (var o in all) o.Step(step); }
     public void Epoch(EpochMetrics epoch) { foreach (var o in all) o.Epoch(epoch); }
-    public void Event(string message, EventKind kind = EventKind.Info) { foreach (var o in all) o.Event(message, kind); }
+    public void Event(TrainingEvent e) { foreach (var o in all) o.Event(e); }
     public void Finished(TrainingSummary summary) { foreach (var o in all) o.Finished(summary); }
     public void Masks(long version, long step, IReadOnlyList<LayerMask> masks) { foreach (var o in all) o.Masks(version, step, masks); }
     public void Worker(WorkerReport worker) { foreach (var o in all) o.Worker(worker); }

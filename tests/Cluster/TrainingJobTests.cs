@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Cluster;
+using CondenseCluster.Shared.Comm;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Training;
 using CondenseCluster.Tests.Data;
@@ -102,7 +103,7 @@ public class TrainingJobTests : TempFolderTest
         Assert.Equal(1, job.MaskVersion);
         Assert.Equal(ModelCondensing.Checksum(expected), ModelCondensing.Checksum(job.Masks));
         Assert.Equal(workers.Length, host.All<RunSteps>().Count(r => r.From == 2));
-        Assert.Contains(observer.Events, e => e.StartsWith("mask version 1 applied on 3 workers"));
+        Assert.Equal(new MasksInForce(1, 2, 3, ModelCondensing.Checksum(expected), "after-2"), Assert.Single(observer.Of<MasksInForce>()));
     }
 
     [Fact]
@@ -117,7 +118,9 @@ public class TrainingJobTests : TempFolderTest
         Assert.Null(host.ExitCode);
         var excluded = Assert.Single(host.Sent, s => s.Message is Excluded);
         Assert.Equal("worker-2", excluded.Worker);
-        Assert.Contains(observer.Events, e => e.StartsWith("worker-2 excluded: worker-2 diverged") && e.Contains("0123456789abcdef"));
+        var removed = Assert.Single(observer.Of<WorkerRemoved>());
+        Assert.Equal(("worker-2", false), (removed.Worker, removed.Gone));
+        Assert.Contains("0123456789abcdef", removed.Reason);
 
         Reformed(job, ["worker-1", "worker-3"], at: 2);
         var resent = host.Sent.Where(s => s.Message is ApplyMasks).Skip(3).ToArray();
@@ -134,7 +137,8 @@ public class TrainingJobTests : TempFolderTest
         job.Handle(new StepReport("worker-2", 0, 2.3 * 16, 2, 16, 10, 1, 0, "other"));
         job.Handle(new StepReport("worker-3", 0, 2.3 * 16, 1, 16, 10, 1, 0, "same"));
         Assert.Null(host.ExitCode);
-        Assert.Contains(observer.Events, e => e.StartsWith("worker-2 excluded: worker-2 diverged: weights at step 1 differ (worker-2 has other; worker-1, worker-3 have same)"));
+        Assert.Equal(new WorkerRemoved("worker-2", Gone: false, "worker-2 diverged: weights at step 1 differ (worker-2 has other; worker-1, worker-3 have same)"),
+            Assert.Single(observer.Of<WorkerRemoved>()));
         Assert.Equal(["worker-1", "worker-3"], host.Sent.Where(s => s.Message is AbortSteps).Select(s => s.Worker));
     }
 
@@ -145,16 +149,21 @@ public class TrainingJobTests : TempFolderTest
         job.Handle(new StepsDone("worker-1", 2, "one"));
         job.Handle(new StepsDone("worker-2", 2, "other"));
         Assert.Equal(1, host.ExitCode);
-        Assert.Contains(observer.Events, e => e.StartsWith("error: worker-2 diverged") && e.EndsWith("the job stops rather than train replicas that disagree"));
+        var failed = Assert.Single(observer.Of<JobFailed>());
+        Assert.StartsWith("worker-2 diverged", failed.Error);
+        Assert.EndsWith("the job stops rather than train replicas that disagree", failed.Error);
     }
 
     [Fact]
     public void AWorkersRingErrorNamesThePeerBehindTheEndpointAndStartsARecovery()
     {
         var job = StartedJob("worker-1", "worker-2");
-        job.Handle(new WorkerFailed("worker-1", "StreamBroken: rank 0, all-reduce 3: receiving from rank 1 (http://worker-2:1): its stream broke", DataPlane: true));
+        job.Handle(new WorkerFailed("worker-1", "StreamBroken: rank 0, all-reduce 3: receiving from rank 1 (http://worker-2:1): its stream broke", DataPlane: true,
+            AllReduceFailure.StreamBroken));
         Assert.Null(host.ExitCode);
-        Assert.Contains(observer.Events, e => e.Contains("receiving from rank 1 (worker-2 at http://worker-2:1)"));
+        var recovery = Assert.Single(observer.Of<RecoveryStarted>());
+        Assert.Equal(AllReduceFailure.StreamBroken, recovery.Failure);
+        Assert.Contains("receiving from rank 1 (worker-2 at http://worker-2:1)", recovery.Cause);
         Assert.Equal(["worker-1", "worker-2"], host.Sent.Where(s => s.Message is AbortSteps).Select(s => s.Worker));
         Assert.Equal(1, host.Background); // the probe of endpoints that do not answer
     }
@@ -174,13 +183,18 @@ public class TrainingJobTests : TempFolderTest
         Assert.Equal([0, 1], joins.Select(j => j.Rank));
         Assert.All(joins, j => Assert.Equal(new StateSource("http://worker-1:1", 1), j.From));
         Assert.All(joins, j => Assert.Equal(2, j.RingGeneration));
-        Assert.Contains(observer.Events, e => e.Contains("2 workers continue from step 1, step 1 is redone; worker-2 copy the state of step 1 from worker-1"));
+        var planned = Assert.Single(observer.Of<RecoveryPlanned>());
+        Assert.Equal((1L, true, "worker-1"), (planned.Step, planned.StepRedone, planned.Source));
+        Assert.Equal(["worker-1", "worker-2"], planned.Workers);
+        Assert.Equal(["worker-2"], planned.Behind);
         // Step 0 counts once, with the reports there are.
         Assert.Equal([0L], observer.Steps.Select(s => s.Step));
 
         foreach (var w in new[] { "worker-1", "worker-2" }) job.Handle(new ReplicaReady(w, 1, "at-1"));
         Assert.Equal(new RunSteps(1, 2), host.All<RunSteps>().Last());
-        Assert.Contains(observer.Events, e => e.StartsWith("recovered from the loss of worker-3: training continues at step 1 with 2 workers"));
+        var continued = Assert.Single(observer.Of<TrainingContinues>());
+        Assert.Equal((RingChange.Recovery, "recovered from the loss of worker-3", 1L), (continued.Change, continued.Why, continued.Step));
+        Assert.Equal(["worker-1", "worker-2"], continued.Workers);
     }
 
     [Fact]
@@ -237,7 +251,9 @@ public class TrainingJobTests : TempFolderTest
         job.Interrupt("the test");
         Assert.Equal(130, host.ExitCode);
         // No checkpoint was written, so the message does not send the user to --resume a folder that has none.
-        Assert.Contains(observer.Events, e => e.StartsWith("stopped by the test after 1 steps; no checkpoint had been written yet"));
+        var stopped = Assert.Single(observer.Of<JobStopped>());
+        Assert.Equal(("the test", 1L), (stopped.By, stopped.Steps));
+        Assert.StartsWith("no checkpoint had been written yet", stopped.Resume);
         Assert.Contains("the job ended before the checkpoint", Assert.Throws<AggregateException>(() => request.Task.Wait()).InnerException!.Message);
         var late = new TaskCompletionSource<(string Path, long Step)>();
         job.RequestCheckpoint(late);
@@ -257,6 +273,6 @@ public class TrainingJobTests : TempFolderTest
         var step = reports.Single(r => r.Step == 0);
         Assert.Equal(("worker-1", 100.0, 20.0, 5.0, 4096L, "http://worker-1:1"), (step.Worker, step.ComputeMs, step.AllReduceMs, step.DataWaitMs, step.AllReduceBytes, step.Endpoint));
         Assert.Equal("process exited with code 137", reports[^1].Detail);
-        Assert.Contains(observer.Kinds, k => k == EventKind.Failure);
+        Assert.Equal(new WorkerRemoved("worker-2", Gone: true, "process exited with code 137"), Assert.Single(observer.Of<WorkerRemoved>()));
     }
 }

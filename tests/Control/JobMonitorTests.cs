@@ -34,7 +34,7 @@ public class JobMonitorTests
                 if (update.Status?.State == "completed") return;
             }
         });
-        monitor.Event("condensing before step 3", EventKind.Condensing);
+        monitor.Event(new Notice("condensing before step 3", EventKind.Condensing));
         monitor.Step(new StepMetrics(3, 0, 1.9, 0.2, 0.1, 1, 3, 640, 100, 90, 1));
         monitor.JobEnded(0, "the job completed");
         await watching;

@@ -58,7 +58,7 @@ public class LocalTrainingTests : TempFolderTest
         var secondHalf = new RecordingObserver();
         LocalTraining.Run(Tiny() with { Seed = 12345 }, Settings("resumed", stopAfter: 40, resume: Path.Combine(Folder, "resumed")), secondHalf);
 
-        Assert.Contains(secondHalf.Events, e => e.StartsWith("condensing: stage 2"));
+        Assert.Contains(secondHalf.Of<CondensingStage>(), e => e.Stage == 2);
         Assert.Equal(straight.Steps.Select(s => s.Step), firstHalf.Steps.Concat(secondHalf.Steps).Select(s => s.Step));
         using var a = ModelFile.Load(Path.Combine(Folder, "straight", "model-trained.ccm"));
         using var b = ModelFile.Load(Path.Combine(Folder, "resumed", "model-trained.ccm"));
@@ -84,7 +84,7 @@ public class LocalTrainingTests : TempFolderTest
 
         var resumed = new RecordingObserver();
         LocalTraining.Run(options, Settings("run", stopAfter: 12, resume: Path.Combine(Folder, "run")), resumed);
-        Assert.Contains(resumed.Events, e => e.Contains("skipping damaged checkpoint") && e.Contains("checkpoint-000000010"));
+        Assert.Contains(resumed.Of<Notice>(), e => e.Kind == EventKind.Checkpoint && e.Message.Contains("skipping damaged checkpoint") && e.Message.Contains("checkpoint-000000010"));
         Assert.Equal(5, resumed.Steps[0].Step);
     }
 
@@ -103,7 +103,7 @@ public class LocalTrainingTests : TempFolderTest
         Assert.Equal(0.75, summary.Sparsity, 3);
         Assert.Equal(["model-trained.ccm", "model-converted.ccm", "model-converted.pt", "model-trained.pt"], summary.Files.Select(Path.GetFileName));
         Assert.All(summary.Files, f => Assert.True(File.Exists(f), f));
-        Assert.Contains(observer.Events, e => e.StartsWith("classifier recovery"));
+        Assert.Single(observer.Of<ClassifierRecovered>());
     }
 }
 
@@ -112,8 +112,7 @@ sealed class RecordingObserver : ITrainingObserver
 {
     public List<StepMetrics> Steps { get; } = [];
     public List<EpochMetrics> Epochs { get; } = [];
-    public List<string> Events { get; } = [];
-    public List<EventKind> Kinds { get; } = [];
+    public List<TrainingEvent> Events { get; } = [];
     public List<WorkerReport> Workers { get; } = [];
     public RunStarted? Run { get; private set; }
     public TrainingSummary? Summary { get; private set; }
@@ -121,11 +120,10 @@ sealed class RecordingObserver : ITrainingObserver
     public void Started(RunStarted run) => Run = run;
     public void Step(StepMetrics step) => Steps.Add(step);
     public void Epoch(EpochMetrics epoch) => Epochs.Add(epoch);
-    public void Event(string message, EventKind kind = EventKind.Info)
-    {
-        Events.Add(message);
-        Kinds.Add(kind);
-    }
+    public void Event(TrainingEvent e) => Events.Add(e);
+
+    /// <summary>The events of one record type, in order.</summary>
+    public T[] Of<T>() where T : TrainingEvent => Events.OfType<T>().ToArray();
 
     public void Finished(TrainingSummary summary) => Summary = summary;
     public void Worker(WorkerReport worker) => Workers.Add(worker);

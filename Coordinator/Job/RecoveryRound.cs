@@ -1,0 +1,40 @@
+using System.Diagnostics;
+
+namespace CondenseCluster.Coordinator.Job;
+
+/// <summary>Where the job continues after a recovery: from <paramref name="Step"/>, the state of <paramref name="Source"/>, which <paramref name="Behind"/> copy.</summary>
+sealed record RecoveryPlan(long Step, JobMember Source, IReadOnlyList<string> Behind);
+
+/// <summary>
+/// A recovery (DESIGN.md §2): every member stops what it runs and says at which whole step it stands; when all that
+/// are left have said so, the job continues from the furthest step. Also times ring changes, for the events.
+/// </summary>
+sealed class RecoveryRound
+{
+    readonly Dictionary<string, long> stoppedAt = [];
+
+    /// <summary>Time since the recovery (or the admission of new workers) began.</summary>
+    public Stopwatch Clock { get; } = new();
+
+    public void Begin()
+    {
+        stoppedAt.Clear();
+        Clock.Restart();
+    }
+
+    /// <summary>The worker stopped at the whole step <paramref name="step"/>.</summary>
+    public void Stopped(string workerId, long step) => stoppedAt[workerId] = step;
+
+    public void Forget(string workerId) => stoppedAt.Remove(workerId);
+
+    /// <summary>
+    /// Every survivor stands idle at a whole step, the furthest ones one step ahead at most (a step completes on one
+    /// replica only once all have sent their gradients): continue from the furthest, the first member there the source.
+    /// </summary>
+    public RecoveryPlan Plan(IReadOnlyList<JobMember> members)
+    {
+        long furthest = members.Max(m => stoppedAt[m.Id]);
+        var source = members.First(m => stoppedAt[m.Id] == furthest);
+        return new RecoveryPlan(furthest, source, members.Where(m => stoppedAt[m.Id] < furthest).Select(m => m.Id).ToArray());
+    }
+}

@@ -1,0 +1,186 @@
+using CondenseCluster.Shared.Cluster;
+using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Training;
+using TorchSharp;
+
+namespace CondenseCluster.Coordinator.Job;
+
+/// <summary>What the job does at a step boundary (condense, evaluate, checkpoint, finish), and the steps it runs between two.</summary>
+public sealed partial class TrainingJob
+{
+    /// <summary>Plans what happens at step <paramref name="at"/> before the steps after it run, and goes on.</summary>
+    void Boundaries(long at)
+    {
+        PlanBoundaries(at);
+        Next();
+    }
+
+    void PlanBoundaries(long at)
+    {
+        if (at > first || at == schedule.LastStep)
+        {
+            if (schedule.EpochEndsAt(at)) boundaries.Add(Boundary.Evaluate);
+            if (schedule.CheckpointAt(at) && at < schedule.LastStep) boundaries.Add(Boundary.Checkpoint);
+        }
+        if (checkpoints.Requested && at < schedule.LastStep && !boundaries.Contains(Boundary.Checkpoint)) boundaries.Add(Boundary.Checkpoint);
+        if (at == schedule.LastStep) boundaries.Add(Boundary.Finish);
+        else
+        {
+            if (MasksBehind(at)) boundaries.Add(Boundary.Condense);
+            boundaries.Add(Boundary.Run);
+        }
+    }
+
+    bool MasksBehind(long at) =>
+        condensing.Masks.Any(m => CondensingSchedule.NextStage(m.Stage, CondensingSchedule.Progress(at, plan.TotalSteps), options.Model.CondenseFactor) is not null);
+
+    void Next()
+    {
+        current = boundaries[0];
+        boundaries.RemoveAt(0);
+        switch (current)
+        {
+            case Boundary.Run when membership.Joiners.Count > 0:
+                // Admit new workers now, at a step boundary: they copy rank 0's state and the segment runs on the larger ring.
+                boundaries.Insert(0, Boundary.Run);
+                var source = membership.Members[0];
+                var admitted = membership.Admit();
+                recovery.Clock.Restart();
+                ring = (RingChange.Admission, $"{string.Join(", ", admitted)} admitted at step {step} with the state of {source.Id}");
+                FormRing(new StateSource(source.Endpoint, step));
+                break;
+            case Boundary.Run:
+                phase = Phase.Running;
+                (runFrom, runTo) = (step, schedule.NextBoundary(step));
+                AskAll(new RunSteps(step, runTo));
+                break;
+            case Boundary.Condense when condensing.Decided is not null:
+                // A recovery interrupted the broadcast: the decision stands, and installing it again is harmless.
+                phase = Phase.Masks;
+                AskAll(condensing.Broadcast(step));
+                break;
+            case Boundary.Condense:
+                phase = Phase.Importance;
+                AskAll(condensing.Begin());
+                replies.ExpectNoOne(); // rank 0 answers with the layers; every worker's failure still arrives as WorkerFailed
+                break;
+            case Boundary.Evaluate:
+                phase = Phase.Evaluating;
+                shards.Clear();
+                AskAll(new EvaluateShard(step));
+                break;
+            case Boundary.Checkpoint:
+            case Boundary.Finish:
+                phase = Phase.PreparingState;
+                AskAll(new PrepareState(step));
+                break;
+        }
+    }
+
+    void Record(StepReport report)
+    {
+        if (report.Step < step) return; // of a step already settled by a recovery
+        var reports = ledger.Record(report, membership.Count);
+        if (membership.Member(report.WorkerId) is { } member)
+            observer.Worker(member.Report(WorkerState.Training) with
+            {
+                Step = report.Step, Samples = report.Samples, ComputeMs = report.ComputeMs, AllReduceMs = report.AllReduceMs,
+                DataWaitMs = report.DataWaitMs, AllReduceBytes = report.AllReduceBytes,
+            });
+        if (reports is null) return;
+        var withChecksums = reports.Where(r => r.WeightChecksum is not null).Select(r => (r.WorkerId, r.WeightChecksum!)).ToList();
+        if (withChecksums.Count == membership.Count && !Agree("weights", report.Step + 1, withChecksums)) return;
+        StepCompleted(reports);
+    }
+
+    void StepCompleted(IReadOnlyList<StepReport> reports)
+    {
+        long completed = reports[0].Step;
+        double loss = reports.Sum(r => r.LossSum), correct = reports.Sum(r => r.Correct), samples = reports.Sum(r => r.Samples);
+        double ms = reports.Max(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs);
+        stepMs.Add(ms);
+        (epochLoss, epochCorrect, epochSamples) = (epochLoss + loss, epochCorrect + correct, epochSamples + samples);
+        int stage = condensing.Masks.Max(m => m.Stage);
+        observer.Step(new StepMetrics(completed, plan.EpochOf(completed), loss / samples, correct / samples,
+            LearningRate.Cosine(options.LearningRate, completed, plan.TotalSteps), stage, options.Model.CondenseFactor - 1,
+            samples / (ms / 1000), ms, reports.Max(r => r.ComputeMs), reports.Max(r => r.DataWaitMs)));
+    }
+
+    void Importance(LayerImportance layer)
+    {
+        try
+        {
+            if (!condensing.Add(layer)) return;
+        }
+        catch (ArgumentException e)
+        {
+            Exclude(membership.Members[0].Id, $"it sent malformed importance: {e.Message}");
+            return;
+        }
+        double progress = CondensingSchedule.Progress(step, plan.TotalSteps);
+        int moved = condensing.Decide(progress);
+        phase = Phase.Masks;
+        AskAll(condensing.Broadcast(step));
+        observer.Event(new MasksDecided(condensing.Version, step, progress, moved, condensing.Decided!.Max(m => m.Stage), membership.Count));
+    }
+
+    void Applied(MasksApplied applied)
+    {
+        string expected = condensing.DecidedChecksum();
+        if (applied.MaskChecksum != expected)
+        {
+            Exclude(applied.WorkerId, $"{applied.WorkerId} diverged: its masks after version {applied.MaskVersion} have checksum {applied.MaskChecksum}, " +
+                $"the coordinator decided {expected}");
+            return;
+        }
+        replies.Checksum(applied.WorkerId, applied.WeightChecksum);
+        if (!Complete("weights", step)) return;
+        condensing.Commit();
+        observer.Event(new MasksInForce(condensing.Version, step, membership.Count, expected, applied.WeightChecksum));
+        observer.Masks(condensing.Version, step, condensing.Masks);
+        Next();
+    }
+
+    void Evaluated()
+    {
+        var test = Accuracy.Combine(shards);
+        lastTest = test;
+        observer.Epoch(new EpochMetrics(plan.EpochOf(step - 1), epochLoss / Math.Max(1, epochSamples), epochCorrect / Math.Max(1, epochSamples), test,
+            epochClock.Elapsed.TotalSeconds));
+        (epochLoss, epochCorrect, epochSamples) = (0, 0, 0);
+        epochClock.Restart();
+        Next();
+    }
+
+    void FetchState()
+    {
+        phase = Phase.Fetching;
+        var (from, at) = (membership.Members[0], step);
+        Background($"fetching the state of step {at} from {from.Id}", async () => new StateFetched(await states.FetchAsync(from.Endpoint, at)));
+    }
+
+    /// <summary>The job's state at a boundary is here: a checkpoint is written while training goes on; the end needs no worker any more.</summary>
+    void Fetched(byte[] state)
+    {
+        long at = step;
+        var writing = checkpoints.Write(at, state);
+        if (current == Boundary.Checkpoint)
+        {
+            host.Background(async () => new CheckpointSaved(await writing, at), error => new CheckpointFailed(error));
+            Next();
+            return;
+        }
+        phase = Phase.Finishing;
+        observer.Event(new ReplicasAgree(membership.Count, step, agreed));
+        var totals = new RunTotals(step - first, clock.Elapsed.TotalSeconds, stepMs.ToArray(), ledger.WorkerTimings());
+        string? stopped = schedule.LastStep < plan.TotalSteps
+            ? $"stopped after step {schedule.LastStep} of {plan.TotalSteps}; resume with --resume {checkpoints.Folder}" : null;
+        var test = lastTest;
+        Background("finishing the job", async () =>
+        {
+            await writing;
+            using var model = Model(state).to(run.Device);
+            return new JobCompleted(TrainingCompletion.Finish(model, options, run, data, totals, test, stopped, observer));
+        });
+    }
+}
