@@ -513,7 +513,7 @@ public sealed class TrainingJob
     }
 
     ApplyMasks MaskBroadcast() =>
-        new(maskVersion, step, decided!.Select(m => m.Stage).ToArray(), decided!.Select(m => ModelCondensing.Pack(m.Kept)).ToArray());
+        new(maskVersion, step, decided!.Select(m => m.Stage).ToArray(), decided!.Select(m => MaskWire.Pack(m.Kept)).ToArray());
 
     void Applied(MasksApplied applied)
     {
