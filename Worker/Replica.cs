@@ -193,7 +193,7 @@ sealed class Replica : IAsyncDisposable
     public IReadOnlyList<LayerImportance> AverageImportance(long maskVersion)
     {
         var importance = Distributed.AverageImportance();
-        return rank != 0 ? [] : importance.Select((matrix, i) => LayerImportance.Of(maskVersion, i, matrix)).ToArray();
+        return rank != 0 ? [] : importance.Select((matrix, i) => MaskWire.Importance(maskVersion, i, matrix)).ToArray();
     }
 
     /// <summary>Installs the coordinator's masks and answers with checksums of masks and weights.</summary>
@@ -205,7 +205,7 @@ sealed class Replica : IAsyncDisposable
         if (masks.Stages.Count != layers.Length || masks.KeptColumns.Count != layers.Length)
             throw new ArgumentException($"mask version {masks.MaskVersion} has {masks.KeptColumns.Count} layers, this model {layers.Length}");
         ModelCondensing.Install(model, layers.Select((l, i) =>
-            new LayerMask(masks.Stages[i], ModelCondensing.Unpack(masks.KeptColumns[i], l.Groups, l.InChannels))).ToArray());
+            new LayerMask(masks.Stages[i], MaskWire.Unpack(masks.KeptColumns[i], l.Groups, l.InChannels))).ToArray());
         Distributed.MasksChanged();
         return new MasksApplied(settings.WorkerId, masks.MaskVersion, ModelCondensing.Checksum(ModelCondensing.Masks(model)), ReplicaChecksum.Weights(model));
     }

@@ -54,7 +54,7 @@ sealed class CondensingRound(IReadOnlyList<LayerMask> initial, int condenseFacto
 
     /// <summary>The decided masks as they are sent to every worker before step <paramref name="step"/>.</summary>
     public ApplyMasks Broadcast(long step) =>
-        new(Version, step, Decided!.Select(m => m.Stage).ToArray(), Decided!.Select(m => ModelCondensing.Pack(m.Kept)).ToArray());
+        new(Version, step, Decided!.Select(m => m.Stage).ToArray(), Decided!.Select(m => MaskWire.Pack(m.Kept)).ToArray());
 
     /// <summary>The checksum every worker must report after installing the decided masks.</summary>
     public string DecidedChecksum() => ModelCondensing.Checksum(Decided!);

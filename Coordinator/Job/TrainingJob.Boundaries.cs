@@ -179,7 +179,9 @@ public sealed partial class TrainingJob
         Background("finishing the job", async () =>
         {
             await writing;
-            using var model = Model(state).to(run.Device);
+            using var model = new CondenseNet(options.Model);
+            using (var reader = new BinaryReader(new MemoryStream(state))) model.load(reader, strict: true);
+            model.to(run.Device);
             return new JobCompleted(TrainingCompletion.Finish(model, options, run, data, totals, test, stopped, observer));
         });
     }

@@ -83,8 +83,7 @@ public sealed partial class TrainingJob
             var (source, at) = (membership.Members[0], step);
             Background($"reading the masks of {source.Id}", async () =>
             {
-                using var mirror = Model(await states.FetchAsync(source.Endpoint, at));
-                return new MasksRead(ModelCondensing.Masks(mirror));
+                return new MasksRead(LayerMasks.FromState(options.Model, await states.FetchAsync(source.Endpoint, at)));
             });
             return;
         }

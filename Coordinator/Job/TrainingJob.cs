@@ -80,17 +80,8 @@ public sealed partial class TrainingJob
             origin = Origin.Checkpoint;
         }
         // The coordinator decides masks, so it keeps them: those of a new model of the job's shape, or of the resumed state.
-        using var mirror = Model(resume?.State);
-        condensing = new CondensingRound(ModelCondensing.Masks(mirror), options.Model.CondenseFactor);
-    }
-
-    /// <summary>A model of the job's shape on the CPU, holding <paramref name="state"/> (a replica's, <see cref="TrainingEngine.SaveState"/>'s format) if given.</summary>
-    CondenseNet Model(byte[]? state)
-    {
-        var model = new CondenseNet(options.Model);
-        if (state is not null)
-            using (var reader = new BinaryReader(new MemoryStream(state))) model.load(reader, strict: true);
-        return model;
+        var masks = resume is { } resumed ? LayerMasks.FromState(options.Model, resumed.State) : LayerMasks.Initial(options.Model);
+        condensing = new CondensingRound(masks, options.Model.CondenseFactor);
     }
 
     public long MaskVersion => condensing.Version;

@@ -81,28 +81,10 @@ public sealed record StepsDone(string WorkerId, long Step, string WeightChecksum
 /// <summary>Workers average their per-layer importance over the ring; rank 0 sends it, one message per layer.</summary>
 public sealed record ComputeImportance(long MaskVersion);
 
-/// <summary>Averaged importance [G, in] of learned layer <paramref name="Layer"/> (row-major float32 bytes).</summary>
-public sealed record LayerImportance(long MaskVersion, int Layer, byte[] Values)
-{
-    public static LayerImportance Of(long maskVersion, int layer, float[,] importance)
-    {
-        var bytes = new byte[Buffer.ByteLength(importance)];
-        Buffer.BlockCopy(importance, 0, bytes, 0, bytes.Length);
-        return new(maskVersion, layer, bytes);
-    }
+/// <summary>Averaged importance [G, in] of learned layer <paramref name="Layer"/> (row-major float32 bytes, <see cref="MaskWire"/>).</summary>
+public sealed record LayerImportance(long MaskVersion, int Layer, byte[] Values);
 
-    /// <summary>The matrix back, checked against the layer's shape.</summary>
-    public float[,] Matrix(int groups, int inputs)
-    {
-        if (Values.Length != groups * inputs * sizeof(float))
-            throw new ArgumentException($"importance of layer {Layer} has {Values.Length / sizeof(float)} values, [{groups}, {inputs}] expected");
-        var matrix = new float[groups, inputs];
-        Buffer.BlockCopy(Values, 0, matrix, 0, Values.Length);
-        return matrix;
-    }
-}
-
-/// <summary>The coordinator's decided masks: per learned layer its stage and bit-packed kept columns [G, in].</summary>
+/// <summary>The coordinator's decided masks: per learned layer its stage and kept columns [G, in] (bits, <see cref="MaskWire"/>).</summary>
 public sealed record ApplyMasks(long MaskVersion, long Step, IReadOnlyList<int> Stages, IReadOnlyList<byte[]> KeptColumns);
 
 /// <summary>The worker installed a mask version; the checksums let the coordinator verify every replica agrees.</summary>

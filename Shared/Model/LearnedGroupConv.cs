@@ -21,6 +21,9 @@ public sealed class LearnedGroupConv : nn.Module<Tensor, Tensor>
     private readonly Tensor _count;
     private readonly Tensor _stage;
 
+    /// <summary>State-dict names of the mask and stage buffers, for readers of a saved state (<see cref="LayerMasks"/>).</summary>
+    internal const string MaskEntry = nameof(_mask), StageEntry = nameof(_stage);
+
     public int InChannels { get; }
     public int OutChannels { get; }
     public int Groups { get; }

@@ -73,30 +73,9 @@ public static class ModelCondensing
         {
             hash.AppendData(BitConverter.GetBytes(mask.Stage));
             hash.AppendData(BitConverter.GetBytes(mask.Kept.GetLength(0)));
-            hash.AppendData(Pack(mask.Kept));
+            // A byte per column: the digest is the model's, independent of how the wire packs masks (MaskWire).
+            hash.AppendData(mask.Kept.Cast<bool>().Select(k => k ? (byte)1 : (byte)0).ToArray());
         }
         return Convert.ToHexStringLower(hash.GetHashAndReset())[..16];
-    }
-
-    /// <summary>Kept columns [G, in] as bits, row-major: an eighth of a byte per column instead of a JSON boolean.</summary>
-    public static byte[] Pack(bool[,] kept)
-    {
-        int groups = kept.GetLength(0), inputs = kept.GetLength(1);
-        var bits = new byte[(groups * inputs + 7) / 8];
-        for (int g = 0; g < groups; g++)
-            for (int j = 0; j < inputs; j++)
-                if (kept[g, j]) bits[(g * inputs + j) / 8] |= (byte)(1 << ((g * inputs + j) % 8));
-        return bits;
-    }
-
-    public static bool[,] Unpack(byte[] bits, int groups, int inputs)
-    {
-        if (bits.Length != (groups * inputs + 7) / 8)
-            throw new ArgumentException($"{bits.Length} bytes of mask bits for a [{groups}, {inputs}] mask, {(groups * inputs + 7) / 8} expected");
-        var kept = new bool[groups, inputs];
-        for (int g = 0; g < groups; g++)
-            for (int j = 0; j < inputs; j++)
-                kept[g, j] = (bits[(g * inputs + j) / 8] & (1 << ((g * inputs + j) % 8))) != 0;
-        return kept;
     }
 }

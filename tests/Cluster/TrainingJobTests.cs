@@ -95,7 +95,7 @@ public class TrainingJobTests : TempFolderTest
         Assert.Equal(1, first.MaskVersion);
         Assert.All(broadcasts, b => Assert.Same(first, b.Message));
         var installed = first.KeptColumns.Select((bits, i) =>
-            new LayerMask(first.Stages[i], ModelCondensing.Unpack(bits, expected[i].Kept.GetLength(0), expected[i].Kept.GetLength(1)))).ToArray();
+            new LayerMask(first.Stages[i], MaskWire.Unpack(bits, expected[i].Kept.GetLength(0), expected[i].Kept.GetLength(1)))).ToArray();
         Assert.Equal(ModelCondensing.Checksum(expected), ModelCondensing.Checksum(installed));
 
         foreach (var w in workers) job.Handle(new MasksApplied(w, 1, ModelCondensing.Checksum(expected), "after-2"));
