@@ -109,7 +109,7 @@ sealed class Replica : IAsyncDisposable
         var layout = dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration, job.Topology);
         if (layout.Hierarchical) log($"ring generation {job.RingGeneration}: {layout}");
         Interlocked.Exchange(ref generation, job.RingGeneration);
-        distributed = new DistributedStep(Engine, plan!, dataPlane, new GradientExchange(job.BucketFloats, job.CompressGradients, job.GradientPrecision))
+        distributed = new DistributedStep(Engine, plan!, dataPlane, new GradientExchange(job.BucketFloats, job.SendMaskedGradients, job.GradientPrecision))
         {
             Computed = s => settings.Fault?.At(FaultPoint.Compute, s),
             Exchanging = s => settings.Fault?.At(FaultPoint.AllReduce, s),

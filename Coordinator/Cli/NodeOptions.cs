@@ -24,7 +24,7 @@ sealed class NodeOptions
     readonly Option<string?> config = new("--config") { Description = "HOCON file overriding the cluster defaults (ports, failure detector)" };
     readonly Option<int> checksumEvery = new("--checksum-every") { Description = "workers report a weight checksum every N steps", DefaultValueFactory = _ => 10 };
     readonly Option<double> bucket = new("--bucket-mb") { Description = "gradients cross the ring in buckets of this many MB, each sent while backward computes the ones before it", DefaultValueFactory = _ => 1 };
-    readonly Option<bool> uncompressed = new("--send-masked-gradients") { Description = "also send the gradients that condensed layers' masks make zero (to compare; the result is the same)" };
+    readonly Option<bool> sendMaskedGradients = new("--send-masked-gradients") { Description = "also send the gradients that condensed layers' masks make zero (to compare; the result is the same)" };
     readonly Option<string> gradientPrecision = new("--gradient-precision") { Description = "fp32, or fp16: gradients cross the ring as half floats (half the bytes, summed to about 3 significant digits)", DefaultValueFactory = _ => "fp32" };
     readonly Option<string> topology = new("--ring-topology")
     {
@@ -38,7 +38,7 @@ sealed class NodeOptions
     public readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
     public readonly Option<int> LoaderThreads = new("--loader-threads") { Description = "threads that decode and augment images", DefaultValueFactory = _ => 1 };
 
-    public IEnumerable<Option> All => [localWorkers, workers, workerThreads, host, port, config, checksumEvery, bucket, uncompressed, gradientPrecision, topology, controlHost, apiPort, httpPort, tokenFile, Device, LoaderThreads];
+    public IEnumerable<Option> All => [localWorkers, workers, workerThreads, host, port, config, checksumEvery, bucket, sendMaskedGradients, gradientPrecision, topology, controlHost, apiPort, httpPort, tokenFile, Device, LoaderThreads];
 
     /// <summary>Workers a job waits for: --workers, else the local ones (at least one).</summary>
     public int ExpectedWorkers(ParseResult result)
@@ -58,7 +58,7 @@ sealed class NodeOptions
     {
         var cluster = new ClusterSettings(new ClusterEndpoint(result.GetValue(host)!, result.GetValue(port), null, result.GetValue(config)),
             result.GetValue(localWorkers), ExpectedWorkers(result), Math.Max(1, result.GetValue(workerThreads)), result.GetValue(Device)!,
-            Math.Max(1, result.GetValue(checksumEvery)), BucketFloats(result.GetValue(bucket)), !result.GetValue(uncompressed),
+            Math.Max(1, result.GetValue(checksumEvery)), BucketFloats(result.GetValue(bucket)), result.GetValue(sendMaskedGradients),
             GradientPrecision(result.GetValue(gradientPrecision)!), Topology(result.GetValue(topology)!));
         var defaults = new RunSettings
         {

@@ -3,7 +3,6 @@ using System.Threading.Channels;
 using CondenseCluster.Shared.Control;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Training;
-using LayerMask = CondenseCluster.Shared.Model.LayerMask;
 
 namespace CondenseCluster.Coordinator.Control;
 
@@ -231,13 +230,13 @@ public sealed class JobMonitor : ITrainingObserver
     }
 
     /// <summary>The mask of one learned layer, or null when there is no such layer.</summary>
-    public Shared.Control.LayerMask? Mask(int layer)
+    public LayerMaskRows? Mask(int layer)
     {
         lock (gate)
         {
             if (layer < 0 || layer >= masks.Count) return null;
             var kept = masks[layer].Kept;
-            var mask = new Shared.Control.LayerMask { Layer = layer, Groups = kept.GetLength(0), InChannels = kept.GetLength(1), MaskVersion = layers.MaskVersion };
+            var mask = new LayerMaskRows { Layer = layer, Groups = kept.GetLength(0), InChannels = kept.GetLength(1), MaskVersion = layers.MaskVersion };
             for (int g = 0; g < kept.GetLength(0); g++)
                 mask.Rows.Add(string.Create(kept.GetLength(1), (kept, g), (row, m) =>
                 {

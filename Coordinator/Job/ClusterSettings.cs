@@ -9,5 +9,5 @@ namespace CondenseCluster.Coordinator.Job;
 /// the masks zero are left out of it, the precision gradients cross it in, and whether the ring may be hierarchical.
 /// </summary>
 public sealed record ClusterSettings(ClusterEndpoint Endpoint, int LocalWorkers, int ExpectedWorkers, int WorkerThreads, string WorkerDevice,
-    int ChecksumEvery, long BucketFloats, bool CompressGradients = true, WirePrecision GradientPrecision = WirePrecision.Float32,
+    int ChecksumEvery, long BucketFloats, bool SendMaskedGradients = false, WirePrecision GradientPrecision = WirePrecision.Float32,
     RingTopology Topology = RingTopology.Auto);

@@ -35,7 +35,7 @@ public sealed partial class TrainingJob
         replies.Clear();
         for (int rank = 0; rank < membership.Count; rank++)
             Ask(membership.Members[rank].Id, new JoinJob(optionsJson, rank, endpoints, generation, cluster.ChecksumEvery, cluster.BucketFloats,
-                cluster.CompressGradients, cluster.GradientPrecision, from, cluster.Topology));
+                cluster.SendMaskedGradients, cluster.GradientPrecision, from, cluster.Topology));
     }
 
     /// <summary>Every member stands in the new ring at the same step with identical weights.</summary>

@@ -37,11 +37,11 @@ public sealed record WorkerAccepted(string WorkerId);
 /// same initial weights everywhere) or keeps the one it has; a replica not at <see cref="StateSource.Step"/> of
 /// <paramref name="From"/> first copies the whole state from that peer. It answers <see cref="ReplicaReady"/>.
 /// Gradients cross the ring in buckets of <paramref name="BucketFloats"/> values, as <paramref name="GradientPrecision"/>;
-/// with <paramref name="CompressGradients"/>, only the entries the masks keep; in one ring or hierarchically, as
+/// only the entries the masks keep unless <paramref name="SendMaskedGradients"/>; in one ring or hierarchically, as
 /// <paramref name="Topology"/> and the workers' hosts allow (the same on every worker).
 /// </summary>
 public sealed record JoinJob(string OptionsJson, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery, long BucketFloats,
-    bool CompressGradients, WirePrecision GradientPrecision, StateSource? From = null, RingTopology Topology = RingTopology.Auto);
+    bool SendMaskedGradients, WirePrecision GradientPrecision, StateSource? From = null, RingTopology Topology = RingTopology.Auto);
 
 /// <summary>A peer's replica-state service (its data endpoint) holding the job's state at <paramref name="Step"/>.</summary>
 public sealed record StateSource(string Endpoint, long Step);

@@ -6,11 +6,11 @@ public enum AllReduceFailure
     PeerUnreachable,
     /// <summary>A neighbour's connection ended or broke (a dead peer, or one that gave the ring up).</summary>
     StreamBroken,
-    /// <summary>No message moved either way for <see cref="DataPlaneOptions.ProgressTimeout"/>: a silent peer.</summary>
+    /// <summary>No frame moved either way for <see cref="DataPlaneOptions.ProgressTimeout"/>: a silent peer.</summary>
     Timeout,
     /// <summary>The owner aborted the ring (membership changed, shutdown), or an earlier failure ended this generation.</summary>
     Aborted,
-    /// <summary>The left neighbour sent another message than expected: the ranks disagree on the operation or buffer length.</summary>
+    /// <summary>The left neighbour sent another frame than expected: the ranks disagree on the operation or buffer length.</summary>
     Mismatch,
     /// <summary>The left neighbour sent bytes that are no ring frame: a foreign or broken peer.</summary>
     Malformed,

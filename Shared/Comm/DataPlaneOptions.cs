@@ -25,7 +25,7 @@ public sealed record DataPlaneOptions
     public RingTransportKind Transport { get; init; } = RingTransportKind.Auto;
 
     /// <summary>
-    /// An all-reduce fails with <see cref="AllReduceFailure.Timeout"/> when no message moved either way for this long.
+    /// An all-reduce fails with <see cref="AllReduceFailure.Timeout"/> when no frame moved either way for this long.
     /// It also bounds how far apart workers may reach the same all-reduce, i.e. how much longer one worker's compute
     /// may take than another's (a straggler, a loaded machine: measured over 10 s on 2 shared cores), so it is
     /// generous; a dead peer is seen at once by its broken connection, a stopped one by the cluster's failure detector.

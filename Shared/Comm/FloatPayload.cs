@@ -69,7 +69,7 @@ public static class FloatPayload
     }
 
     /// <summary>
-    /// Rounds <paramref name="values"/> in place to what a half-float message carries, so that the rank that sends
+    /// Rounds <paramref name="values"/> in place to what a half-float frame carries, so that the rank that sends
     /// them holds the same bits as the ranks that receive them. Rounding again changes nothing.
     /// </summary>
     public static void RoundThroughHalf(Span<float> values)

@@ -163,7 +163,7 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
                 // Checked in this order: a connection cut on purpose breaks with an error of its own.
                 failure = callerCancelled ? (AllReduceFailure.Aborted, "the caller cancelled", e)
                     : abort.IsCancellationRequested ? (AllReduceFailure.Aborted, "the ring was aborted", e)
-                    : timedOut ? (AllReduceFailure.Timeout, $"no message moved for {ring.ProgressTimeout.TotalSeconds:0.#} s", e)
+                    : timedOut ? (AllReduceFailure.Timeout, $"no frame moved for {ring.ProgressTimeout.TotalSeconds:0.#} s", e)
                     : e is AllReduceException known ? (known.Reason, known.Detail, e)
                     : (AllReduceFailure.StreamBroken, e.Message, e);
                 link.Cut($"all-reduce {operation} failed");
@@ -184,7 +184,7 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
             else
                 done.SetException(new AllReduceException(reason,
                     $"rank {ring.Rank}, all-reduce {operation}, generation {link.Generation}: {what}; "
-                    + $"{Volatile.Read(ref receivedCount)} messages received from {link.Left}, {Volatile.Read(ref sent)} sent to {link.Right}", cause));
+                    + $"{Volatile.Read(ref receivedCount)} frames received from {link.Left}, {Volatile.Read(ref sent)} sent to {link.Right}", cause));
         }
     }
 

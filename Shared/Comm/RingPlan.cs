@@ -3,7 +3,7 @@ namespace CondenseCluster.Shared.Comm;
 /// <summary>The two halves of a ring all-reduce.</summary>
 public enum RingPhase : byte { ReduceScatter, AllGather }
 
-/// <summary>One message's worth of a ring all-reduce: elements [Offset, Offset + Length) of chunk Chunk.</summary>
+/// <summary>What one frame of a ring all-reduce carries: elements [Offset, Offset + Length) of chunk Chunk.</summary>
 public readonly record struct RingSlice(RingPhase Phase, int Step, int Chunk, int Offset, int Length)
 {
     public override string ToString() => $"{Phase} step {Step} chunk {Chunk} at {Offset} with {Length} values";
@@ -47,7 +47,7 @@ public static class RingPlan
 
     /// <summary>
     /// Cuts [start, start + length) into pieces of at most <paramref name="maxLength"/>. An empty range still gives one
-    /// empty piece, so that every step carries a message and the all-reduce stays a barrier that sees a dead peer.
+    /// empty slice, so that every step carries a frame and the all-reduce stays a barrier that sees a dead peer.
     /// </summary>
     public static IEnumerable<(int Offset, int Length)> Slices(int start, int length, int maxLength)
     {
@@ -62,13 +62,13 @@ public static class RingPlan
     }
 
     /// <summary>
-    /// Every message rank <paramref name="rank"/> sends, in order (of phase <paramref name="only"/> alone: a reduce-scatter
+    /// Every slice rank <paramref name="rank"/> sends, in order (of phase <paramref name="only"/> alone: a reduce-scatter
     /// leaves rank r the sum of chunk r+1, from which an all-gather alone starts).
     /// </summary>
     public static IEnumerable<RingSlice> Sends(int rank, int size, long length, int maxSliceLength, RingPhase? only = null) =>
         Schedule(SendChunk, rank, size, length, maxSliceLength, only);
 
-    /// <summary>Every message rank <paramref name="rank"/> receives, in order (of phase <paramref name="only"/> alone).</summary>
+    /// <summary>Every slice rank <paramref name="rank"/> receives, in order (of phase <paramref name="only"/> alone).</summary>
     public static IEnumerable<RingSlice> Receives(int rank, int size, long length, int maxSliceLength, RingPhase? only = null) =>
         Schedule(ReceiveChunk, rank, size, length, maxSliceLength, only);
 

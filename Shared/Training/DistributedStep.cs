@@ -7,8 +7,8 @@ using static TorchSharp.torch;
 
 namespace CondenseCluster.Shared.Training;
 
-/// <summary>How a step's gradients cross the ring: buckets of <paramref name="BucketFloats"/> values, only the entries the masks keep (<paramref name="Compress"/>), as <paramref name="Precision"/>.</summary>
-public sealed record GradientExchange(long BucketFloats, bool Compress, WirePrecision Precision);
+/// <summary>How a step's gradients cross the ring: buckets of <paramref name="BucketFloats"/> values, only the entries the masks keep unless <paramref name="SendMaskedGradients"/>, as <paramref name="Precision"/>.</summary>
+public sealed record GradientExchange(long BucketFloats, bool SendMaskedGradients, WirePrecision Precision);
 
 /// <summary>What one step did on this replica, and where its time went (milliseconds).</summary>
 public readonly record struct StepOutcome(MicroBatchResult Total, double ComputeMs, double ExchangeWaitMs, double DataWaitMs, bool Stop);
@@ -84,7 +84,7 @@ public sealed class DistributedStep
     {
         if (sync is null)
         {
-            var kept = exchange.Compress ? GradientBuckets.KeptRuns(engine.GradientLayout()) : [new GradientRun(0, engine.Gradients.Length)];
+            var kept = exchange.SendMaskedGradients ? [new GradientRun(0, engine.Gradients.Length)] : GradientBuckets.KeptRuns(engine.GradientLayout());
             sync = new GradientSync(engine.Gradients.Flat, GradientBuckets.Plan(engine.ChainStepEnds(), kept, exchange.BucketFloats),
                 (float)(1.0 / plan.MicroBatches), values =>
                 {

@@ -1,8 +1,8 @@
 using CondenseCluster.Coordinator.Control;
 using CondenseCluster.Shared.Control;
+using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Training;
 using Xunit;
-using LayerMask = CondenseCluster.Shared.Model.LayerMask;
 
 namespace CondenseCluster.Tests.Control;
 
