@@ -110,7 +110,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         int workers = request.Workers > 0 ? request.Workers : cluster.ExpectedWorkers;
         if (workers < cluster.LocalWorkers) throw new JobRequestException("workers", $"{workers} must be at least the {cluster.LocalWorkers} local workers");
         var events = new List<TrainingEvent>();
-        var resume = Checked("resume", () => CheckpointStore.Resolve(run.ResumeFrom, warning => events.Add(new Notice(warning, EventKind.Checkpoint))));
+        var resume = Checked("resume", () => CheckpointStore.Resolve(run.ResumeFrom, events.Add));
         var options = resume?.Header.Options ?? request.Options
             ?? throw new JobRequestException("configuration", "a job needs a configuration, or a checkpoint to resume from");
         var data = Checked("configuration", () =>

@@ -83,7 +83,7 @@ public sealed class CheckpointStore(string folder, int keep = 2)
     /// The checkpoint that <c>--resume</c> names: a file, or the newest valid one in a run folder or checkpoint folder;
     /// null when nothing is to be resumed.
     /// </summary>
-    public static LoadedCheckpoint? Resolve(string? from, Action<string> warn)
+    public static LoadedCheckpoint? Resolve(string? from, Action<CheckpointSkipped> warn)
     {
         if (from is null) return null;
         if (File.Exists(from)) return Checkpoint.Read(from);
@@ -102,7 +102,7 @@ public sealed class CheckpointStore(string folder, int keep = 2)
             : [];
 
     /// <summary>The newest checkpoint that verifies, warning about each newer one that does not; null if none.</summary>
-    public LoadedCheckpoint? Latest(Action<string> warn)
+    public LoadedCheckpoint? Latest(Action<CheckpointSkipped> warn)
     {
         foreach (var path in List())
         {
@@ -112,7 +112,7 @@ public sealed class CheckpointStore(string folder, int keep = 2)
             }
             catch (CorruptFileException e)
             {
-                warn($"skipping damaged checkpoint: {e.Message}");
+                warn(new CheckpointSkipped(path, e.Message));
             }
         }
         return null;

@@ -18,7 +18,7 @@ public static class LocalTraining
     {
         var clock = Stopwatch.StartNew();
         var store = new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints"));
-        var resume = CheckpointStore.Resolve(run.ResumeFrom, warning => observer.Event(new Notice(warning, EventKind.Checkpoint)));
+        var resume = CheckpointStore.Resolve(run.ResumeFrom, observer.Event);
         var options = resume?.Header.Options ?? requested;
         options.Validate();
 

@@ -14,7 +14,7 @@ public abstract record TrainingEvent
     public abstract string Text();
 }
 
-/// <summary>What has no record of its own: a data-set fallback, a damaged checkpoint skipped, an address to open.</summary>
+/// <summary>What has no record of its own: a data-set fallback, an address to open.</summary>
 public sealed record Notice(string Message, EventKind Category = EventKind.Info) : TrainingEvent
 {
     public override EventKind Kind => Category;
@@ -26,6 +26,13 @@ public sealed record ResumedFromCheckpoint(string Path, long Step) : TrainingEve
 {
     public override EventKind Kind => EventKind.Checkpoint;
     public override string Text() => $"resuming from {Path} at step {Step} (its job configuration is used)";
+}
+
+/// <summary>A checkpoint that does not verify was passed over (<paramref name="Problem"/> says why) for an older one.</summary>
+public sealed record CheckpointSkipped(string Path, string Problem) : TrainingEvent
+{
+    public override EventKind Kind => EventKind.Checkpoint;
+    public override string Text() => $"skipping damaged checkpoint: {Problem}";
 }
 
 /// <summary>A checkpoint of the state after <paramref name="Step"/> steps is on disk.</summary>
