@@ -24,8 +24,8 @@ public static class TrainingCompletion
         var after = ModelCost.Total(options.Model, ModelForm.Converted);
         TrainingSummary Summary(Accuracy? masked, Accuracy? official, Accuracy? recovered)
         {
-            var summary = new TrainingSummary(totals.Steps, totals.Seconds, Median(totals.StepMs.Select(t => options.BatchSize / (t / 1000))),
-                Median(totals.StepMs), run.Allocator, masked, official, recovered, Sparsity(trained), before.Parameters, before.Flops,
+            var summary = new TrainingSummary(totals.Steps, totals.Seconds, Statistics.Median(totals.StepMs.Select(t => options.BatchSize / (t / 1000))),
+                Statistics.Median(totals.StepMs), run.Allocator, masked, official, recovered, Sparsity(trained), before.Parameters, before.Flops,
                 after.Parameters, after.Flops, files, stoppedEarly, totals.Workers);
             observer.Finished(summary);
             return summary;
@@ -72,9 +72,6 @@ public static class TrainingCompletion
         return total == 0 ? 0 : zeros / total;
     }
 
-    public static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length == 0 ? 0 : sorted[sorted.Length / 2];
-    }
+    /// <summary>Forwards to <see cref="Statistics.Median"/> until the coordinator's TrainingJob (being split now) calls that.</summary>
+    public static double Median(IEnumerable<double> values) => Statistics.Median(values);
 }
