@@ -25,7 +25,8 @@ public static class TrainingCompletion
         TrainingSummary Summary(Accuracy? masked, Accuracy? official, Accuracy? recovered)
         {
             var summary = new TrainingSummary(totals.Steps, totals.Seconds, Statistics.Median(totals.StepMs.Select(t => options.BatchSize / (t / 1000))),
-                Statistics.Median(totals.StepMs), run.Allocator, masked, official, recovered, Sparsity(trained), before.Parameters, before.Flops,
+                Statistics.Median(totals.StepMs), run.Allocator, masked, official, recovered, ModelCondensing.Sparsity(ModelCondensing.Masks(trained)),
+                before.Parameters, before.Flops,
                 after.Parameters, after.Flops, files, stoppedEarly, totals.Workers);
             observer.Finished(summary);
             return summary;
@@ -58,18 +59,6 @@ public static class TrainingCompletion
             files.Add(path);
         }
         return Summary(masked, official, recovered);
-    }
-
-    /// <summary>Fraction of learned-group-conv weights that the masks remove.</summary>
-    static double Sparsity(CondenseNet model)
-    {
-        double zeros = 0, total = 0;
-        foreach (var (_, layer) in model.LearnedLayers)
-        {
-            total += layer.Mask.numel();
-            zeros += layer.Mask.numel() - layer.Mask.count_nonzero().item<long>();
-        }
-        return total == 0 ? 0 : zeros / total;
     }
 
     /// <summary>Forwards to <see cref="Statistics.Median"/> until the coordinator's TrainingJob (being split now) calls that.</summary>
