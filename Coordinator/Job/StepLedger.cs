@@ -40,8 +40,8 @@ sealed class StepLedger
         byWorker.OrderBy(w => w.Key, StringComparer.Ordinal).Select(w =>
         {
             var reports = w.Value;
-            return new WorkerTimings(w.Key, reports.Count, TrainingCompletion.Median(reports.Select(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs)),
-                TrainingCompletion.Median(reports.Select(r => r.ComputeMs)), TrainingCompletion.Median(reports.Select(r => r.AllReduceMs)),
-                TrainingCompletion.Median(reports.Select(r => r.DataWaitMs)), reports.MaxBy(r => r.Step)!.AllReduceBytes);
+            return new WorkerTimings(w.Key, reports.Count, Statistics.Median(reports.Select(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs)),
+                Statistics.Median(reports.Select(r => r.ComputeMs)), Statistics.Median(reports.Select(r => r.AllReduceMs)),
+                Statistics.Median(reports.Select(r => r.DataWaitMs)), reports.MaxBy(r => r.Step)!.AllReduceBytes);
         }).ToArray();
 }

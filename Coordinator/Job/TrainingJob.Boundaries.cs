@@ -15,24 +15,8 @@ public sealed partial class TrainingJob
         Next();
     }
 
-    void PlanBoundaries(long at)
-    {
-        if (at > first || at == schedule.LastStep)
-        {
-            if (schedule.EpochEndsAt(at)) boundaries.Add(Boundary.Evaluate);
-            if (schedule.CheckpointAt(at) && at < schedule.LastStep) boundaries.Add(Boundary.Checkpoint);
-        }
-        if (checkpoints.Requested && at < schedule.LastStep && !boundaries.Contains(Boundary.Checkpoint)) boundaries.Add(Boundary.Checkpoint);
-        if (at == schedule.LastStep) boundaries.Add(Boundary.Finish);
-        else
-        {
-            if (MasksBehind(at)) boundaries.Add(Boundary.Condense);
-            boundaries.Add(Boundary.Run);
-        }
-    }
-
-    bool MasksBehind(long at) =>
-        condensing.Masks.Any(m => CondensingSchedule.NextStage(m.Stage, CondensingSchedule.Progress(at, plan.TotalSteps), options.Model.CondenseFactor) is not null);
+    void PlanBoundaries(long at) =>
+        boundaries.AddRange(schedule.BoundariesAt(at, first, schedule.MasksBehind(condensing.Masks, at), checkpoints.Requested));
 
     void Next()
     {
@@ -40,37 +24,37 @@ public sealed partial class TrainingJob
         boundaries.RemoveAt(0);
         switch (current)
         {
-            case Boundary.Run when membership.Joiners.Count > 0:
+            case JobBoundary.Run when membership.Joiners.Count > 0:
                 // Admit new workers now, at a step boundary: they copy rank 0's state and the segment runs on the larger ring.
-                boundaries.Insert(0, Boundary.Run);
+                boundaries.Insert(0, JobBoundary.Run);
                 var source = membership.Members[0];
                 var admitted = membership.Admit();
                 recovery.Clock.Restart();
                 ring = (RingChange.Admission, $"{string.Join(", ", admitted)} admitted at step {step} with the state of {source.Id}");
                 FormRing(new StateSource(source.Endpoint, step));
                 break;
-            case Boundary.Run:
+            case JobBoundary.Run:
                 phase = Phase.Running;
                 (runFrom, runTo) = (step, schedule.NextBoundary(step));
                 AskAll(new RunSteps(step, runTo));
                 break;
-            case Boundary.Condense when condensing.Decided is not null:
+            case JobBoundary.Condense when condensing.Decided is not null:
                 // A recovery interrupted the broadcast: the decision stands, and installing it again is harmless.
                 phase = Phase.Masks;
                 AskAll(condensing.Broadcast(step));
                 break;
-            case Boundary.Condense:
+            case JobBoundary.Condense:
                 phase = Phase.Importance;
                 AskAll(condensing.Begin());
                 replies.ExpectNoOne(); // rank 0 answers with the layers; every worker's failure still arrives as WorkerFailed
                 break;
-            case Boundary.Evaluate:
+            case JobBoundary.Evaluate:
                 phase = Phase.Evaluating;
                 shards.Clear();
                 AskAll(new EvaluateShard(step));
                 break;
-            case Boundary.Checkpoint:
-            case Boundary.Finish:
+            case JobBoundary.Checkpoint:
+            case JobBoundary.Finish:
                 phase = Phase.PreparingState;
                 AskAll(new PrepareState(step));
                 break;
@@ -95,15 +79,9 @@ public sealed partial class TrainingJob
 
     void StepCompleted(IReadOnlyList<StepReport> reports)
     {
-        long completed = reports[0].Step;
         double loss = reports.Sum(r => r.LossSum), correct = reports.Sum(r => r.Correct), samples = reports.Sum(r => r.Samples);
-        double ms = reports.Max(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs);
-        stepMs.Add(ms);
-        (epochLoss, epochCorrect, epochSamples) = (epochLoss + loss, epochCorrect + correct, epochSamples + samples);
-        int stage = condensing.Masks.Max(m => m.Stage);
-        observer.Step(new StepMetrics(completed, plan.EpochOf(completed), loss / samples, correct / samples,
-            LearningRate.Cosine(options.LearningRate, completed, plan.TotalSteps), stage, options.Model.CondenseFactor - 1,
-            samples / (ms / 1000), ms, reports.Max(r => r.ComputeMs), reports.Max(r => r.DataWaitMs)));
+        observer.Step(metrics.Step(reports[0].Step, condensing.Masks.Max(m => m.Stage), loss, correct, samples,
+            reports.Max(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs), reports.Max(r => r.ComputeMs), reports.Max(r => r.DataWaitMs)));
     }
 
     void Importance(LayerImportance layer)
@@ -143,12 +121,8 @@ public sealed partial class TrainingJob
 
     void Evaluated()
     {
-        var test = Accuracy.Combine(shards);
-        lastTest = test;
-        observer.Epoch(new EpochMetrics(plan.EpochOf(step - 1), epochLoss / Math.Max(1, epochSamples), epochCorrect / Math.Max(1, epochSamples), test,
-            epochClock.Elapsed.TotalSeconds));
-        (epochLoss, epochCorrect, epochSamples) = (0, 0, 0);
-        epochClock.Restart();
+        lastTest = Accuracy.Combine(shards);
+        observer.Epoch(metrics.Epoch(step, lastTest.Value));
         Next();
     }
 
@@ -164,7 +138,7 @@ public sealed partial class TrainingJob
     {
         long at = step;
         var writing = checkpoints.Write(at, state);
-        if (current == Boundary.Checkpoint)
+        if (current == JobBoundary.Checkpoint)
         {
             host.Background(async () => new CheckpointSaved(await writing, at), error => new CheckpointFailed(error));
             Next();
@@ -172,13 +146,13 @@ public sealed partial class TrainingJob
         }
         phase = Phase.Finishing;
         observer.Event(new ReplicasAgree(membership.Count, step, agreed));
-        var totals = new RunTotals(step - first, clock.Elapsed.TotalSeconds, stepMs.ToArray(), ledger.WorkerTimings());
+        var totals = new RunTotals(step - first, clock.Elapsed.TotalSeconds, metrics.StepMs.ToArray(), ledger.WorkerTimings());
         string? stopped = schedule.LastStep < plan.TotalSteps
             ? $"stopped after step {schedule.LastStep} of {plan.TotalSteps}; resume with --resume {checkpoints.Folder}" : null;
         var test = lastTest;
         Background("finishing the job", async () =>
         {
-            await writing;
+            observer.Event(new CheckpointWritten(await writing, at));
             using var model = new CondenseNet(options.Model);
             using (var reader = new BinaryReader(new MemoryStream(state))) model.load(reader, strict: true);
             model.to(run.Device);

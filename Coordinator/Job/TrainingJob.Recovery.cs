@@ -96,7 +96,7 @@ public sealed partial class TrainingJob
         // What follows the new ring: the start (Formed starts a job that had not, or loads its state again), the interrupted
         // segment from where it stands, or the interrupted boundary again; a ring that was being formed already has its plan queued.
         if (interrupted == Phase.Running && furthest > runFrom) PlanBoundaries(furthest);
-        else if (interrupted == Phase.Running) boundaries.Insert(0, Boundary.Run);
+        else if (interrupted == Phase.Running) boundaries.Insert(0, JobBoundary.Run);
         else if (start == Start.Training && interrupted != Phase.Joining) boundaries.Insert(0, current);
         step = furthest;
         membership.Admit();

@@ -58,7 +58,7 @@ public sealed partial class TrainingJob
     void Started()
     {
         clock.Start();
-        epochClock.Start();
+        metrics.Start();
         var members = membership.Members;
         observer.Started(new RunStarted($"{options.Arch} on {data.Train.Description}", first, plan.TotalSteps, plan.StepsPerEpoch, options.Epochs,
             options.BatchSize, options.MicroBatches, $"{members.Count} workers ({string.Join(", ", members.Select(m => m.Device).Distinct())})",

@@ -22,7 +22,6 @@ namespace CondenseCluster.Coordinator.Job;
 public sealed partial class TrainingJob
 {
     enum Phase { WaitingForWorkers, Joining, LoadingState, Running, Importance, Masks, Evaluating, PreparingState, Fetching, Finishing, Recovering, Ended }
-    enum Boundary { Condense, Evaluate, Checkpoint, Run, Finish }
 
     /// <summary>How far the job's start has come: the first ring forming, the replicas' starting state loading, training.</summary>
     enum Start { FormingRing, LoadingState, Training }
@@ -46,19 +45,18 @@ public sealed partial class TrainingJob
     readonly StepLedger ledger = new();
     readonly CondensingRound condensing;
     readonly CheckpointWriter checkpoints;
-    readonly List<Boundary> boundaries = [];
+    readonly RunMetrics metrics;
+    readonly List<JobBoundary> boundaries = [];
     readonly List<Accuracy> shards = [];
-    readonly List<double> stepMs = [];
-    readonly Stopwatch clock = new(), epochClock = new();
+    readonly Stopwatch clock = new();
     Phase phase = Phase.WaitingForWorkers, interrupted;
-    Boundary current;
+    JobBoundary current;
     Start start = Start.FormingRing;
     Origin origin;
     (long Step, byte[] State)? resume;
     (RingChange? Change, string Why) ring;  // why the ring being formed is formed; no change for the first one
     long step, first, runFrom, runTo;
     int attempt;  // grows with every recovery: background results of an older attempt are stale
-    double epochLoss, epochCorrect, epochSamples;
     Accuracy? lastTest;
     string agreed = "";  // the weight checksum all replicas reported last
 
@@ -70,8 +68,8 @@ public sealed partial class TrainingJob
         jobKey = HeldReplica.KeyOf(optionsJson);
         plan = new MicroBatchPlan(options.BatchSize, options.MicroBatches, data.Train.Count, options.Epochs);
         plan.Validate();
-        schedule = new JobSchedule(plan, options.Model.CondenseFactor, options.CheckpointEverySteps,
-            Math.Min(plan.TotalSteps, run.StopAfterStep ?? plan.TotalSteps));
+        schedule = JobSchedule.For(options, run, plan);
+        metrics = new RunMetrics(options, plan);
         checkpoints = new CheckpointWriter(new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints")), options);
         if (resumeFrom is not null)
         {
@@ -114,7 +112,7 @@ public sealed partial class TrainingJob
             : first > 0 ? $"no checkpoint since step {first}: resume from the checkpoint this run started from"
             : "no checkpoint had been written yet, so there is nothing to resume (--checkpoint-every N writes one every N steps)";
         // Steps complete one by one after `first` (each once, also across a recovery); `step` is only the last boundary.
-        observer.Event(new JobStopped(by, Math.Max(step, first + stepMs.Count), resuming));
+        observer.Event(new JobStopped(by, Math.Max(step, first + metrics.StepMs.Count), resuming));
         End(130, $"stopped by {by}");
     }
 

@@ -1,4 +1,5 @@
 using CondenseCluster.Shared.Comm;
+using CondenseCluster.Shared.Model;
 
 namespace CondenseCluster.Shared.Cluster;
 
@@ -25,7 +26,7 @@ public sealed record HeldReplica(string JobKey, long Step)
 {
     /// <summary>A job's identity: a hash of its configuration as the coordinator sends it in <see cref="JoinJob.OptionsJson"/>.</summary>
     public static string KeyOf(string optionsJson) =>
-        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(optionsJson)))[..16].ToLowerInvariant();
+        ShortDigest.Of(hash => hash.AppendData(System.Text.Encoding.UTF8.GetBytes(optionsJson)));
 }
 
 /// <summary>The coordinator knows the worker; it will be sent <see cref="JoinJob"/> when a job needs it.</summary>

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-
 namespace CondenseCluster.Shared.Model;
 
 /// <summary>The mask of one learned group convolution: its condensing stage and kept input columns per group [G, in].</summary>
@@ -47,8 +45,9 @@ public static class ModelCondensing
         model.LearnedLayers.Select(l => new LayerMask(l.Layer.Stage, l.Layer.KeptColumns())).ToArray();
 
     /// <summary>
-    /// Fraction of the masks' (group, input) entries pruned. The schedule keeps every layer at the same stage, so this
-    /// equals the fraction of the learned group convolutions' weights that are pruned.
+    /// Fraction of the masks' (group, input) entries pruned: the sparsity runs report. The schedule keeps every layer at
+    /// the same stage, so where C divides the layers' inputs this equals the fraction of the learned group convolutions'
+    /// weights that are pruned (each layer's weights have out/G rows per group).
     /// </summary>
     public static double Sparsity(IReadOnlyList<LayerMask> masks)
     {
@@ -66,9 +65,8 @@ public static class ModelCondensing
     }
 
     /// <summary>A short digest of stages and kept columns: equal on two replicas exactly when their masks are.</summary>
-    public static string Checksum(IReadOnlyList<LayerMask> masks)
+    public static string Checksum(IReadOnlyList<LayerMask> masks) => ShortDigest.Of(hash =>
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var mask in masks)
         {
             hash.AppendData(BitConverter.GetBytes(mask.Stage));
@@ -76,6 +74,5 @@ public static class ModelCondensing
             // A byte per column: the digest is the model's, independent of how the wire packs masks (MaskWire).
             hash.AppendData(mask.Kept.Cast<bool>().Select(k => k ? (byte)1 : (byte)0).ToArray());
         }
-        return Convert.ToHexStringLower(hash.GetHashAndReset())[..16];
-    }
+    });
 }

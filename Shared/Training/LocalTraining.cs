@@ -8,9 +8,9 @@ using TorchSharp;
 namespace CondenseCluster.Shared.Training;
 
 /// <summary>
-/// A whole training job on one node: the official recipe (DESIGN.md §1.5) with the fixed micro-batch plan,
-/// condensing at the exact step each boundary is crossed, evaluation each epoch, checkpoints, and at the end conversion,
-/// classifier recovery and export.
+/// A whole training job on one node: the official recipe (DESIGN.md §1.5) with the fixed micro-batch plan, and the
+/// coordinator's <see cref="JobSchedule"/> (condensing at the exact step each stage begins, evaluation each epoch,
+/// checkpoints), then at the end conversion, classifier recovery and export.
 /// </summary>
 public static class LocalTraining
 {
@@ -37,58 +37,57 @@ public static class LocalTraining
             first = resume.Header.Step;
             observer.Event(new ResumedFromCheckpoint(resume.Path, first));
         }
-        long last = Math.Min(plan.TotalSteps, run.StopAfterStep ?? plan.TotalSteps);
+        var schedule = JobSchedule.For(options, run, plan);
+        long last = schedule.LastStep;
         observer.Started(new RunStarted($"{options.Arch} on {train.Description}", first, plan.TotalSteps, plan.StepsPerEpoch, options.Epochs,
             options.BatchSize, options.MicroBatches, run.Device.ToString(), torch.get_num_threads(), run.Allocator, run.OutputFolder));
 
         long maskVersion = 0;
-        observer.Masks(maskVersion, first, ModelCondensing.Masks(engine.Model));
-        var stepTimes = new List<double>();
-        double epochLoss = 0, epochCorrect = 0, epochSamples = 0;
-        var epochClock = Stopwatch.StartNew();
+        var masks = ModelCondensing.Masks(engine.Model);
+        observer.Masks(maskVersion, first, masks);
+        var metrics = new RunMetrics(options, plan);
+        metrics.Start();
         Accuracy? lastTest = null;
         using (var prefetcher = new BatchPrefetcher(train, plan.Requests(first, last, options.Seed), options.Seed, run.LoaderThreads, capacity: 2 * options.MicroBatches))
         {
-            for (long step = first; step < last; step++)
-            {
-                cancel.ThrowIfCancellationRequested();
-                var stepClock = Stopwatch.StartNew();
-                double progress = CondensingSchedule.Progress(step, plan.TotalSteps);
-                int stage = CondensingSchedule.StageAt(progress, options.Model.CondenseFactor);
-                if (engine.Condense(progress) > 0)
-                {
-                    observer.Event(new CondensingStage(step, stage, options.Model.CondenseFactor - 1, progress));
-                    observer.Masks(++maskVersion, step, ModelCondensing.Masks(engine.Model));
-                }
-
-                double lr = LearningRate.Cosine(options.LearningRate, step, plan.TotalSteps);
-                var outcome = steps.Run(step, prefetcher, train, lr);
-                var (loss, correct, samples) = outcome.Total;
-                double dataWait = outcome.DataWaitMs;
-
-                double ms = stepClock.Elapsed.TotalMilliseconds;
-                stepTimes.Add(ms);
-                (epochLoss, epochCorrect, epochSamples) = (epochLoss + loss, epochCorrect + correct, epochSamples + samples);
-                observer.Step(new StepMetrics(step, plan.EpochOf(step), loss / samples, correct / (double)samples, lr, stage,
-                    options.Model.CondenseFactor - 1, samples / (ms / 1000), ms, ms - dataWait, dataWait));
-
-                bool epochEnd = (step + 1) % plan.StepsPerEpoch == 0;
-                if (epochEnd)
-                {
-                    lastTest = Evaluation.Run(engine.Model, test, run.Device, run.EvalBatchSize, run.LoaderThreads);
-                    observer.Epoch(new EpochMetrics(plan.EpochOf(step), epochLoss / epochSamples, epochCorrect / epochSamples, lastTest.Value,
-                        epochClock.Elapsed.TotalSeconds));
-                    (epochLoss, epochCorrect, epochSamples) = (0, 0, 0);
-                    epochClock.Restart();
-                }
-                bool periodic = options.CheckpointEverySteps > 0 && (step + 1) % options.CheckpointEverySteps == 0;
-                if (epochEnd || periodic || step + 1 == last)
-                    observer.Event(new CheckpointWritten(store.Save(options, step + 1, engine.SaveState), step + 1));
-            }
+            // The coordinator's walk on one node: what the schedule asks for at each boundary, then the steps up to the next one.
+            long at = first;
+            bool finished = false;
+            while (!finished)
+                foreach (var boundary in schedule.BoundariesAt(at, first, schedule.MasksBehind(masks, at), checkpointRequested: false))
+                    switch (boundary)
+                    {
+                        case JobBoundary.Condense:
+                            double progress = CondensingSchedule.Progress(at, plan.TotalSteps);
+                            engine.Condense(progress);
+                            masks = ModelCondensing.Masks(engine.Model);
+                            observer.Event(new CondensingStage(at, schedule.StageOf(at), options.Model.CondenseFactor - 1, progress));
+                            observer.Masks(++maskVersion, at, masks);
+                            break;
+                        case JobBoundary.Evaluate:
+                            lastTest = Evaluation.Run(engine.Model, test, run.Device, run.EvalBatchSize, run.LoaderThreads);
+                            observer.Epoch(metrics.Epoch(at, lastTest.Value));
+                            break;
+                        case JobBoundary.Checkpoint or JobBoundary.Finish:
+                            observer.Event(new CheckpointWritten(store.Save(options, at, engine.SaveState), at));
+                            finished = boundary == JobBoundary.Finish;
+                            break;
+                        case JobBoundary.Run:
+                            for (long to = schedule.NextBoundary(at); at < to; at++)
+                            {
+                                cancel.ThrowIfCancellationRequested();
+                                var stepClock = Stopwatch.StartNew();
+                                var outcome = steps.Run(at, prefetcher, train, LearningRate.Cosine(options.LearningRate, at, plan.TotalSteps));
+                                var (loss, correct, samples) = outcome.Total;
+                                double ms = stepClock.Elapsed.TotalMilliseconds;
+                                observer.Step(metrics.Step(at, masks.Max(m => m.Stage), loss, correct, samples, ms, ms - outcome.DataWaitMs, outcome.DataWaitMs));
+                            }
+                            break;
+                    }
         }
 
         var stopped = last < plan.TotalSteps ? $"stopped after step {last} of {plan.TotalSteps}; resume with --resume {store.Folder}" : null;
-        return TrainingCompletion.Finish(engine.Model, options, run, (train, test), new RunTotals(last - first, clock.Elapsed.TotalSeconds, stepTimes, []),
+        return TrainingCompletion.Finish(engine.Model, options, run, (train, test), new RunTotals(last - first, clock.Elapsed.TotalSeconds, metrics.StepMs, []),
             lastTest, stopped, observer);
     }
 }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using CondenseCluster.Shared.Model;
 
 namespace CondenseCluster.Shared.Training;
@@ -10,14 +9,12 @@ namespace CondenseCluster.Shared.Training;
 /// </summary>
 public static class ReplicaChecksum
 {
-    public static string Weights(CondenseNet model)
+    public static string Weights(CondenseNet model) => ShortDigest.Of(hash =>
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var parameter in model.parameters())
         {
             using var cpu = parameter.detach().cpu().contiguous();
             hash.AppendData(cpu.bytes);
         }
-        return Convert.ToHexStringLower(hash.GetHashAndReset())[..16];
-    }
+    });
 }

@@ -24,8 +24,9 @@ public static class TrainingCompletion
         var after = ModelCost.Total(options.Model, ModelForm.Converted);
         TrainingSummary Summary(Accuracy? masked, Accuracy? official, Accuracy? recovered)
         {
-            var summary = new TrainingSummary(totals.Steps, totals.Seconds, Median(totals.StepMs.Select(t => options.BatchSize / (t / 1000))),
-                Median(totals.StepMs), run.Allocator, masked, official, recovered, Sparsity(trained), before.Parameters, before.Flops,
+            var summary = new TrainingSummary(totals.Steps, totals.Seconds, Statistics.Median(totals.StepMs.Select(t => options.BatchSize / (t / 1000))),
+                Statistics.Median(totals.StepMs), run.Allocator, masked, official, recovered, ModelCondensing.Sparsity(ModelCondensing.Masks(trained)),
+                before.Parameters, before.Flops,
                 after.Parameters, after.Flops, files, stoppedEarly, totals.Workers);
             observer.Finished(summary);
             return summary;
@@ -60,21 +61,4 @@ public static class TrainingCompletion
         return Summary(masked, official, recovered);
     }
 
-    /// <summary>Fraction of learned-group-conv weights that the masks remove.</summary>
-    static double Sparsity(CondenseNet model)
-    {
-        double zeros = 0, total = 0;
-        foreach (var (_, layer) in model.LearnedLayers)
-        {
-            total += layer.Mask.numel();
-            zeros += layer.Mask.numel() - layer.Mask.count_nonzero().item<long>();
-        }
-        return total == 0 ? 0 : zeros / total;
-    }
-
-    public static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length == 0 ? 0 : sorted[sorted.Length / 2];
-    }
 }

@@ -17,7 +17,7 @@ public sealed class TrainingEngine : IDisposable
 {
     readonly TrainingOptions options;
     readonly Scalar lasso;  // kept alive for the native call (a temporary Scalar can be finalized during one)
-    int checkedStage = -1;  // the schedule's stage at the last Condense call; the layers need reading only when it changes
+    int checkedStage = -1;  // the schedule's stage at the last Condense call: layers can fall behind only when it changes, so are read only then
     readonly IReadOnlyList<(Func<Tensor, Tensor> Forward, long ParameterCount)> chain; // the model's, built once
 
     public TrainingEngine(TrainingOptions options, Device device)

@@ -1,3 +1,5 @@
+using CondenseCluster.Shared.Training;
+
 namespace CondenseCluster.Bench.AllReduce;
 
 /// <summary>

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Reflection;
 using CondenseCluster.Shared.Comm;
+using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Bench.AllReduce;
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Bench.AllReduce;
 

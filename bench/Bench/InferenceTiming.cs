@@ -3,6 +3,7 @@ using System.Diagnostics;
 using CondenseCluster.Bench.MicroBenchmarks;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Runtime;
+using CondenseCluster.Shared.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Runtime;
+using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Bench;
 

@@ -5,7 +5,7 @@ using System.Net.Sockets;
 using System.Numerics.Tensors;
 using System.Reflection;
 using System.Runtime.InteropServices;
-using CondenseCluster.Bench;
+using CondenseCluster.Shared.Training;
 
 // Why the data plane's ring uses blocking sockets on two dedicated threads (Shared/Comm/RingSockets.cs): the ring's
 // exchange of two ranks (each sends its chunk in segments while it receives and sums the other's, then forwards the

@@ -1,4 +1,5 @@
 using CondenseCluster.Bench;
+using CondenseCluster.Shared.Training;
 using Xunit;
 
 namespace CondenseCluster.Tests.Bench;
@@ -47,10 +48,10 @@ public class MemorySummaryTests
     }
 
     [Fact]
-    public void MedianOfOddAndEvenCounts()
+    public void MedianOfOddAndEvenCountsAndOfNone()
     {
         Assert.Equal(3, Statistics.Median([5, 1, 3]));
         Assert.Equal(2.5, Statistics.Median([4, 1, 3, 2]));
-        Assert.Throws<ArgumentException>(() => Statistics.Median([]));
+        Assert.Equal(0, Statistics.Median([]));
     }
 }
