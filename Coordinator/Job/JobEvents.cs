@@ -3,6 +3,8 @@ using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Coordinator.Job;
 
+// The events of the cluster job as records (the run's general ones are in Shared/Training/TrainingEvents.cs).
+
 /// <summary>The coordinator waits for <paramref name="Workers"/> workers at <paramref name="Address"/>; <paramref name="StartMore"/> starts one elsewhere.</summary>
 public sealed record CoordinatorWaiting(string Address, int Workers, string? StartMore) : TrainingEvent
 {

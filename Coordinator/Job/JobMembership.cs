@@ -3,6 +3,8 @@ using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Coordinator.Job;
 
+// Who is in the job: its members, the workers waiting to join, the ring generation.
+
 /// <summary>A worker of the job: where its data plane listens, what it runs on, and the replica it held when it registered.</summary>
 sealed record JobMember(string Id, string Endpoint, string Device, int Threads, HeldReplica? Held)
 {

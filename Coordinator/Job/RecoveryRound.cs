@@ -2,6 +2,8 @@ using System.Diagnostics;
 
 namespace CondenseCluster.Coordinator.Job;
 
+// A recovery round and the plan it ends with.
+
 /// <summary>Where the job continues after a recovery: from <paramref name="Step"/>, the state of <paramref name="Source"/>, which <paramref name="Behind"/> copy.</summary>
 sealed record RecoveryPlan(long Step, JobMember Source, IReadOnlyList<string> Behind);
 
