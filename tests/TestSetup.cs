@@ -5,7 +5,7 @@ namespace CondenseCluster.Tests;
 
 static class TestSetup
 {
-    /// <summary>The test process trains too: set the allocator up as the real processes do, before any tensor exists.</summary>
+    /// <summary>The test process trains too: prepare it as the real processes do (allocator, libtorch's log), before any tensor exists.</summary>
     [ModuleInitializer]
-    internal static void ConfigureAllocator() => NativeAllocator.Configure();
+    internal static void PrepareProcess() => TorchRuntime.PrepareProcess();
 }

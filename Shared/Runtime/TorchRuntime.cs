@@ -9,14 +9,14 @@ public static partial class TorchRuntime
 {
     /// <summary>
     /// What every program does before any tensor exists: keep freed tensor memory in the heap (<see cref="NativeAllocator"/>),
-    /// libtorch's C++ log to errors, and its OpenMP threads' spin short. Returns the allocator setting, for the summaries that
+    /// libtorch's OpenMP threads' spin short, and its C++ log to errors. Returns the allocator setting, for the summaries that
     /// quote it.
     /// </summary>
     public static string PrepareProcess()
     {
         string allocator = NativeAllocator.Configure();
-        QuietNativeLog();
         ShortenOpenMpSpin();
+        QuietNativeLog(); // last: it loads libtorch's c10, after the variables read at load time are set
         return allocator;
     }
 
@@ -34,11 +34,23 @@ public static partial class TorchRuntime
     }
 
     /// <summary>
-    /// libtorch logs a warning for every convolution whose NNPACK path this CPU lacks ("Unsupported hardware"), which
-    /// buries a worker's output; keep its C++ log to errors unless the user set TORCH_CPP_LOG_LEVEL. Must run before
-    /// libtorch loads, and through the C library: libtorch reads the process environment, not .NET's copy of it.
+    /// libtorch logs a warning for every convolution whose NNPACK path this CPU lacks ("Unsupported hardware", on CPUs
+    /// without AVX2), which buries a worker's output; keep its C++ log to errors unless the user set TORCH_CPP_LOG_LEVEL.
+    /// libtorch reads that variable only in c10::initLogging(), which PyTorch's Python module calls on import and
+    /// TorchSharp never does (measured: the level stayed WARNING with the variable set), so it is set through the C
+    /// library (libtorch reads the process environment, not .NET's copy of it) and then read by calling initLogging.
+    /// That loads c10 (1 MB) from TorchSharp's native folder now; libtorch, loaded later, links to this same copy.
     /// </summary>
-    static void QuietNativeLog() => SetNativeDefault("TORCH_CPP_LOG_LEVEL", "ERROR");
+    static void QuietNativeLog()
+    {
+        SetNativeDefault("TORCH_CPP_LOG_LEVEL", "ERROR");
+        if (!OperatingSystem.IsLinux()) return;
+        try { InitLogging(); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { } // not this libtorch: keep its default
+    }
+
+    [DllImport("c10", EntryPoint = "_ZN3c1011initLoggingEv")] // c10::initLogging()
+    private static extern void InitLogging();
 
     /// <summary>Sets a variable in the C library's environment unless it is set already.</summary>
     static void SetNativeDefault(string name, string value)

@@ -24,18 +24,71 @@ public class ClusterNodeTests
     }
 
     [Fact]
-    public async Task EveryNodeLogsThroughThePeerExitFilter()
+    public async Task EveryNodeLogsThroughThePeerExitFilterAndTheNodeLogger()
     {
         using var system = ClusterNode.Start("worker", new ClusterEndpoint(Host: "127.0.0.1", Port: 0));
         try
         {
             Assert.False(system.Settings.LogFilter.ShouldTryKeepMessage(
                 new Warning("endpointWriter", typeof(ClusterNodeTests), "Reason is: [Akka.Remote.EndpointDisassociatedException: Disassociated]"), out _));
+            Assert.Equal([typeof(NodeLogger)], system.Settings.Loggers.Select(name => Type.GetType(name)));
         }
         finally
         {
             await system.Terminate();
         }
+    }
+
+    /// <summary>The warnings that follow a worker's loss, as Akka 1.5.73 words them (seen after a kill -9 of a worker).</summary>
+    [Fact]
+    public void APeersLossIsOnePlainLineEach()
+    {
+        string Line(string message) => Assert.IsType<string>(NodeLogger.PeerLine(new Warning("akka", typeof(ClusterNodeTests), message)));
+
+        Assert.Equal("akka: 127.0.0.1:35599 (worker) unreachable from 127.0.0.1:36727 (coordinator)", Line(
+            "Cluster Node [akka.tcp://condense@127.0.0.1:36727] - Marking node(s) as UNREACHABLE [Member(address = akka.tcp://condense@127.0.0.1:35599, " +
+            "Uid=2020283049 status = Down, role=[worker], upNumber=3, version=1.0.0)]. Node roles [coordinator]"));
+        Assert.Equal("akka: 127.0.0.1:35599 (worker), 127.0.0.1:41021 (worker) unreachable from 127.0.0.1:37327 (worker)", Line(
+            "Cluster Node [akka.tcp://condense@127.0.0.1:37327] - Marking node(s) as UNREACHABLE [Member(address = akka.tcp://condense@127.0.0.1:35599, " +
+            "Uid=1 status = Up, role=[worker], upNumber=3, version=1.0.0), Member(address = akka.tcp://condense@127.0.0.1:41021, Uid=2 status = Up, " +
+            "role=[worker], upNumber=4, version=1.0.0)]. Node roles [worker]"));
+        Assert.Equal("akka: cannot connect to 127.0.0.1:35599 (Connection refused tcp://condense@127.0.0.1:35599); messages to it are dropped for 5000 ms", Line(
+            "Tried to associate with unreachable remote address [akka.tcp://condense@127.0.0.1:35599]. Address is now gated for 5000 ms, all messages to " +
+            "this address will be delivered to dead letters. Reason: [Connection refused tcp://condense@127.0.0.1:35599] "));
+
+        // With a cause, Akka puts the exception's ToString (stack trace included) into the message itself.
+        var cause = Thrown(new AggregateException(Thrown(new System.Net.Sockets.SocketException(11001))));
+        Assert.Equal($"akka: cannot connect to worker-0.cc:4053 (System.AggregateException: One or more errors occurred. ({cause.InnerException!.Message})); " +
+            "messages to it are dropped for 5000 ms", Line(
+            "Tried to associate with unreachable remote address [akka.tcp://condense@worker-0.cc:4053]. Address is now gated for 5000 ms, all messages to " +
+            $"this address will be delivered to dead letters. Reason: [Association failed with akka.tcp://condense@worker-0.cc:4053] Caused by: [{cause}]"));
+        var refused = Thrown(new InvalidOperationException("Association failed with akka.tcp://condense@10.0.0.9:4053"));
+        Assert.Contains("   at ", refused.ToString());
+        Assert.Equal("akka: the connection to 10.0.0.9:4053 failed (System.InvalidOperationException: Association failed with akka.tcp://condense@10.0.0.9:4053); " +
+            "messages to it are dropped for 5000 ms", Line(
+            $"Association with remote system akka.tcp://condense@10.0.0.9:4053 has failed; address is now gated for 5000 ms. Reason is: [{refused}]"));
+        Assert.Equal("akka: 127.0.0.1:35599 is quarantined; that process must restart to join again", Line(
+            "Association to [akka.tcp://condense@127.0.0.1:35599] having UID [916097400] is irrecoverably failed. UID is now quarantined and all messages " +
+            "to this UID will be delivered to dead letters. Remote actorsystem must be restarted to recover from this situation."));
+    }
+
+    [Fact]
+    public void EveryOtherEventIsLeftToAkkasOwnFormat()
+    {
+        const string unreachable = "Cluster Node [akka.tcp://condense@127.0.0.1:36727] - Marking node(s) as UNREACHABLE [Member(address = " +
+            "akka.tcp://condense@127.0.0.1:35599, Uid=1 status = Up, role=[worker], upNumber=3, version=1.0.0)]. Node roles [coordinator]";
+        Assert.Null(NodeLogger.PeerLine(new Error(Thrown(new InvalidOperationException("boom")), "akka", typeof(ClusterNodeTests), unreachable)));
+        Assert.Null(NodeLogger.PeerLine(new Info("akka", typeof(ClusterNodeTests), unreachable)));
+        Assert.Null(NodeLogger.PeerLine(new Warning("CoordinatedShutdown", typeof(ClusterNodeTests), "Coordinated shutdown phase [cluster-exiting] timed out after 00:00:02")));
+        Assert.Null(NodeLogger.PeerLine(new Warning("akka", typeof(ClusterNodeTests), "Cluster Node [akka.tcp://condense@127.0.0.1:36727] - Scheduled sending of " +
+            "heartbeat was delayed. Previous heartbeat was sent [4012] ms ago, expected interval is [1000] ms.")));
+    }
+
+    /// <summary><paramref name="e"/> after a throw, so that it carries a stack trace as Akka's would.</summary>
+    static T Thrown<T>(T e) where T : Exception
+    {
+        try { throw e; }
+        catch (T caught) { return caught; }
     }
 
     [Fact]
