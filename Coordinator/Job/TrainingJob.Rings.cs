@@ -13,7 +13,7 @@ public sealed partial class TrainingJob
     {
         membership.Admit();
         observer.Event(new ClusterFormed(membership.Ids.ToArray()));
-        if (cluster.GradientPrecision == WirePrecision.Float16) observer.Event(new GradientPrecisionChosen(cluster.GradientPrecision));
+        if (cluster.GradientPrecision != WirePrecision.Float32) observer.Event(new GradientPrecisionChosen(cluster.GradientPrecision));
         var holder = membership.Members.Where(m => m.Held is { } held && held.JobKey == jobKey && held.Step > step)
             .OrderByDescending(m => m.Held!.Step).FirstOrDefault();
         if (holder is not null)

@@ -1,12 +1,10 @@
 using System.Diagnostics;
 using System.Text.Json;
 using CondenseCluster.Shared.Cluster;
-using CondenseCluster.Shared.Comm;
 using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 using CondenseCluster.Shared.Training;
-using TorchSharp;
 
 namespace CondenseCluster.Coordinator.Job;
 
