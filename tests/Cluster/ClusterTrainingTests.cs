@@ -1,3 +1,5 @@
+using CondenseCluster.Coordinator.Job;
+using CondenseCluster.Shared.Comm;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 using CondenseCluster.Shared.Training;
@@ -26,10 +28,12 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
             .. ClusterProcesses.FreeControlPorts, "--checksum-every", "1", "--bucket-mb", "0.004", "--out", cluster]); // 1,000-value buckets: three for this model
         log.WriteLine(output);
         Assert.True(code == 0, output);
-        Assert.Contains("cluster formed: worker-1 (rank 0), worker-2 (rank 1)", output);
-        Assert.Contains("condensing before step 16", output);
-        Assert.Contains("mask version 1 applied on 2 workers", output);
-        Assert.Contains("all 2 replicas hold identical weights at step 20", output);
+        Assert.Equal(["worker-1", "worker-2"], RunEvents.Single<ClusterFormed>(cluster).Ranks);
+        var decided = RunEvents.Of<MasksDecided>(cluster)[0];
+        Assert.Equal((1L, 16L, 2), (decided.Version, decided.Step, decided.Workers));
+        Assert.Contains(RunEvents.Of<MasksInForce>(cluster), m => m.Version == 1 && m.Workers == 2);
+        var agree = RunEvents.Single<ReplicasAgree>(cluster);
+        Assert.Equal((2, 20L), (agree.Workers, agree.Step));
 
         // The same job in one process with M = 2 micro-batches, with one thread as each worker has (a different thread
         // count changes the order of float sums inside convolutions).
@@ -56,18 +60,18 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
                 "--checksum-every", "1", "--out", folder, .. extra]);
             log.WriteLine(output);
             Assert.True(code == 0, output);
-            Assert.Contains("all 2 replicas hold identical weights at step 20", output);
+            var agree = RunEvents.Single<ReplicasAgree>(folder);
+            Assert.Equal((2, 20L), (agree.Workers, agree.Step));
             return folder;
         }
         string float32 = Train("fp32");
         string float16 = Train("fp16", "--gradient-precision", "fp16");
-        Assert.Contains("gradients cross the ring as half floats", File.ReadAllText(Path.Combine(float16, "metrics.jsonl")));
+        Assert.Equal(WirePrecision.Float16, RunEvents.Single<GradientPrecisionChosen>(float16).Precision);
 
         // The accuracy check: the same losses step by step and the same masks, and weights that moved apart only by the
         // halves' rounding, which 20 steps of SGD with momentum amplify (measured: at most 3 % of a parameter's largest
         // value, in BatchNorm biases near zero).
-        double[] Losses(string folder) => [.. File.ReadLines(Path.Combine(folder, "metrics.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
-            .Where(l => l.GetProperty("type").GetString() == "step").Select(l => l.GetProperty("loss").GetDouble())];
+        double[] Losses(string folder) => [.. RunEvents.Lines(folder, "step").Select(l => l.GetProperty("loss").GetDouble())];
         var (exact, halves) = (Losses(float32), Losses(float16));
         Assert.Equal(20, halves.Length);
         double lossGap = exact.Zip(halves, (a, b) => Math.Abs(a - b) / a).Max();
@@ -110,20 +114,22 @@ public class ReadmeMainCommandTests(ITestOutputHelper log)
             string text = stdout + stderr;
             log.WriteLine($"$ {command} …\n{text}");
             Assert.True(code == 0, text);
-            Assert.Contains("cluster formed: worker-1 (rank 0), worker-2 (rank 1)", text);
-            foreach (int version in new[] { 1, 2, 3 }) Assert.Contains($"mask version {version} applied on 2 workers", text);
-            Assert.Contains("epoch 1: train loss", text);
-            Assert.Contains("converted: test top-1", text);
+            Assert.Equal(["worker-1", "worker-2"], RunEvents.Single<ClusterFormed>(output).Ranks);
+            Assert.Equal([1L, 2, 3], RunEvents.Of<MasksInForce>(output).Where(m => m.Workers == 2).Select(m => m.Version));
+            var epoch = Assert.Single(RunEvents.Lines(output, "epoch")).As<EpochMetrics>();
+            Assert.Equal(0, epoch.Epoch);
+            Assert.True(RunEvents.Single<ModelConverted>(output).Converted.Samples > 0);
+            // The summary as a person reads it.
             Assert.Contains("per worker (medians):", text);
             Assert.Contains("learned-conv sparsity │ 75.0 %", text);
             Assert.True(File.Exists(Path.Combine(output, "model-converted.pt")));
 
             // The sharded evaluation of the workers (BatchNorm statistics averaged) is the evaluation of the saved model.
-            var sharded = System.Text.RegularExpressions.Regex.Match(text, @"epoch 1: .*test top-1 ([0-9.]+) %").Groups[1].Value;
             using var model = ModelFile.Load(Path.Combine(output, "model-trained.ccm"));
             var (_, test) = Shared.Data.Datasets.Open("fashion-mnist", BundledData.FashionMnistSubset, _ => { });
             var whole = Evaluation.Run(model, test, torch.CPU, batchSize: 100, loaderThreads: 1);
-            Assert.Equal($"{whole.Top1 * 100:F2}", sharded);
+            Assert.Equal(whole.Samples, epoch.Test.Samples);
+            Assert.Equal(whole.Top1, epoch.Test.Top1, 1e-9); // shards weighted by their sizes: equal counts, up to float rounding
         }
         finally
         {

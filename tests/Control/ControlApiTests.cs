@@ -1,3 +1,4 @@
+using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Control;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
@@ -80,17 +81,22 @@ public class ControlApiTests(ServingCoordinator coordinator, ITestOutputHelper l
         Assert.True(steps.Length >= 125, $"{steps.Length} steps");
         Assert.True(steps.Length < 250, "the job was stopped before its end");
         int IndexOf(Func<JobUpdate, bool> match) => updates.FindIndex(u => match(u));
+        // The stream names each event's record; its values are in the run's metrics.jsonl (complete once the job ended).
         // 250 steps, C = 4: the first condensing boundary is crossed at progress 1/6, before step 42.
-        int condensing = IndexOf(u => u.Event?.Message.StartsWith("condensing before step 42") == true);
+        Assert.Equal(42, RunEvents.Of<MasksDecided>(output)[0].Step);
+        int condensing = IndexOf(u => u.Event?.Type == nameof(MasksDecided));
         Assert.Equal("condensing", updates[condensing].Event.Kind);
         Assert.True(IndexOf(u => u.Step?.Step == 41) < condensing && condensing < IndexOf(u => u.Step?.Step == 42));
-        Assert.True(IndexOf(u => u.Event?.Message.StartsWith("cluster formed") == true) < IndexOf(u => u.Step is not null));
+        Assert.True(IndexOf(u => u.Event?.Type == nameof(ClusterFormed)) < IndexOf(u => u.Step is not null));
         Assert.Equal([0L, 1, 2, 3], updates.Where(u => u.Layers is not null).Select(u => u.Layers.MaskVersion));
         Assert.All(updates.Last(u => u.Layers is not null).Layers.Layers, l => Assert.Equal(0.75, l.Sparsity));
-        Assert.Contains(updates, u => u.Event is { Kind: "checkpoint" } && u.Event.Message.Contains(checkpoint.Path));
+        Assert.Contains(RunEvents.Of<CheckpointWritten>(output), c => c.Path == checkpoint.Path && c.Step == checkpoint.Step);
+        Assert.Contains(updates, u => u.Event is { Type: nameof(CheckpointWritten), Kind: "checkpoint" });
         Assert.Equal("stopped", updates.Last().Status.State);
-        Assert.Contains(updates, u => u.Event?.Message.StartsWith("stopped by") == true
-            && u.Event.Message.Contains($"resume with --resume {output} (from its newest checkpoint, checkpoint-"));
+        var jobStopped = RunEvents.Single<JobStopped>(output);
+        Assert.Equal("a control API call", jobStopped.By);
+        Assert.Contains($"--resume {output} ", jobStopped.Resume);
+        Assert.Contains(updates, u => u.Event?.Type == nameof(JobStopped));
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
+using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Tests.Cluster;
 using Xunit;
 using Xunit.Abstractions;
@@ -21,24 +22,26 @@ public class MultiHostTests(ITestOutputHelper log) : TempFolderTest
     {
         var output = new StringBuilder();
         string Output() { lock (output) return output.ToString(); }
-        string seed = "";
-        var started = new ManualResetEventSlim();
+        string run = Path.Combine(Folder, "run");
+        (string Name, string Host)[] machines = [("machine-a-1", "127.0.0.3"), ("machine-a-2", "127.0.0.3"), ("machine-b-1", "127.0.0.4"), ("machine-b-2", "127.0.0.4")];
         var processes = new List<Process>();
         try
         {
             processes.Add(BackgroundProgram.Start("condense-coordinator.dll",
                 ["train", "--host", "127.0.0.2", "--port", "0", "--control-host", "127.0.0.2", .. ClusterProcesses.FreeControlPorts,
                     "--local-workers", "0", "--workers", "4", "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
-                    "--batch-size", "48", "--lr", "0.01", "--stop-after", "6", "--recovery-steps", "0", "--out", Path.Combine(Folder, "run")],
-                output, line =>
-                {
-                    var address = Regex.Match(line, @"coordinator at akka\.tcp://condense@(127\.0\.0\.2:\d+)");
-                    if (!address.Success) return;
-                    seed = address.Groups[1].Value;
-                    started.Set();
-                }));
-            Assert.True(started.Wait(TimeSpan.FromSeconds(60)), $"the coordinator did not start:\n{Output()}");
-            foreach (var (name, host) in new[] { ("machine-a-1", "127.0.0.3"), ("machine-a-2", "127.0.0.3"), ("machine-b-1", "127.0.0.4"), ("machine-b-2", "127.0.0.4") })
+                    "--batch-size", "48", "--lr", "0.01", "--stop-after", "6", "--recovery-steps", "0", "--out", run],
+                output, _ => { }));
+            var waiting = Stopwatch.StartNew();
+            while (!File.Exists(Path.Combine(run, "metrics.jsonl")) || RunEvents.Of<CoordinatorWaiting>(run).Length == 0)
+            {
+                Assert.True(waiting.Elapsed < TimeSpan.FromSeconds(60), $"the coordinator did not start:\n{Output()}");
+                Thread.Sleep(100);
+            }
+            string address = RunEvents.Single<CoordinatorWaiting>(run).Address;
+            Assert.StartsWith("akka.tcp://condense@127.0.0.2:", address);
+            string seed = address[(address.IndexOf('@') + 1)..];
+            foreach (var (name, host) in machines)
                 processes.Add(BackgroundProgram.Start("condense-worker.dll",
                     ["--seed", seed, "--host", host, "--port", "0", "--data-port", "0", "--name", name, "--threads", "1"], output, _ => { }));
 
@@ -49,12 +52,18 @@ public class MultiHostTests(ITestOutputHelper log) : TempFolderTest
             log.WriteLine(text);
             Assert.True(coordinator.ExitCode == 0, text);
             // Each worker's Akka node and data plane are on its own address, and the ring ran between them.
-            foreach (string machine in new[] { "a-1", "a-2" }) Assert.Matches($@"machine-{machine} registered \(cpu, 1 threads, data plane http://127\.0\.0\.3:\d+\)", text);
-            foreach (string machine in new[] { "b-1", "b-2" }) Assert.Matches($@"machine-{machine} registered \(cpu, 1 threads, data plane http://127\.0\.0\.4:\d+\)", text);
-            Assert.Contains("cluster formed: machine-a-1 (rank 0), machine-a-2 (rank 1), machine-b-1 (rank 2), machine-b-2 (rank 3)", text);
+            var arrived = RunEvents.Of<WorkerArrived>(run).ToDictionary(w => w.Worker);
+            foreach (var (name, host) in machines)
+            {
+                Assert.Equal(("cpu", 1), (arrived[name].Device, arrived[name].Threads));
+                Assert.Matches($@"^http://{Regex.Escape(host)}:\d+$", arrived[name].Endpoint);
+            }
+            Assert.Equal(machines.Select(m => m.Name), RunEvents.Single<ClusterFormed>(run).Ranks);
+            // The workers' own lines (no metrics.jsonl of theirs records the ring's layout).
             Assert.Contains("[machine-a-2] ring generation 1: hierarchical: rank 1 of 2 on its host, rank 0 of 2 across hosts", text);
             Assert.Contains("[machine-b-1] ring generation 1: hierarchical: rank 0 of 2 on its host, rank 1 of 2 across hosts", text);
-            Assert.Contains("all 4 replicas hold identical weights at step 6", text);
+            var agree = RunEvents.Single<ReplicasAgree>(run);
+            Assert.Equal((4, 6L), (agree.Workers, agree.Step));
             // No line of the programs' own names 127.0.0.1. Akka's log lines are left out: the kernel picks 127.0.0.1 as
             // the source address of outgoing loopback connections, and Akka may name those sockets in a warning.
             var ownLines = text.Split('\n').Where(line => !Regex.IsMatch(line, @"^\s*\[(DEBUG|INFO|WARNING|ERROR)\]\["));

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
 using CondenseCluster.Build;
+using CondenseCluster.Shared.Training;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -88,8 +89,12 @@ public class PublishTests(PublishedApp app, ITestOutputHelper log) : IClassFixtu
                 "--recovery-steps", "0", "--out", run], TimeSpan.FromMinutes(5));
         log.WriteLine(result.Output);
         Assert.True(result.Code == 0, result.Output);
-        Assert.Contains($"6,000 images from {app.BundledData}", result.Output);
-        Assert.Contains("stopped after step 2", result.Output);
+        var start = RunEvents.Lines(run, "start")[0].As<RunStarted>();
+        Assert.Contains(app.BundledData, start.Description);
+        Assert.Equal(93, start.StepsPerEpoch); // 6,000 images in batches of 64
+        var summary = RunEvents.Lines(run, "summary")[0].As<TrainingSummary>();
+        Assert.Equal(2, summary.Steps);
+        Assert.NotNull(summary.StoppedEarly);
         var model = new FileInfo(Path.Combine(run, "model-trained.ccm"));
         Assert.True(model.Exists && model.Length > 0, $"no model written:\n{result.Output}");
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(run, "checkpoints")));
