@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using CondenseCluster.Shared.Training;
 using Xunit;
 
@@ -7,7 +8,7 @@ namespace CondenseCluster.Tests;
 /// <summary>What a run wrote to the metrics.jsonl of its output folder, read back for tests to assert on values rather than on the console's sentences.</summary>
 static class RunEvents
 {
-    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
 
     /// <summary>
     /// Every line of <paramref name="folder"/>/metrics.jsonl in order: start, steps, epochs, events, summary. Readable while

@@ -124,9 +124,9 @@ public sealed record JobFailed(string Error) : TrainingEvent
     public override string Text() => $"error: {Error}";
 }
 
-/// <summary>A message the job did not expect now (from <paramref name="Worker"/>, if a worker sent it) was dropped.</summary>
-public sealed record MessageIgnored(string Message, string? Worker, string Why) : TrainingEvent
+/// <summary>A message of type <paramref name="MessageType"/> that the job did not expect now (from <paramref name="Worker"/>, if a worker sent it) was dropped.</summary>
+public sealed record MessageIgnored(string MessageType, string? Worker, string Why) : TrainingEvent
 {
     public override EventKind Kind => EventKind.Failure;
-    public override string Text() => $"ignored {Message}{(Worker is null ? "" : $" from {Worker}")}: {Why}";
+    public override string Text() => $"ignored {MessageType}{(Worker is null ? "" : $" from {Worker}")}: {Why}";
 }

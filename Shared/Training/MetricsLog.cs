@@ -1,11 +1,13 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace CondenseCluster.Shared.Training;
 
 /// <summary>Appends every step, epoch, event and the summary to a JSON-lines file (one object per line, with a "type").</summary>
 public sealed class MetricsLog : ITrainingObserver, IDisposable
 {
-    static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+    // Enums by name, so that the file reads without the code: "change": "Recovery", "failure": "StreamBroken".
+    static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, Converters = { new JsonStringEnumConverter() } };
     readonly StreamWriter writer;
 
     public MetricsLog(string path)

@@ -20,11 +20,12 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
     static readonly string[] TinyModel = ["--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset, "--seed", "7"];
 
     [Fact]
-    public void TwoWorkersEndWithTheWeightsAndMasksOfOneProcessWithTheSameMicroBatches()
+    public void TwoWorkersEndWithTheWeightsMasksAndBoundariesOfOneProcessWithTheSameMicroBatches()
     {
         // 6,000 samples / 64 = 93 steps; with C = 4 the first condensing boundary is before step 16.
+        string[] job = [.. TinyModel, "--micro-batches", "2", "--stop-after", "20", "--checkpoint-every", "8"];
         string cluster = Path.Combine(Folder, "cluster");
-        var (code, output) = CoordinatorProgram.Run(["train", .. TinyModel, "--micro-batches", "2", "--stop-after", "20", "--port", "0",
+        var (code, output) = CoordinatorProgram.Run(["train", .. job, "--port", "0",
             .. ClusterProcesses.FreeControlPorts, "--checksum-every", "1", "--bucket-mb", "0.004", "--out", cluster]); // 1,000-value buckets: three for this model
         log.WriteLine(output);
         Assert.True(code == 0, output);
@@ -38,9 +39,11 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
         // The same job in one process with M = 2 micro-batches, with one thread as each worker has (a different thread
         // count changes the order of float sums inside convolutions).
         string single = Path.Combine(Folder, "single");
-        var (singleCode, singleOutput) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. TinyModel, "--micro-batches", "2",
-            "--stop-after", "20", "--out", single]);
+        var (singleCode, singleOutput) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. job, "--out", single]);
         Assert.True(singleCode == 0, singleOutput);
+        // One schedule for both: the checkpoint at 16 comes before the condensing there, and the last step writes one.
+        Assert.Equal([("checkpoint", 8L), ("checkpoint", 16L), ("condense", 16L), ("checkpoint", 20L)], Boundaries(single));
+        Assert.Equal(Boundaries(single), Boundaries(cluster));
 
         var (worst, localMasks, distributedMasks) = SavedModels.Compare(Path.Combine(single, "model-trained.ccm"), Path.Combine(cluster, "model-trained.ccm"));
         log.WriteLine($"max relative weight difference: {worst:E2}");
@@ -48,6 +51,21 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
         Assert.Equal(localMasks, distributedMasks);
         using var distributed = ModelFile.Load(Path.Combine(cluster, "model-trained.ccm"));
         Assert.Contains(ModelCondensing.Masks(distributed), m => m.Stage == 1);
+    }
+
+    /// <summary>
+    /// The step boundaries a run's metrics.jsonl records, by step: condensing, evaluations, checkpoints. Within a step in
+    /// the schedule's order, which a cluster's log may not keep: its checkpoints are written while training goes on.
+    /// </summary>
+    static (string Boundary, long Step)[] Boundaries(string folder)
+    {
+        string[] order = ["evaluate", "checkpoint", "condense"]; // JobSchedule.BoundariesAt's order at one step
+        int stepsPerEpoch = RunEvents.Lines(folder, "start")[0].As<RunStarted>().StepsPerEpoch;
+        return [.. RunEvents.Of<CondensingStage>(folder).Select(e => ("condense", e.Step))
+            .Concat(RunEvents.Of<MasksInForce>(folder).Select(e => ("condense", e.Step)))
+            .Concat(RunEvents.Lines(folder, "epoch").Select(e => ("evaluate", (e.As<EpochMetrics>().Epoch + 1L) * stepsPerEpoch)))
+            .Concat(RunEvents.Of<CheckpointWritten>(folder).Select(e => ("checkpoint", e.Step)))
+            .OrderBy(b => b.Item2).ThenBy(b => Array.IndexOf(order, b.Item1))];
     }
 
     [Fact]
