@@ -89,11 +89,11 @@ public sealed record MasksAdopted(long Step, string Worker, int Stage) : Trainin
 }
 
 /// <summary>Masks version <paramref name="Version"/> was decided before <paramref name="Step"/> from importance averaged over <paramref name="Workers"/> workers.</summary>
-public sealed record MasksDecided(long Version, long Step, double Progress, int Moved, int Stage, int Workers) : TrainingEvent
+public sealed record MasksDecided(long Version, long Step, double Progress, int Moved, int Stage, int Workers, string MaskChecksum) : TrainingEvent
 {
     public override EventKind Kind => EventKind.Condensing;
     public override string Text() => $"condensing before step {Step} (progress {Progress:F4}): {Moved} layers to stage {Stage}, " +
-        $"mask version {Version} decided from importance averaged over {Workers} workers";
+        $"mask version {Version} decided from importance averaged over {Workers} workers (mask checksum {MaskChecksum})";
 }
 
 /// <summary>Every worker installed masks version <paramref name="Version"/> and reported the same checksums: they are in force.</summary>

@@ -99,7 +99,8 @@ public sealed partial class TrainingJob
         int moved = condensing.Decide(progress);
         phase = Phase.Masks;
         AskAll(condensing.Broadcast(step));
-        observer.Event(new MasksDecided(condensing.Version, step, progress, moved, condensing.Decided!.Max(m => m.Stage), membership.Count));
+        observer.Event(new MasksDecided(condensing.Version, step, progress, moved, condensing.Decided!.Max(m => m.Stage), membership.Count,
+            condensing.DecidedChecksum()));
     }
 
     void Applied(MasksApplied applied)

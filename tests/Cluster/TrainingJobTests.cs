@@ -103,6 +103,8 @@ public class TrainingJobTests : TempFolderTest
         Assert.Equal(1, job.MaskVersion);
         Assert.Equal(ModelCondensing.Checksum(expected), ModelCondensing.Checksum(job.Masks));
         Assert.Equal(workers.Length, host.All<RunSteps>().Count(r => r.From == 2));
+        var decided = Assert.Single(observer.Of<MasksDecided>());
+        Assert.Equal((1L, 2L, 3, ModelCondensing.Checksum(expected)), (decided.Version, decided.Step, decided.Workers, decided.MaskChecksum));
         Assert.Equal(new MasksInForce(1, 2, 3, ModelCondensing.Checksum(expected), "after-2"), Assert.Single(observer.Of<MasksInForce>()));
     }
 
