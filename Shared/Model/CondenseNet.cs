@@ -28,19 +28,14 @@ public sealed class CondenseNet : nn.Module<Tensor, Tensor>
         {
             ("init_conv", nn.Conv2d(config.InChannels, 2 * config.Growth[0], 3, stride: config.InitStride, padding: 1, bias: false)),
         };
-        int channels = 2 * config.Growth[0];
-        for (int b = 0; b < config.Stages.Length; b++)
+        foreach (var block in config.DenseLayers().GroupBy(d => d.Block))
         {
-            var block = new List<(string, nn.Module<Tensor, Tensor>)>();
-            for (int l = 0; l < config.Stages[b]; l++)
-            {
-                block.Add(($"denselayer_{l + 1}", new DenseLayer(channels, config.Growth[b], config, form)));
-                channels += config.Growth[b];
-            }
-            layers.Add(($"denseblock_{b + 1}", nn.Sequential(block)));
-            if (b < config.Stages.Length - 1)
-                layers.Add(($"transition_{b + 1}", nn.AvgPool2d(2, 2)));
+            layers.Add(($"denseblock_{block.Key + 1}",
+                nn.Sequential(block.Select(d => ($"denselayer_{d.Layer + 1}", (nn.Module<Tensor, Tensor>)new DenseLayer(d.InChannels, d.Growth, config, form))))));
+            if (block.Key < config.Stages.Length - 1)
+                layers.Add(($"transition_{block.Key + 1}", nn.AvgPool2d(2, 2)));
         }
+        int channels = config.FinalChannels;
         layers.Add(("norm_last", new BatchNorm(channels)));
         layers.Add(("relu_last", nn.ReLU(inplace: true)));
         layers.Add(("pool_last", nn.AvgPool2d(config.FinalMapSize)));

@@ -54,6 +54,21 @@ public sealed record CondenseNetConfig
             $"unknown dataset '{dataset}'; choose one of {string.Join(", ", DatasetNames)}"),
     };
 
+    /// <summary>
+    /// Every dense layer in network order, with the channels it sees: 2·k₀ after the stem, growing by each layer's k.
+    /// The one place that walks the architecture's layers (the model, its costs, its masks and the checks below use it).
+    /// </summary>
+    public IEnumerable<DenseLayerShape> DenseLayers()
+    {
+        int channels = 2 * Growth[0];
+        for (int b = 0; b < Stages.Length; b++)
+            for (int l = 0; l < Stages[b]; l++)
+            {
+                yield return new DenseLayerShape(b, l, channels, Growth[b], Bottleneck * Growth[b]);
+                channels += Growth[b];
+            }
+    }
+
     /// <summary>Channels entering the classifier.</summary>
     public int FinalChannels => 2 * Growth[0] + Stages.Zip(Growth, (layers, growth) => layers * growth).Sum();
 
@@ -77,23 +92,16 @@ public sealed record CondenseNetConfig
         Require(InputSize > 0 && InputSize % InitStride == 0 && size % (1 << (Stages.Length - 1)) == 0,
             $"input size {InputSize} with stem stride {InitStride} cannot be halved {Stages.Length - 1} times between blocks; use a multiple of {InitStride << (Stages.Length - 1)}");
 
-        int channels = 2 * Growth[0];
-        for (int b = 0; b < Stages.Length; b++)
+        foreach (var (layer, channels, k, bottleneck) in DenseLayers().Select(d => (d.Name, d.InChannels, d.Growth, d.Bottleneck)))
         {
-            int k = Growth[b], bottleneck = Bottleneck * k;
-            for (int l = 0; l < Stages[b]; l++)
-            {
-                string layer = $"features.denseblock_{b + 1}.denselayer_{l + 1}";
-                Require(channels % Group1x1 == 0,
-                    $"{layer}.conv_1: {channels} input channels are not divisible by G1x1={Group1x1}");
-                Require(channels % CondenseFactor == 0,
-                    $"{layer}.conv_1: {channels} input channels are not divisible by condense factor C={CondenseFactor}");
-                Require(bottleneck % Group1x1 == 0,
-                    $"{layer}.conv_1: {bottleneck} output channels are not divisible by G1x1={Group1x1}");
-                Require(bottleneck % Group3x3 == 0 && k % Group3x3 == 0,
-                    $"{layer}.conv_2: {bottleneck} input and {k} output channels must both be divisible by G3x3={Group3x3}");
-                channels += k;
-            }
+            Require(channels % Group1x1 == 0,
+                $"{layer}.conv_1: {channels} input channels are not divisible by G1x1={Group1x1}");
+            Require(channels % CondenseFactor == 0,
+                $"{layer}.conv_1: {channels} input channels are not divisible by condense factor C={CondenseFactor}");
+            Require(bottleneck % Group1x1 == 0,
+                $"{layer}.conv_1: {bottleneck} output channels are not divisible by G1x1={Group1x1}");
+            Require(bottleneck % Group3x3 == 0 && k % Group3x3 == 0,
+                $"{layer}.conv_2: {bottleneck} input and {k} output channels must both be divisible by G3x3={Group3x3}");
         }
     }
 
@@ -105,6 +113,18 @@ public sealed record CondenseNetConfig
     public override string ToString() =>
         $"stages {string.Join("-", Stages)}, growth {string.Join("-", Growth)}, G1x1={Group1x1}, G3x3={Group3x3}, C={CondenseFactor}, " +
         $"{InChannels}x{InputSize}x{InputSize} input, {NumClasses} classes";
+}
+
+/// <summary>
+/// One dense layer of a configuration: its block and place in it (from 0), the channels it sees, its growth rate k and
+/// its bottleneck width (conv_1's outputs).
+/// </summary>
+public readonly record struct DenseLayerShape(int Block, int Layer, int InChannels, int Growth, int Bottleneck)
+{
+    /// <summary>Its name in the state dict, as in the official code (blocks and layers counted from 1).</summary>
+    public string Name => $"features.denseblock_{Block + 1}.denselayer_{Layer + 1}";
+
+    public int OutChannels => InChannels + Growth;
 }
 
 /// <summary>An inconsistent model or job configuration; the message names the setting and how to fix it.</summary>

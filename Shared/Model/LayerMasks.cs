@@ -55,13 +55,7 @@ public static class LayerMasks
     static IEnumerable<(string Name, int Groups, int Inputs, int Outputs)> Layers(CondenseNetConfig config)
     {
         config.Validate();
-        int channels = 2 * config.Growth[0];
-        for (int b = 0; b < config.Stages.Length; b++)
-            for (int l = 0; l < config.Stages[b]; l++)
-            {
-                yield return ($"features.denseblock_{b + 1}.denselayer_{l + 1}.conv_1", config.Group1x1, channels, config.Bottleneck * config.Growth[b]);
-                channels += config.Growth[b];
-            }
+        return config.DenseLayers().Select(d => ($"{d.Name}.conv_1", config.Group1x1, d.InChannels, d.Bottleneck));
     }
 
     /// <summary>Where one tensor of a saved state dict lies: element type, shape, and its bytes in the state.</summary>

@@ -14,14 +14,14 @@ public static class ModelCost
     {
         c.Validate();
         var rows = new List<CostRow>();
-        int size = c.InputSize / c.InitStride, channels = 2 * c.Growth[0];
-        rows.Add(new("init_conv", (long)c.InChannels * channels * 9, (long)c.InChannels * channels * 9 * size * size));
+        int size = c.InputSize / c.InitStride, stem = 2 * c.Growth[0];
+        rows.Add(new("init_conv", (long)c.InChannels * stem * 9, (long)c.InChannels * stem * 9 * size * size));
 
-        for (int b = 0; b < c.Stages.Length; b++)
+        foreach (var block in c.DenseLayers().GroupBy(d => d.Block))
         {
+            int b = block.Key;
             long parameters = 0, flops = 0, area = (long)size * size;
-            int k = c.Growth[b], bottleneck = c.Bottleneck * k;
-            for (int l = 0; l < c.Stages[b]; l++)
+            foreach (var (channels, k, bottleneck) in block.Select(d => (d.InChannels, d.Growth, d.Bottleneck)))
             {
                 // conv_1: BN over the inputs it sees (all of them, or the gathered in·G/C), ReLU, conv with 1/C of the weights.
                 long seen = form == ModelForm.Training ? channels : (long)channels * c.Group1x1 / c.CondenseFactor;
@@ -30,19 +30,17 @@ public static class ModelCost
                 // conv_2: BN, ReLU, 3x3 group conv.
                 parameters += 2L * bottleneck + (long)bottleneck * k * 9 / c.Group3x3;
                 flops += bottleneck * area + (long)bottleneck * k * 9 * area / c.Group3x3;
-                channels += k;
             }
             rows.Add(new($"denseblock_{b + 1}", parameters, flops));
             if (b < c.Stages.Length - 1)
             {
                 size /= 2;
-                rows.Add(new($"transition_{b + 1}", 0, (long)channels * size * size * 4));
+                rows.Add(new($"transition_{b + 1}", 0, (long)block.Last().OutChannels * size * size * 4));
             }
         }
-
-        long finalArea = (long)size * size;
-        rows.Add(new("norm_last+pool", 2L * channels, channels * finalArea + channels * finalArea));
-        long inputs = form == ModelForm.Training ? channels : channels / 2;
+        long final = c.FinalChannels, finalArea = (long)size * size;
+        rows.Add(new("norm_last+pool", 2L * final, final * finalArea + final * finalArea));
+        long inputs = form == ModelForm.Training ? final : final / 2;
         long linear = inputs * c.NumClasses + c.NumClasses;
         rows.Add(new("classifier", linear, linear));
         return rows;
