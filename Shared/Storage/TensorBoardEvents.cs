@@ -48,6 +48,19 @@ public sealed class TensorBoardEventWriter : IDisposable
         Write(new Event { WallTime = UnixSeconds(time ?? DateTimeOffset.UtcNow), Step = step, Summary = summary });
     }
 
+    /// <summary>One text entry under <paramref name="tag"/> at <paramref name="step"/>, for TensorBoard's Text tab.</summary>
+    public void WriteText(long step, string tag, string text, DateTimeOffset? time = null)
+    {
+        const int StringType = 7; // TensorFlow's DT_STRING
+        var value = new Summary.Types.Value
+        {
+            Tag = tag,
+            Metadata = new SummaryMetadata { PluginData = new SummaryMetadata.Types.PluginData { PluginName = "text" } },
+            Tensor = new TensorProto { Dtype = StringType, TensorShape = new TensorShapeProto(), StringVal = { ByteString.CopyFromUtf8(text) } },
+        };
+        Write(new Event { WallTime = UnixSeconds(time ?? DateTimeOffset.UtcNow), Step = step, Summary = new Summary { Value = { value } } });
+    }
+
     void Write(Event e)
     {
         byte[] data = e.ToByteArray();

@@ -50,7 +50,11 @@ public sealed class TensorBoardLog : ITrainingObserver, IDisposable
             ]);
     }
 
-    public void Event(TrainingEvent e) { }
+    /// <summary>The event's line in the Text tab, under events/&lt;kind&gt;, at the steps done so far.</summary>
+    public void Event(TrainingEvent e)
+    {
+        lock (gate) writer.WriteText(stepsDone, $"events/{e.Kind.ToString().ToLowerInvariant()}", e.Text());
+    }
 
     public void Finished(TrainingSummary summary) { }
 

@@ -3,8 +3,8 @@ using CondenseCluster.Shared.Comm;
 namespace CondenseCluster.Shared.Training;
 
 /// <summary>
-/// A notable event of a run, as a record: the console, the dashboard and the Watch stream render it (<see cref="Text"/>),
-/// metrics.jsonl keeps its values, and tests assert on them. The cluster job's own events are in JobEvents.cs.
+/// A notable event of a run, as a record: the console, the dashboard, the Watch stream and TensorBoard's Text tab render
+/// it (<see cref="Text"/>), metrics.jsonl keeps its values, and tests assert on them. The cluster job's own events are in JobEvents.cs.
 /// </summary>
 public abstract record TrainingEvent
 {

@@ -5,6 +5,7 @@ using CondenseCluster.Shared.Storage;
 using CondenseCluster.Shared.Storage.TensorBoard;
 using CondenseCluster.Shared.Training;
 using CondenseCluster.Tests.Data;
+using Google.Protobuf;
 using TorchSharp;
 using Xunit;
 
@@ -47,6 +48,30 @@ public class TensorBoardEventsTests : TempFolderTest
         Assert.Equal(7, events[2].Step);
         Assert.Equal(time.ToUnixTimeMilliseconds() / 1000.0 + 1.5, events[2].WallTime, 6);
         Assert.Equal([("test/top1", 0.75f)], events[2].Summary.Value.Select(v => (v.Tag, v.SimpleValue)));
+    }
+
+    [Fact]
+    public void ARunsEventsAreTextEntriesUnderTheirKindAtTheStepsDone()
+    {
+        string path;
+        using (var log = new TensorBoardLog(Folder))
+        {
+            path = log.FilePath;
+            log.Step(new StepMetrics(2, 0, 1.5, 0.5, 0.1, 0, 3, 10, 100, 90, 1));
+            log.Event(new CheckpointWritten("run/checkpoints/checkpoint-000000003.ccc", 3));
+        }
+        var text = TensorBoardEventReader.Read(path).Last().Summary.Value.Single();
+        Assert.Equal(3, TensorBoardEventReader.Read(path).Last().Step);
+        Assert.Equal(("events/checkpoint", "text", 7), (text.Tag, text.Metadata.PluginData.PluginName, text.Tensor.Dtype));
+        Assert.Equal("checkpoint run/checkpoints/checkpoint-000000003.ccc", Assert.Single(text.Tensor.StringVal).ToStringUtf8());
+        // Encoded by hand with TensorFlow's field numbers: Value.tag = 1 (0x0A), Value.tensor = 8 (0x42), Value.metadata = 9
+        // (0x4A); TensorProto.dtype = 1 (0x08), tensor_shape = 2 (0x12), string_val = 8 (0x42); metadata.plugin_data = 1,
+        // plugin_name = 1 (0x0A).
+        byte[] line = [.. "checkpoint run/checkpoints/checkpoint-000000003.ccc"u8];
+        byte[] tensor = [0x08, 7, 0x12, 0, 0x42, (byte)line.Length, .. line];
+        byte[] metadata = [0x0A, 6, 0x0A, 4, .. "text"u8];
+        byte[] tag = [.. "events/checkpoint"u8];
+        Assert.Equal([0x0A, (byte)tag.Length, .. tag, 0x42, (byte)tensor.Length, .. tensor, 0x4A, (byte)metadata.Length, .. metadata], text.ToByteArray());
     }
 
     [Fact]
