@@ -59,7 +59,7 @@ public sealed class DistributedStep
         var clock = Stopwatch.StartNew();
         engine.BeginStep();
         var exchanging = ring.Size > 1 ? BeginExchange(step) : null;
-        var (total, dataWait) = engine.AccumulateAll(step, microBatches, batches, data, exchanging is null ? null : exchanging.FinalFrom);
+        var (total, dataWait) = engine.AccumulateAll(step, plan, microBatches, batches, data, exchanging is null ? null : exchanging.FinalFrom);
         double computed = clock.Elapsed.TotalMilliseconds;
         Computed?.Invoke(step);
         // The exchanged sums come back divided by M; a ring of one divides its own.

@@ -3,13 +3,25 @@ using CondenseCluster.Shared.Data;
 namespace CondenseCluster.Shared.Training;
 
 /// <summary>
-/// The fixed micro-batch plan (DESIGN.md §2): a global step of B = M·b samples is M micro-batches of b; micro-batch m
-/// takes positions [i·B + m·b, i·B + (m+1)·b) of the epoch's permutation and is computed by live worker m mod N.
-/// M does not depend on N, so who computes a micro-batch changes with membership but the math does not.
+/// The fixed micro-batch plan (DESIGN.md §2): a global step of B samples is M micro-batches, consecutive runs of step
+/// i's B positions [i·B, (i+1)·B) of the epoch's permutation: ⌊B/M⌋ samples each, one more for the first B mod M of
+/// them. Micro-batch m is computed by live worker m mod N. M does not depend on N, so who computes a micro-batch
+/// changes with membership but the math does not.
 /// </summary>
 public sealed record MicroBatchPlan(int BatchSize, int MicroBatches, int TrainCount, int Epochs)
 {
-    public int MicroBatchSize => BatchSize / MicroBatches;
+    /// <summary>Samples in micro-batch <paramref name="microBatch"/>: ⌊B/M⌋, one more for the first B mod M.</summary>
+    public int SizeOf(int microBatch) => BatchSize / MicroBatches + (microBatch < BatchSize % MicroBatches ? 1 : 0);
+
+    /// <summary>Where micro-batch <paramref name="microBatch"/> starts among its step's B samples.</summary>
+    public int StartOf(int microBatch) => microBatch * (BatchSize / MicroBatches) + Math.Min(microBatch, BatchSize % MicroBatches);
+
+    /// <summary>
+    /// What micro-batch <paramref name="microBatch"/>'s mean loss is multiplied by before backward, b_m·M/B: the step
+    /// then divides the sum of its M gradients by M, which makes it the mean over all B samples whatever the sizes.
+    /// Exactly 1 when B is a multiple of M, so that equal micro-batches compute what they always did.
+    /// </summary>
+    public double LossWeight(int microBatch) => (double)SizeOf(microBatch) * MicroBatches / BatchSize;
 
     /// <summary>Full global batches per epoch; the incomplete tail of the permutation is left out, as every step needs M equal micro-batches.</summary>
     public int StepsPerEpoch => TrainCount / BatchSize;
@@ -24,8 +36,8 @@ public sealed record MicroBatchPlan(int BatchSize, int MicroBatches, int TrainCo
     public void Validate()
     {
         if (MicroBatches < 1) throw new ArgumentException($"--micro-batches {MicroBatches} must be at least 1");
-        if (BatchSize < 1 || BatchSize % MicroBatches != 0)
-            throw new ArgumentException($"--batch-size {BatchSize} must be a positive multiple of --micro-batches {MicroBatches}");
+        if (BatchSize < MicroBatches)
+            throw new ArgumentException($"--batch-size {BatchSize} is smaller than --micro-batches {MicroBatches}: every micro-batch needs a sample; lower --micro-batches");
         if (Epochs < 1) throw new ArgumentException($"--epochs {Epochs} must be at least 1");
         if (StepsPerEpoch < 1)
             throw new ArgumentException($"the training set has {TrainCount} samples, fewer than one batch of {BatchSize}; lower --batch-size");
@@ -34,8 +46,8 @@ public sealed record MicroBatchPlan(int BatchSize, int MicroBatches, int TrainCo
     /// <summary>Dataset indices of micro-batch <paramref name="microBatch"/> of a step, given that epoch's permutation.</summary>
     public int[] Indices(int[] epochPermutation, long step, int microBatch)
     {
-        int start = StepInEpoch(step) * BatchSize + microBatch * MicroBatchSize;
-        return epochPermutation.AsSpan(start, MicroBatchSize).ToArray();
+        int start = StepInEpoch(step) * BatchSize + StartOf(microBatch);
+        return epochPermutation.AsSpan(start, SizeOf(microBatch)).ToArray();
     }
 
     /// <summary>The micro-batches of a step that worker <paramref name="rank"/> of <paramref name="workers"/> computes.</summary>

@@ -46,9 +46,10 @@ public sealed class TrainingEngine : IDisposable
     /// <summary>
     /// Forward and backward of one micro-batch (BN in training mode), adding its gradient to the buffer. With
     /// <paramref name="gradientsFinalFrom"/>, backward runs one chain step of the model at a time (the same sums, in the
-    /// same order) and reports after each step from which flat offset on the buffer's gradients are final.
+    /// same order) and reports after each step from which flat offset on the buffer's gradients are final. The loss is
+    /// multiplied by <paramref name="lossWeight"/> (<see cref="MicroBatchPlan.LossWeight"/>) before backward.
     /// </summary>
-    public MicroBatchResult Accumulate(Tensor images, Tensor labels, long step, int microBatch, Action<long>? gradientsFinalFrom = null)
+    public MicroBatchResult Accumulate(Tensor images, Tensor labels, long step, int microBatch, Action<long>? gradientsFinalFrom = null, double lossWeight = 1)
     {
         using var scope = torch.NewDisposeScope();
         Model.train();
@@ -59,7 +60,7 @@ public sealed class TrainingEngine : IDisposable
         if (gradientsFinalFrom is null)
         {
             var logits = Model.forward(x);
-            return Result(logits, LossBackward(logits, y), y);
+            return Result(logits, LossBackward(logits, y, lossWeight), y);
         }
 
         // Forward step by step, each step's input a leaf of its own, so backward can be run one step at a time.
@@ -71,7 +72,7 @@ public sealed class TrainingEngine : IDisposable
             inputs[i] = i == 0 ? h : h.detach().requires_grad_(true);
             outputs[i] = h = chain[i].Forward(inputs[i]);
         }
-        var crossEntropy = LossBackward(outputs[^1], y); // the last step's gradients
+        var crossEntropy = LossBackward(outputs[^1], y, lossWeight); // the last step's gradients
         long final = Gradients.Length;
         for (int i = chain.Count - 1; i >= 0; i--)
         {
@@ -89,12 +90,12 @@ public sealed class TrainingEngine : IDisposable
         return Result(outputs[^1], crossEntropy, y);
     }
 
-    /// <summary>Cross-entropy plus the group lasso, backward from it; returns the cross-entropy.</summary>
-    Tensor LossBackward(Tensor logits, Tensor labels)
+    /// <summary>Cross-entropy plus the group lasso, times <paramref name="weight"/>, backward from it; returns the cross-entropy.</summary>
+    Tensor LossBackward(Tensor logits, Tensor labels, double weight)
     {
         var crossEntropy = nn.functional.cross_entropy(logits, labels);
         var loss = options.Lasso > 0 ? crossEntropy + Model.GroupLasso().mul(lasso) : crossEntropy;
-        loss.backward();
+        (weight == 1 ? loss : loss.mul(weight)).backward(); // no multiplication by 1: equal micro-batches keep their exact bits
         return crossEntropy;
     }
 
@@ -105,12 +106,12 @@ public sealed class TrainingEngine : IDisposable
     }
 
     /// <summary>
-    /// Accumulates the given micro-batches of a step, taken in order from <paramref name="prefetcher"/>; returns their
-    /// summed result and the milliseconds spent waiting for the loader. The last micro-batch's backward reports to
-    /// <paramref name="gradientsFinalFrom"/> (see <see cref="Accumulate"/>).
+    /// Accumulates the given micro-batches of <paramref name="plan"/>'s step, taken in order from
+    /// <paramref name="prefetcher"/>, each weighted by its size; returns their summed result and the milliseconds spent
+    /// waiting for the loader. The last micro-batch's backward reports to <paramref name="gradientsFinalFrom"/> (see <see cref="Accumulate"/>).
     /// </summary>
-    public (MicroBatchResult Total, double DataWaitMs) AccumulateAll(long step, IReadOnlyList<int> microBatches, BatchPrefetcher prefetcher, IImageDataset data,
-        Action<long>? gradientsFinalFrom = null)
+    public (MicroBatchResult Total, double DataWaitMs) AccumulateAll(long step, MicroBatchPlan plan, IReadOnlyList<int> microBatches, BatchPrefetcher prefetcher,
+        IImageDataset data, Action<long>? gradientsFinalFrom = null)
     {
         double loss = 0, dataWait = 0;
         int correct = 0, samples = 0;
@@ -121,7 +122,7 @@ public sealed class TrainingEngine : IDisposable
             dataWait += wait.Elapsed.TotalMilliseconds;
             using var scope = torch.NewDisposeScope();
             var (x, y) = BatchTensors.From(batch, data, Device);
-            var result = Accumulate(x, y, step, m, m == microBatches[^1] ? gradientsFinalFrom : null);
+            var result = Accumulate(x, y, step, m, m == microBatches[^1] ? gradientsFinalFrom : null, plan.LossWeight(m));
             (loss, correct, samples) = (loss + result.LossSum, correct + result.Correct, samples + result.Samples);
         }
         return (new MicroBatchResult(loss, correct, samples), dataWait);

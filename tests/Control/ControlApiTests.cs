@@ -142,8 +142,8 @@ public class ControlApiTests(ServingCoordinator coordinator, ITestOutputHelper l
     [InlineData("{\"Model\": {\"Stages\": [2], \"Growth\": [4]}, \"BatchSz\": 5}", "BatchSz")]
     [InlineData("{\"Model\": {\"Stages\": [2], \"Growth\": [4]}, \"LearningRate\": -1}", "configuration: --lr -1 must be positive")]
     [InlineData("{\"Model\": {\"Stages\": [2], \"Growth\": [4], \"CondenseFactor\": 0}}", "configuration: condense factor C=0 must be at least 1")]
-    [InlineData("{\"Model\": {\"Stages\": [2], \"Growth\": [4], \"InChannels\": 1}, \"BatchSize\": 50, \"MicroBatches\": 3}",
-        "configuration: --batch-size 50 must be a positive multiple of --micro-batches 3")]
+    [InlineData("{\"Model\": {\"Stages\": [2], \"Growth\": [4], \"InChannels\": 1}, \"BatchSize\": 2, \"MicroBatches\": 3}",
+        "configuration: --batch-size 2 is smaller than --micro-batches 3")]
     public async Task AMalformedJobIsRefusedWithInvalidArgumentNamingTheField(string configuration, string expected)
     {
         var refusal = await Assert.ThrowsAsync<RpcException>(async () =>

@@ -224,7 +224,7 @@ public class HelmChartTests
 
     [Theory]
     [InlineData("dataset.hostPath=/mnt/a,dataset.existingClaim=b", "dataset")]
-    [InlineData("worker.replicas=3", "BatchSize 64 is not a multiple of MicroBatches 3")]
+    [InlineData("worker.replicas=3,job.configuration.BatchSize=2", "BatchSize 2 is smaller than MicroBatches 3")]
     public void ContradictoryValuesFailWithAReason(string settings, string reason)
     {
         var (code, _, stderr) = Helm.Run(["template", Release, Helm.Chart, "-n", Namespace, "--set", settings]);

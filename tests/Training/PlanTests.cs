@@ -18,8 +18,11 @@ public class PlanTests
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
+    [InlineData(3)]
     [InlineData(4)]
+    [InlineData(5)]
     [InlineData(8)]
+    [InlineData(16)]
     public void AnEpochSeesAPermutationWhateverTheMicroBatchSplit(int microBatches)
     {
         var plan = new MicroBatchPlan(BatchSize: 16, MicroBatches: microBatches, TrainCount: 100, Epochs: 2);
@@ -33,6 +36,21 @@ public class PlanTests
         Assert.Equal(seen.Count, seen.Distinct().Count());
         // The same positions of the permutation, in the same order, for every split.
         Assert.Equal(order[..96], seen);
+    }
+
+    [Fact]
+    public void UnequalMicroBatchesDifferByOneSampleAndTheirWeightsAverageOverTheWholeBatch()
+    {
+        var plan = new MicroBatchPlan(BatchSize: 64, MicroBatches: 3, TrainCount: 1000, Epochs: 1);
+        plan.Validate();
+        Assert.Equal([22, 21, 21], Enumerable.Range(0, 3).Select(plan.SizeOf));
+        Assert.Equal([0, 22, 43], Enumerable.Range(0, 3).Select(plan.StartOf));
+        // Weighted by b_m·M/B and divided by M, each micro-batch's mean loss counts by its share b_m/B of the 64 samples.
+        Assert.Equal([22 / 64.0, 21 / 64.0, 21 / 64.0], Enumerable.Range(0, 3).Select(m => plan.LossWeight(m) / 3));
+        Assert.Equal(22 * 3 / 64.0, plan.LossWeight(0), 15);
+        // Equal micro-batches are weighted by exactly 1: they compute what they did before unequal ones existed.
+        var equal = new MicroBatchPlan(BatchSize: 48, MicroBatches: 3, TrainCount: 1000, Epochs: 1);
+        Assert.All(Enumerable.Range(0, 3), m => Assert.Equal(1.0, equal.LossWeight(m)));
     }
 
     [Fact]
@@ -56,7 +74,7 @@ public class PlanTests
     }
 
     [Theory]
-    [InlineData(64, 3, 1000, "multiple of --micro-batches 3")]
+    [InlineData(2, 3, 1000, "--batch-size 2 is smaller than --micro-batches 3")]
     [InlineData(64, 0, 1000, "--micro-batches 0")]
     [InlineData(64, 4, 10, "fewer than one batch")]
     public void ImpossiblePlansAreExplained(int batch, int micro, int count, string message)

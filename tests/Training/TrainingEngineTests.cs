@@ -16,9 +16,9 @@ public class TrainingEngineCollection;
 [Collection(nameof(TrainingEngineTests))]
 public class TrainingEngineTests
 {
-    static TrainingOptions Options(int microBatches, double lasso = 0) => new()
+    static TrainingOptions Options(int microBatches, double lasso = 0, int batchSize = 8) => new()
     {
-        Arch = "custom", Model = TinyModels.Config() with { InChannels = 1 }, BatchSize = 8, MicroBatches = microBatches,
+        Arch = "custom", Model = TinyModels.Config() with { InChannels = 1 }, BatchSize = batchSize, MicroBatches = microBatches,
         Lasso = lasso, Seed = 5,
     };
 
@@ -85,16 +85,17 @@ public class TrainingEngineTests
     }
 
     [Theory]
-    [InlineData(0)]
-    [InlineData(1e-3)]
-    public void MicroBatchUpdateEqualsSummedHandGradientsDividedByM(double lasso)
+    [InlineData(8, 2, 0)]
+    [InlineData(8, 2, 1e-3)]
+    [InlineData(10, 3, 1e-3)] // micro-batches of 4, 3 and 3 samples
+    public void MicroBatchUpdateEqualsTheHandGradientsWeightedBySize(int batch, int m, double lasso)
     {
-        const int m = 2;
+        var plan = new MicroBatchPlan(batch, m, batch, 1);
         torch.manual_seed(9);
-        using var x = torch.randn(8, 1, 16, 16);
-        using var y = torch.randint(0, 10, [8], dtype: ScalarType.Int64);
+        using var x = torch.randn(batch, 1, 16, 16);
+        using var y = torch.randint(0, 10, [batch], dtype: ScalarType.Int64);
 
-        using var engine = new TrainingEngine(Options(m, lasso), CPU);
+        using var engine = new TrainingEngine(Options(m, lasso, batch), CPU);
         // The hand-made reference: same initial weights, PyTorch's own SGD, micro-batches run one at a time.
         using var reference = new CondenseNet(engine.Model.Config);
         reference.load_state_dict(engine.Model.state_dict());
@@ -105,7 +106,8 @@ public class TrainingEngineTests
         {
             engine.BeginStep();
             for (int micro = 0; micro < m; micro++)
-                engine.Accumulate(x.narrow(0, 4 * micro, 4), y.narrow(0, 4 * micro, 4), step, micro);
+                engine.Accumulate(x.narrow(0, plan.StartOf(micro), plan.SizeOf(micro)), y.narrow(0, plan.StartOf(micro), plan.SizeOf(micro)), step, micro,
+                    lossWeight: plan.LossWeight(micro));
             engine.ApplyUpdate(0.05);
 
             var sums = referenceParameters.Select(p => torch.zeros_like(p)).ToArray();
@@ -113,14 +115,16 @@ public class TrainingEngineTests
             {
                 reference.zero_grad();
                 reference.train();
-                var loss = nn.functional.cross_entropy(reference.forward(x.narrow(0, 4 * micro, 4)), y.narrow(0, 4 * micro, 4));
+                var (start, size) = (plan.StartOf(micro), plan.SizeOf(micro));
+                var loss = nn.functional.cross_entropy(reference.forward(x.narrow(0, start, size)), y.narrow(0, start, size));
                 using var coefficient = lasso.ToScalar();
                 if (lasso > 0) loss = loss + reference.GroupLasso().mul(coefficient);
                 loss.backward();
-                for (int i = 0; i < sums.Length; i++) sums[i].add_(referenceParameters[i].grad!);
+                // The step's gradient is the mean over all B samples: each micro-batch's mean counts by its share b_m/B.
+                using var share = ((double)size / batch).ToScalar();
+                for (int i = 0; i < sums.Length; i++) sums[i].add_(referenceParameters[i].grad!.mul(share));
             }
-            using var divisor = ((double)m).ToScalar();
-            for (int i = 0; i < sums.Length; i++) referenceParameters[i].grad = sums[i].div(divisor);
+            for (int i = 0; i < sums.Length; i++) referenceParameters[i].grad = sums[i];
             sgd.step();
         }
 

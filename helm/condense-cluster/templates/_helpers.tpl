@@ -93,7 +93,7 @@ the Akka port the --seed of every worker. Akka.Management's Kubernetes discovery
 {{/*
 The job configuration rendered into job.json (serve mode), as a dict: job.configuration with DataDir (/data when a
 dataset volume is configured) and MicroBatches (the workers a job waits for) filled in when left out. Empty when the
-configuration is empty or the coordinator runs in train mode. Fails when BatchSize is not a multiple of MicroBatches.
+configuration is empty or the coordinator runs in train mode. Fails when BatchSize is smaller than MicroBatches.
 */}}
 {{- define "condense-cluster.jobConfiguration" -}}
 {{- $configuration := deepCopy (default dict .Values.job.configuration) }}
@@ -106,8 +106,8 @@ configuration is empty or the coordinator runs in train mode. Fails when BatchSi
 {{- end }}
 {{- $batch := int (default 64 (get $configuration "BatchSize")) }}
 {{- $micro := int (get $configuration "MicroBatches") }}
-{{- if ne (mod $batch $micro) 0 }}
-{{- fail (printf "job.configuration: BatchSize %d is not a multiple of MicroBatches %d (by default one micro-batch per worker); change job.configuration.BatchSize or set job.configuration.MicroBatches" $batch $micro) }}
+{{- if lt $batch $micro }}
+{{- fail (printf "job.configuration: BatchSize %d is smaller than MicroBatches %d (by default one micro-batch per worker): every micro-batch needs a sample; raise job.configuration.BatchSize or set job.configuration.MicroBatches" $batch $micro) }}
 {{- end }}
 {{- toPrettyJson $configuration }}
 {{- end }}
