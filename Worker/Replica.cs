@@ -173,7 +173,7 @@ sealed class Replica : IAsyncDisposable
         for (long s = segment.From; s < segment.To; s++)
         {
             long sentBefore = dataPlane.BytesSent;
-            var outcome = distributed.Run(s, prefetcher, train, LearningRate.Cosine(jobOptions.LearningRate, s, jobPlan.TotalSteps),
+            var outcome = distributed.Run(s, prefetcher, train, LearningRate.At(jobOptions, jobPlan, s),
                 stopAfterThisStep: Interlocked.Read(ref yieldGeneration) == generation);
             Interlocked.Exchange(ref step, s + 1);
             checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine.Model) : null;

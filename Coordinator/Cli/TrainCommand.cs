@@ -20,6 +20,10 @@ static class TrainCommand
         var batch = new Option<int>("--batch-size") { Description = "global batch size B", DefaultValueFactory = _ => 64 };
         var micro = new Option<int?>("--micro-batches") { Description = "M micro-batches per step, spread over the workers (default: one per worker; 1 with --local)" };
         var lr = new Option<double>("--lr") { Description = "initial learning rate (cosine schedule per iteration)", DefaultValueFactory = _ => 0.1 };
+        var warmupEpochs = new Option<double>("--warmup-epochs") { Description = "epochs of linear learning-rate warmup per iteration before the cosine (0: none, official)" };
+        var warmupLr = new Option<double>("--warmup-lr") { Description = "learning rate the warmup starts from" };
+        var scaleLr = new Option<bool>("--scale-lr") { Description = "linear scaling rule: multiply --lr by B/256 (large batches)" };
+        var labelSmoothing = new Option<double>("--label-smoothing") { Description = "label smoothing ε of the training loss (0: none, official)" };
         var lasso = new Option<double>("--lasso") { Description = "group-lasso coefficient (official: 0 on CIFAR, 1e-5 on ImageNet)" };
         var dropout = new Option<double>("--dropout") { Description = "dropout rate inside the learned group convolutions" };
         var seed = new Option<int>("--seed") { Description = "seed of weights, data order, augmentation and dropout" };
@@ -32,7 +36,7 @@ static class TrainCommand
         var stopAfter = new Option<long?>("--stop-after") { Description = "stop with a checkpoint after this global step (resume later)" };
 
         var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
-        foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, lasso, dropout, seed, threads,
+        foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, warmupEpochs, warmupLr, scaleLr, labelSmoothing, lasso, dropout, seed, threads,
                      output, resume, checkpointEvery, recoverySteps, recoverySamples, stopAfter]))
             command.Options.Add(option);
 
@@ -50,6 +54,10 @@ static class TrainCommand
                 BatchSize = result.GetValue(batch),
                 MicroBatches = result.GetValue(micro) ?? (inProcess ? 1 : node.ExpectedWorkers(result)),
                 LearningRate = result.GetValue(lr),
+                WarmupEpochs = result.GetValue(warmupEpochs),
+                WarmupLearningRate = result.GetValue(warmupLr),
+                ScaleLearningRate = result.GetValue(scaleLr),
+                LabelSmoothing = result.GetValue(labelSmoothing),
                 Lasso = result.GetValue(lasso),
                 Seed = result.GetValue(seed),
                 CheckpointEverySteps = result.GetValue(checkpointEvery),

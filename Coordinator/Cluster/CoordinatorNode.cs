@@ -70,6 +70,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             announced = true;
             foreach (var e in events) observer.Event(e);
             if (resume is not null) observer.Event(new ResumedFromCheckpoint(resume.Path, resume.Header.Step));
+            if (LearningRate.Scaled(options) is { } scaled) observer.Event(scaled);
 
             var jobCluster = cluster with { ExpectedWorkers = workers };
             var accepted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -37,6 +37,7 @@ public static class LocalTraining
             first = resume.Header.Step;
             observer.Event(new ResumedFromCheckpoint(resume.Path, first));
         }
+        if (LearningRate.Scaled(options) is { } scaled) observer.Event(scaled);
         var schedule = JobSchedule.For(options, run, plan);
         long last = schedule.LastStep;
         observer.Started(new RunStarted($"{options.Arch} on {train.Description}", first, plan.TotalSteps, plan.StepsPerEpoch, options.Epochs,
@@ -77,7 +78,7 @@ public static class LocalTraining
                             {
                                 cancel.ThrowIfCancellationRequested();
                                 var stepClock = Stopwatch.StartNew();
-                                var outcome = steps.Run(at, prefetcher, train, LearningRate.Cosine(options.LearningRate, at, plan.TotalSteps));
+                                var outcome = steps.Run(at, prefetcher, train, LearningRate.At(options, plan, at));
                                 var (loss, correct, samples) = outcome.Total;
                                 double ms = stepClock.Elapsed.TotalMilliseconds;
                                 observer.Step(metrics.Step(at, masks.Max(m => m.Stage), loss, correct, samples, ms, ms - outcome.DataWaitMs, outcome.DataWaitMs));

@@ -28,7 +28,7 @@ public sealed class RunMetrics(TrainingOptions options, MicroBatchPlan plan)
         times.Add(stepMs);
         (epochLoss, epochCorrect, epochSamples) = (epochLoss + lossSum, epochCorrect + correct, epochSamples + samples);
         return new StepMetrics(step, plan.EpochOf(step), lossSum / samples, correct / samples,
-            LearningRate.Cosine(options.LearningRate, step, plan.TotalSteps), stage, options.Model.CondenseFactor - 1,
+            LearningRate.At(options, plan, step), stage, options.Model.CondenseFactor - 1,
             samples / (stepMs / 1000), stepMs, computeMs, dataWaitMs);
     }
 

@@ -90,10 +90,10 @@ public sealed class TrainingEngine : IDisposable
         return Result(outputs[^1], crossEntropy, y);
     }
 
-    /// <summary>Cross-entropy plus the group lasso, times <paramref name="weight"/>, backward from it; returns the cross-entropy.</summary>
+    /// <summary>Cross-entropy (label-smoothed with --label-smoothing) plus the group lasso, times <paramref name="weight"/>, backward from it; returns the cross-entropy.</summary>
     Tensor LossBackward(Tensor logits, Tensor labels, double weight)
     {
-        var crossEntropy = nn.functional.cross_entropy(logits, labels);
+        var crossEntropy = nn.functional.cross_entropy(logits, labels, label_smoothing: options.LabelSmoothing);
         var loss = options.Lasso > 0 ? crossEntropy + Model.GroupLasso().mul(lasso) : crossEntropy;
         (weight == 1 ? loss : loss.mul(weight)).backward(); // no multiplication by 1: equal micro-batches keep their exact bits
         return crossEntropy;

@@ -28,6 +28,13 @@ public sealed record ResumedFromCheckpoint(string Path, long Step) : TrainingEve
     public override string Text() => $"resuming from {Path} at step {Step} (its job configuration is used)";
 }
 
+/// <summary>The linear scaling rule set the peak learning rate: <paramref name="Base"/>·<paramref name="BatchSize"/>/256.</summary>
+public sealed record LearningRateScaled(double Base, int BatchSize, double Peak) : TrainingEvent
+{
+    public override EventKind Kind => EventKind.Info;
+    public override string Text() => $"--scale-lr: the learning rate peaks at {Base:G4} × {BatchSize}/256 = {Peak:G4}";
+}
+
 /// <summary>A checkpoint that does not verify was passed over (<paramref name="Problem"/> says why) for an older one.</summary>
 public sealed record CheckpointSkipped(string Path, string Problem) : TrainingEvent
 {

@@ -19,6 +19,13 @@ public sealed record TrainingOptions
     public double LearningRate { get; init; } = 0.1;
     public double Momentum { get; init; } = 0.9;
     public double WeightDecay { get; init; } = 1e-4;
+    /// <summary>Epochs of linear warmup per iteration from <see cref="WarmupLearningRate"/> before the cosine (0: none, the official recipe).</summary>
+    public double WarmupEpochs { get; init; }
+    public double WarmupLearningRate { get; init; }
+    /// <summary>The linear scaling rule: the learning rate is multiplied by B/256.</summary>
+    public bool ScaleLearningRate { get; init; }
+    /// <summary>Label smoothing ε of the training loss (0: none, the official recipe).</summary>
+    public double LabelSmoothing { get; init; }
     /// <summary>Group-lasso coefficient λ (official: 0 on CIFAR, 1e-5 on ImageNet).</summary>
     public double Lasso { get; init; }
     public int Seed { get; init; }
@@ -34,6 +41,10 @@ public sealed record TrainingOptions
         Model.Validate();
         if (LearningRate <= 0) throw new ArgumentException($"--lr {LearningRate} must be positive");
         if (Lasso < 0) throw new ArgumentException($"--lasso {Lasso} must not be negative");
+        if (WarmupEpochs < 0 || WarmupEpochs >= Epochs)
+            throw new ArgumentException($"--warmup-epochs {WarmupEpochs} must be at least 0 and fewer than --epochs {Epochs}");
+        if (WarmupLearningRate < 0) throw new ArgumentException($"--warmup-lr {WarmupLearningRate} must not be negative");
+        if (LabelSmoothing is < 0 or >= 1) throw new ArgumentException($"--label-smoothing {LabelSmoothing} must be in [0, 1)");
         if (CheckpointEverySteps < 0) throw new ArgumentException($"--checkpoint-every {CheckpointEverySteps} must not be negative");
         if (RecoverySteps < 0 || RecoverySamples < 1) throw new ArgumentException("--recovery-steps must be ≥ 0 and --recovery-samples ≥ 1");
     }

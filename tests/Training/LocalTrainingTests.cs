@@ -70,6 +70,30 @@ public class LocalTrainingTests : TempFolderTest
     }
 
     [Fact]
+    public void TheLargeBatchRecipeFollowsItsScheduleAndAResumedRunKeepsItFromTheCheckpoint()
+    {
+        // Peak 0.1·64/256 = 0.025 after 0.2·93 ≈ 19 steps of warmup from 0.01; label smoothing 0.1.
+        var recipe = Tiny() with { WarmupEpochs = 0.2, WarmupLearningRate = 0.01, ScaleLearningRate = true, LabelSmoothing = 0.1 };
+        var straight = new RecordingObserver();
+        LocalTraining.Run(recipe, Settings("straight", stopAfter: 24), straight);
+        Assert.Equal(new LearningRateScaled(0.1, 64, 0.025), Assert.Single(straight.Of<LearningRateScaled>()));
+        var rates = straight.Steps.Select(s => s.LearningRate).ToArray();
+        Assert.Equal(0.01, rates[0], 12);
+        Assert.Equal(0.01 + 0.015 * 10 / 19, rates[10], 12);
+        Assert.Equal(0.025, rates[19], 12); // the cosine starts at the peak
+        Assert.True(rates[23] < rates[19]);
+
+        // Resumed with the official recipe asked for: the checkpoint's job configuration wins, the rates and losses go on alike.
+        var firstHalf = new RecordingObserver();
+        LocalTraining.Run(recipe, Settings("resumed", stopAfter: 12), firstHalf);
+        var secondHalf = new RecordingObserver();
+        LocalTraining.Run(Tiny(), Settings("resumed", stopAfter: 24, resume: Path.Combine(Folder, "resumed")), secondHalf);
+        var resumed = firstHalf.Steps.Concat(secondHalf.Steps).ToArray();
+        Assert.Equal(rates, resumed.Select(s => s.LearningRate));
+        Assert.Equal(straight.Steps.Select(s => s.Loss), resumed.Select(s => s.Loss));
+    }
+
+    [Fact]
     public void ACorruptCheckpointIsRefusedAndThePreviousOneIsUsed()
     {
         var options = Tiny() with { CheckpointEverySteps = 5 };

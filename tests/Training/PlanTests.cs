@@ -15,6 +15,30 @@ public class PlanTests
         Assert.Equal(0, LearningRate.Cosine(0.1, 100, 100), 12);
     }
 
+    [Fact]
+    public void WithoutWarmupAndScalingTheScheduleIsTheOfficialCosineToTheBit()
+    {
+        var options = LocalTrainingTests.Tiny();
+        var plan = new MicroBatchPlan(64, 1, 6000, 1);
+        for (long step = 0; step < plan.TotalSteps; step++)
+            Assert.Equal(LearningRate.Cosine(0.1, step, plan.TotalSteps), LearningRate.At(options, plan, step));
+        Assert.Null(LearningRate.Scaled(options));
+    }
+
+    [Fact]
+    public void WarmupRisesLinearlyToTheScaledPeakAndTheCosineTakesTheStepsLeft()
+    {
+        // B = 2,048: the linear scaling rule makes 0.1 a peak of 0.8; 2 of 10 epochs of 50 steps warm up from 0.
+        var options = LocalTrainingTests.Tiny() with { BatchSize = 2048, Epochs = 10, WarmupEpochs = 2, ScaleLearningRate = true };
+        var plan = new MicroBatchPlan(2048, 1, 2048 * 50, 10);
+        Assert.Equal(100, LearningRate.WarmupSteps(options, plan));
+        Assert.Equal(0.8, LearningRate.Peak(options), 12);
+        Assert.Equal(0, LearningRate.At(options, plan, 0));
+        Assert.Equal(0.4, LearningRate.At(options, plan, 50), 12);
+        Assert.Equal(0.8, LearningRate.At(options, plan, 100), 12);
+        Assert.Equal(LearningRate.Cosine(0.8, 200, 400), LearningRate.At(options, plan, 300), 12);
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
@@ -71,6 +95,16 @@ public class PlanTests
         Assert.Equal([1, 4, 7], plan.MicroBatchesOf(1, 3));
         Assert.Equal([2, 5], plan.MicroBatchesOf(2, 3));
         Assert.Equal(Enumerable.Range(0, 8), plan.MicroBatchesOf(0, 1));
+    }
+
+    [Theory]
+    [InlineData(1.0, 0.0, 0.0, "--warmup-epochs 1 must be at least 0 and fewer than --epochs 1")]
+    [InlineData(0.0, -0.1, 0.0, "--warmup-lr -0.1 must not be negative")]
+    [InlineData(0.0, 0.0, 1.0, "--label-smoothing 1 must be in [0, 1)")]
+    public void ImpossibleRecipesAreExplained(double warmupEpochs, double warmupLr, double labelSmoothing, string message)
+    {
+        var options = LocalTrainingTests.Tiny() with { WarmupEpochs = warmupEpochs, WarmupLearningRate = warmupLr, LabelSmoothing = labelSmoothing };
+        Assert.Equal(message, Assert.Throws<ArgumentException>(options.Validate).Message);
     }
 
     [Theory]

@@ -23,6 +23,25 @@ public class TrainingEngineTests
     };
 
     [Fact]
+    public void LabelSmoothingTrainsOnTheSmoothedCrossEntropy()
+    {
+        const double epsilon = 0.1;
+        torch.manual_seed(4);
+        using var x = torch.randn(6, 1, 16, 16);
+        using var y = torch.randint(0, 10, [6], dtype: ScalarType.Int64);
+        using var engine = new TrainingEngine(Options(1) with { LabelSmoothing = epsilon }, CPU);
+        engine.BeginStep();
+        var result = engine.Accumulate(x, y, 0, 0);
+
+        // By hand: (1 − ε)·(−log p of the label) + ε·(the mean of −log p over the classes), averaged over the samples.
+        using var logP = nn.functional.log_softmax(engine.Model.forward(x), 1);
+        double byHand = 0;
+        for (int i = 0; i < 6; i++)
+            byHand += (1 - epsilon) * -logP[i, y[i].item<long>()].item<float>() + epsilon * -logP[i].mean().item<float>();
+        Assert.Equal(byHand, result.LossSum, 4);
+    }
+
+    [Fact]
     public void BackwardAccumulatesStraightIntoTheFlatBuffer()
     {
         using var engine = new TrainingEngine(Options(1), CPU);
