@@ -179,7 +179,7 @@ sealed class Replica : IAsyncDisposable
             checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine.Model) : null;
             var (loss, correct, samples) = outcome.Total;
             report(new StepReport(settings.WorkerId, s, loss, correct, samples, outcome.ComputeMs, outcome.ExchangeWaitMs, outcome.DataWaitMs, checksum,
-                dataPlane.BytesSent - sentBefore));
+                dataPlane.BytesSent - sentBefore, outcome.UpdateSkipped));
             if (outcome.Stop)
             {
                 Interlocked.Exchange(ref yieldGeneration, -1);

@@ -24,6 +24,8 @@ static class TrainCommand
         var warmupLr = new Option<double>("--warmup-lr") { Description = "learning rate the warmup starts from" };
         var scaleLr = new Option<bool>("--scale-lr") { Description = "linear scaling rule: multiply --lr by B/256 (large batches)" };
         var labelSmoothing = new Option<double>("--label-smoothing") { Description = "label smoothing ε of the training loss (0: none, official)" };
+        var clipGradNorm = new Option<double>("--clip-grad-norm") { Description = "clip each step's gradient to this global L2 norm (0: no clipping, official)" };
+        var maxSkipped = new Option<int>("--max-skipped-steps") { Description = "steps in a row whose gradient is NaN or ∞ (their update skipped) before the run stops", DefaultValueFactory = _ => 10 };
         var lasso = new Option<double>("--lasso") { Description = "group-lasso coefficient (official: 0 on CIFAR, 1e-5 on ImageNet)" };
         var dropout = new Option<double>("--dropout") { Description = "dropout rate inside the learned group convolutions" };
         var seed = new Option<int>("--seed") { Description = "seed of weights, data order, augmentation and dropout" };
@@ -36,7 +38,7 @@ static class TrainCommand
         var stopAfter = new Option<long?>("--stop-after") { Description = "stop with a checkpoint after this global step (resume later)" };
 
         var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
-        foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, warmupEpochs, warmupLr, scaleLr, labelSmoothing, lasso, dropout, seed, threads,
+        foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, warmupEpochs, warmupLr, scaleLr, labelSmoothing, clipGradNorm, maxSkipped, lasso, dropout, seed, threads,
                      output, resume, checkpointEvery, recoverySteps, recoverySamples, stopAfter]))
             command.Options.Add(option);
 
@@ -58,6 +60,8 @@ static class TrainCommand
                 WarmupLearningRate = result.GetValue(warmupLr),
                 ScaleLearningRate = result.GetValue(scaleLr),
                 LabelSmoothing = result.GetValue(labelSmoothing),
+                ClipGradientNorm = result.GetValue(clipGradNorm),
+                MaxSkippedSteps = result.GetValue(maxSkipped),
                 Lasso = result.GetValue(lasso),
                 Seed = result.GetValue(seed),
                 CheckpointEverySteps = result.GetValue(checkpointEvery),

@@ -81,7 +81,8 @@ public sealed partial class TrainingJob
     {
         double loss = reports.Sum(r => r.LossSum), correct = reports.Sum(r => r.Correct), samples = reports.Sum(r => r.Samples);
         observer.Step(metrics.Step(reports[0].Step, condensing.Masks.Max(m => m.Stage), loss, correct, samples,
-            reports.Max(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs), reports.Max(r => r.ComputeMs), reports.Max(r => r.DataWaitMs)));
+            reports.Max(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs), reports.Max(r => r.ComputeMs), reports.Max(r => r.DataWaitMs),
+            reports.Any(r => r.UpdateSkipped)));
     }
 
     void Importance(LayerImportance layer)

@@ -59,7 +59,7 @@ public sealed record RunSteps(long From, long To);
 /// </summary>
 public sealed record StepReport(
     string WorkerId, long Step, double LossSum, int Correct, int Samples,
-    double ComputeMs, double AllReduceMs, double DataWaitMs, string? WeightChecksum, long AllReduceBytes = 0) : IWorkerReply;
+    double ComputeMs, double AllReduceMs, double DataWaitMs, string? WeightChecksum, long AllReduceBytes = 0, bool UpdateSkipped = false) : IWorkerReply;
 
 /// <summary>
 /// End the running segment early, so that a joining worker can be admitted: every replica of ring generation

@@ -10,8 +10,8 @@ namespace CondenseCluster.Shared.Training;
 /// <summary>How a step's gradients cross the ring: buckets of <paramref name="BucketFloats"/> values, only the entries the masks keep unless <paramref name="SendMaskedGradients"/>, as <paramref name="Precision"/>.</summary>
 public sealed record GradientExchange(long BucketFloats, bool SendMaskedGradients, WirePrecision Precision);
 
-/// <summary>What one step did on this replica, and where its time went (milliseconds).</summary>
-public readonly record struct StepOutcome(MicroBatchResult Total, double ComputeMs, double ExchangeWaitMs, double DataWaitMs, bool Stop);
+/// <summary>What one step did on this replica, and where its time went (milliseconds); <paramref name="UpdateSkipped"/>: its gradient was not finite.</summary>
+public readonly record struct StepOutcome(MicroBatchResult Total, double ComputeMs, double ExchangeWaitMs, double DataWaitMs, bool Stop, bool UpdateSkipped);
 
 /// <summary>
 /// One replica's part in a synchronous data-parallel job (DESIGN.md §2), whoever drives it: the single-process job
@@ -65,9 +65,9 @@ public sealed class DistributedStep
         // The exchanged sums come back divided by M; a ring of one divides its own.
         bool stop = exchanging?.Finish(stopAfterThisStep) ?? stopAfterThisStep;
         double exchanged = clock.Elapsed.TotalMilliseconds;
-        engine.ApplyUpdate(learningRate, gradientsAveraged: exchanging is not null);
+        bool updated = engine.ApplyUpdate(learningRate, gradientsAveraged: exchanging is not null);
         batchNormAveragedAt = -1;
-        return new StepOutcome(total, computed - dataWait + (clock.Elapsed.TotalMilliseconds - exchanged), exchanged - computed, dataWait, stop);
+        return new StepOutcome(total, computed - dataWait + (clock.Elapsed.TotalMilliseconds - exchanged), exchanged - computed, dataWait, stop, !updated);
     }
 
     /// <summary>The masks changed: the next step plans its buckets anew.</summary>

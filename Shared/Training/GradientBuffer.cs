@@ -32,6 +32,13 @@ public sealed class GradientBuffer : IDisposable
         Flat.mul_(scalar);
     }
 
+    /// <summary>The global L2 norm of all gradients; not finite when any value is NaN or ±∞.</summary>
+    public double Norm()
+    {
+        using var norm = Flat.norm();
+        return norm.item<float>();
+    }
+
     void Attach()
     {
         long offset = 0;

@@ -81,7 +81,8 @@ public static class LocalTraining
                                 var outcome = steps.Run(at, prefetcher, train, LearningRate.At(options, plan, at));
                                 var (loss, correct, samples) = outcome.Total;
                                 double ms = stepClock.Elapsed.TotalMilliseconds;
-                                observer.Step(metrics.Step(at, masks.Max(m => m.Stage), loss, correct, samples, ms, ms - outcome.DataWaitMs, outcome.DataWaitMs));
+                                observer.Step(metrics.Step(at, masks.Max(m => m.Stage), loss, correct, samples, ms, ms - outcome.DataWaitMs, outcome.DataWaitMs,
+                                    outcome.UpdateSkipped));
                             }
                             break;
                     }

@@ -21,15 +21,17 @@ public sealed class RunMetrics(TrainingOptions options, MicroBatchPlan plan)
 
     /// <summary>
     /// Global step <paramref name="step"/> completed with summed loss, correct predictions and samples, with the masks at
-    /// <paramref name="stage"/>; times in milliseconds (in a cluster, the slowest worker's).
+    /// <paramref name="stage"/>; times in milliseconds (in a cluster, the slowest worker's); <paramref name="updateSkipped"/>
+    /// when its gradient was not finite.
     /// </summary>
-    public StepMetrics Step(long step, int stage, double lossSum, double correct, double samples, double stepMs, double computeMs, double dataWaitMs)
+    public StepMetrics Step(long step, int stage, double lossSum, double correct, double samples, double stepMs, double computeMs, double dataWaitMs,
+        bool updateSkipped = false)
     {
         times.Add(stepMs);
         (epochLoss, epochCorrect, epochSamples) = (epochLoss + lossSum, epochCorrect + correct, epochSamples + samples);
         return new StepMetrics(step, plan.EpochOf(step), lossSum / samples, correct / samples,
             LearningRate.At(options, plan, step), stage, options.Model.CondenseFactor - 1,
-            samples / (stepMs / 1000), stepMs, computeMs, dataWaitMs);
+            samples / (stepMs / 1000), stepMs, computeMs, dataWaitMs, updateSkipped);
     }
 
     /// <summary>

@@ -146,14 +146,32 @@ public sealed class TrainingEngine : IDisposable
             : new ParameterLayout(p.numel())).ToArray();
     }
 
+    /// <summary>Steps in a row whose update was skipped for a gradient that is not finite.</summary>
+    public int SkippedInARow { get; private set; }
+
     /// <summary>
     /// Finishes a step whose gradients hold the sum over all M micro-batches: average (unless the exchange already
-    /// divided by M, <paramref name="gradientsAveraged"/>) and apply the update.
+    /// divided by M, <paramref name="gradientsAveraged"/>), guard and apply the update. Every replica holds the same
+    /// sum, so all decide alike: a gradient whose norm is not finite (it holds NaN or ±∞) leaves weights and momentum as
+    /// they are and returns false, more than --max-skipped-steps such steps in a row stop the run, and --clip-grad-norm
+    /// scales a larger gradient down to that norm (as torch.nn.utils.clip_grad_norm_).
     /// </summary>
-    public void ApplyUpdate(double learningRate, bool gradientsAveraged = false)
+    public bool ApplyUpdate(double learningRate, bool gradientsAveraged = false)
     {
         if (!gradientsAveraged) Gradients.Scale(1.0 / options.MicroBatches);
+        double norm = Gradients.Norm();
+        if (!double.IsFinite(norm))
+        {
+            if (++SkippedInARow > options.MaxSkippedSteps)
+                throw new InvalidOperationException($"the gradient was not finite (NaN or ∞) in {SkippedInARow} steps in a row, more than " +
+                    $"--max-skipped-steps {options.MaxSkippedSteps}: the training diverged; lower --lr, add --warmup-epochs or --clip-grad-norm, and resume");
+            return false;
+        }
+        SkippedInARow = 0;
+        double clip = options.ClipGradientNorm / (norm + 1e-6);
+        if (options.ClipGradientNorm > 0 && clip < 1) Gradients.Scale(clip);
         Optimizer.Step(learningRate);
+        return true;
     }
 
     /// <summary>

@@ -9,11 +9,11 @@ public sealed record RunStarted(
 
 /// <summary>
 /// One global step. Times in milliseconds: the whole step (the slowest worker's), compute = forward/backward/update,
-/// data = waiting for the loader.
+/// data = waiting for the loader. <paramref name="UpdateSkipped"/>: its gradient was not finite, so no replica applied it.
 /// </summary>
 public sealed record StepMetrics(
     long Step, int Epoch, double Loss, double Accuracy, double LearningRate, int Stage, int FinalStage,
-    double ImagesPerSecond, double StepMs, double ComputeMs, double DataWaitMs);
+    double ImagesPerSecond, double StepMs, double ComputeMs, double DataWaitMs, bool UpdateSkipped = false);
 
 /// <summary>Test-set accuracy of the masked model after an epoch.</summary>
 public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, Accuracy Test, double Seconds);

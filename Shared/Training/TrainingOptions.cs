@@ -26,6 +26,10 @@ public sealed record TrainingOptions
     public bool ScaleLearningRate { get; init; }
     /// <summary>Label smoothing ε of the training loss (0: none, the official recipe).</summary>
     public double LabelSmoothing { get; init; }
+    /// <summary>Clip the step's gradient to this global L2 norm (0: no clipping, the official recipe).</summary>
+    public double ClipGradientNorm { get; init; }
+    /// <summary>Steps in a row whose gradient is not finite (skipped) before the run stops.</summary>
+    public int MaxSkippedSteps { get; init; } = 10;
     /// <summary>Group-lasso coefficient λ (official: 0 on CIFAR, 1e-5 on ImageNet).</summary>
     public double Lasso { get; init; }
     public int Seed { get; init; }
@@ -45,6 +49,8 @@ public sealed record TrainingOptions
             throw new ArgumentException($"--warmup-epochs {WarmupEpochs} must be at least 0 and fewer than --epochs {Epochs}");
         if (WarmupLearningRate < 0) throw new ArgumentException($"--warmup-lr {WarmupLearningRate} must not be negative");
         if (LabelSmoothing is < 0 or >= 1) throw new ArgumentException($"--label-smoothing {LabelSmoothing} must be in [0, 1)");
+        if (ClipGradientNorm < 0) throw new ArgumentException($"--clip-grad-norm {ClipGradientNorm} must not be negative (0: no clipping)");
+        if (MaxSkippedSteps < 0) throw new ArgumentException($"--max-skipped-steps {MaxSkippedSteps} must not be negative");
         if (CheckpointEverySteps < 0) throw new ArgumentException($"--checkpoint-every {CheckpointEverySteps} must not be negative");
         if (RecoverySteps < 0 || RecoverySamples < 1) throw new ArgumentException("--recovery-steps must be ≥ 0 and --recovery-samples ≥ 1");
     }

@@ -42,6 +42,56 @@ public class TrainingEngineTests
     }
 
     [Fact]
+    public void AStepWhoseGradientIsNotFiniteIsSkippedAndTooManyInARowStopTheRun()
+    {
+        torch.manual_seed(4);
+        using var x = torch.randn(4, 1, 16, 16);
+        using var y = torch.randint(0, 10, [4], dtype: ScalarType.Int64);
+        using var engine = new TrainingEngine(Options(1) with { MaxSkippedSteps = 2 }, CPU);
+        bool Step(float poison)
+        {
+            engine.BeginStep();
+            engine.Accumulate(x, y, 0, 0);
+            if (!float.IsFinite(poison)) engine.Gradients.Flat[7].fill_(poison);
+            return engine.ApplyUpdate(0.1);
+        }
+        string Weights() => ReplicaChecksum.Weights(engine.Model);
+        string Momentum() => string.Join(",", engine.Optimizer.Buffers.Select(b => b.abs().sum().item<float>()));
+
+        var (weights, momentum) = (Weights(), Momentum());
+        Assert.False(Step(float.NaN));
+        Assert.Equal((weights, momentum, 1), (Weights(), Momentum(), engine.SkippedInARow)); // nothing moved
+        Assert.True(Step(0)); // a finite step updates and resets the count
+        Assert.Equal(0, engine.SkippedInARow);
+        Assert.NotEqual(weights, Weights());
+        Assert.False(Step(float.PositiveInfinity));
+        Assert.False(Step(float.NegativeInfinity));
+        var error = Assert.Throws<InvalidOperationException>(() => Step(float.NaN));
+        Assert.Contains("not finite (NaN or ∞) in 3 steps in a row, more than --max-skipped-steps 2", error.Message);
+    }
+
+    [Theory]
+    [InlineData(0.05)]
+    [InlineData(1e9)] // above the gradient's norm: no change
+    public void ClippingScalesTheGradientDownToTheGlobalNormAsPyTorchDoes(double maxNorm)
+    {
+        torch.manual_seed(4);
+        using var x = torch.randn(4, 1, 16, 16);
+        using var y = torch.randint(0, 10, [4], dtype: ScalarType.Int64);
+        using var engine = new TrainingEngine(Options(1) with { ClipGradientNorm = maxNorm }, CPU);
+        engine.BeginStep();
+        engine.Accumulate(x, y, 0, 0);
+        using var raw = engine.Gradients.Flat.clone();
+        double norm = engine.Gradients.Norm();
+        Assert.True(norm > 0.05, $"the test needs a gradient norm above 0.05, not {norm}");
+        Assert.True(engine.ApplyUpdate(0.1));
+        // torch.nn.utils.clip_grad_norm_: times max/(norm + 1e-6) when that is below 1.
+        double factor = Math.Min(1, maxNorm / (norm + 1e-6));
+        Assert.Equal(Math.Min(norm, maxNorm), engine.Gradients.Norm(), 4);
+        Assert.True(torch.allclose(engine.Gradients.Flat, raw * factor, rtol: 1e-5, atol: 1e-9));
+    }
+
+    [Fact]
     public void BackwardAccumulatesStraightIntoTheFlatBuffer()
     {
         using var engine = new TrainingEngine(Options(1), CPU);
