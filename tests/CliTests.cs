@@ -1,3 +1,4 @@
+using System.Text.Json;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 using CondenseCluster.Shared.Training;
@@ -98,6 +99,24 @@ public class CliTests : TempFolderTest
         Assert.Equal("glibc malloc without mmap, trim threshold 1024 MiB, one arena", RunEvents.Lines(output, "start")[0].As<RunStarted>().Allocator);
         Assert.Contains(RunEvents.Of<CondensingStage>(output), c => c is { Stage: 3, FinalStage: 3, Step: 47 });
         Assert.True(File.Exists(Path.Combine(output, "model-converted.pt")));
+
+        // model eval on the saved models gives the accuracies the summary printed: the masked model's, and the converted
+        // model's after the classifier recovery (the state it was saved in), from both of its files.
+        var summary = RunEvents.Lines(output, "summary")[0].As<TrainingSummary>();
+        JsonElement[] Evaluate(string file, params string[] extra)
+        {
+            var (evalCode, evalText) = Coordinator(["model", "eval", "--in", Path.Combine(output, file), "--stages", "2,2", "--growth", "4,8",
+                "--data", BundledData.FashionMnistSubset, "--json", .. extra]);
+            Assert.True(evalCode == 0, evalText);
+            return [.. evalText.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonDocument.Parse(line).RootElement)];
+        }
+        var trained = Evaluate("model-trained.ccm", "--convert");
+        Assert.Equal(["masked (training form)", "converted (compiled)"], trained.Select(e => e.GetProperty("form").GetString()));
+        Assert.Equal(summary.Masked!.Value.Top1, trained[0].GetProperty("Top1").GetDouble(), 6);
+        Assert.Equal(summary.OfficialConverted!.Value.Top1, trained[1].GetProperty("Top1").GetDouble(), 6);
+        Assert.Equal(1000, trained[0].GetProperty("Samples").GetInt32());
+        foreach (var converted in new[] { "model-converted.ccm", "model-converted.pt" })
+            Assert.Equal(summary.Recovered!.Value.Top1, Assert.Single(Evaluate(converted)).GetProperty("Top1").GetDouble(), 6);
     }
 
     [Fact]

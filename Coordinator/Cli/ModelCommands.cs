@@ -1,21 +1,25 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Text.Json;
+using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Storage;
+using CondenseCluster.Shared.Training;
 using Spectre.Console;
 using TorchSharp;
 
 namespace CondenseCluster.Coordinator.Cli;
 
-/// <summary><c>model info</c> and <c>model convert</c>.</summary>
+/// <summary><c>model info</c>, <c>model convert</c> and <c>model eval</c>.</summary>
 static class ModelCommands
 {
     public static Command Create()
     {
-        var model = new Command("model", "inspect and convert CondenseNet models");
+        var model = new Command("model", "inspect, convert and evaluate CondenseNet models");
         model.Subcommands.Add(Info());
         model.Subcommands.Add(Convert());
+        model.Subcommands.Add(Evaluate());
         return model;
     }
 
@@ -75,6 +79,55 @@ static class ModelCommands
             console.MarkupLine($"features of the two forms agree to {difference:E1} (relative, random batch of 2)");
             console.MarkupLine($"wrote [bold]{Markup.Escape(to)}[/] in {clock.Elapsed.TotalSeconds:F1} s");
             return 0;
+        });
+        return command;
+    }
+
+    static Command Evaluate()
+    {
+        var options = new ModelOptions(defaultDataset: "fashion-mnist");
+        var input = new Option<FileInfo>("--in") { Description = "model: a native .ccm file, or a PyTorch state dict (.pt/.pth, training or converted form, with --arch/--dataset)", Required = true };
+        var data = new Option<string?>("--data") { Description = "dataset folder (as for train); the test split is evaluated" };
+        var convert = new Option<bool>("--convert") { Description = "also evaluate the converted form of a training-form model" };
+        var batch = new Option<int>("--batch-size") { Description = "images per evaluation batch", DefaultValueFactory = _ => 256 };
+        var json = new Option<bool>("--json") { Description = "print one JSON object per form instead of a table" };
+        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+        var command = new Command("eval", "test-set accuracy (top-1, top-5, loss) and images/s of a saved model, in the form it holds (a converted one runs compiled)");
+        foreach (var option in options.All.Concat<Option>([input, data, convert, batch, json, device])) command.Options.Add(option);
+        command.SetAction(result =>
+        {
+            var target = TorchRuntime.ParseDevice(result.GetValue(device)!);
+            string from = result.GetValue(input)!.FullName;
+            using var model = IsPyTorchFile(from) ? PyTorchStateDict.Import(from, options.Build(result)).to(target) : ModelFile.Load(from, target);
+            bool quiet = result.GetValue(json);
+            var (_, test) = Datasets.Open(result.GetValue(options.Dataset)!, result.GetValue(data), message => { if (!quiet) Console.WriteLine(message); });
+            Datasets.CheckFits(test, model.Config);
+            var forms = new List<(string Form, Accuracy Accuracy, double ImagesPerSecond)> { Measure(model) };
+            if (result.GetValue(convert) && model.Form == ModelForm.Training)
+            {
+                using var converted = Conversion.Convert(model);
+                forms.Add(Measure(converted));
+            }
+            if (quiet)
+                foreach (var (form, accuracy, rate) in forms)
+                    Console.WriteLine(JsonSerializer.Serialize(new { form, accuracy.Top1, accuracy.Top5, accuracy.Loss, accuracy.Samples, imagesPerSecond = rate }));
+            else
+            {
+                // images/s from loading to the last batch, compiling the converted form included
+                var table = new Table().AddColumns("form", "test top-1", "test top-5", "test loss", "images/s, end to end");
+                foreach (var (form, accuracy, rate) in forms)
+                    table.AddRow(form, $"{accuracy.Top1:P2}", $"{accuracy.Top5:P2}", $"{accuracy.Loss:F4}", $"{rate:F0}");
+                AnsiConsole.Console.Write(table);
+            }
+            return 0;
+
+            (string, Accuracy, double) Measure(CondenseNet evaluated)
+            {
+                var clock = Stopwatch.StartNew();
+                var accuracy = Evaluation.Run(evaluated, test, target, result.GetValue(batch), loaderThreads: 2);
+                string form = evaluated.Form == ModelForm.Training ? "masked (training form)" : "converted (compiled)";
+                return (form, accuracy, accuracy.Samples / clock.Elapsed.TotalSeconds);
+            }
         });
         return command;
     }

@@ -18,6 +18,17 @@ public static class PyTorchStateDict
         File.Move(temp, fullPath, overwrite: true);
     }
 
+    /// <summary>A model of <paramref name="config"/> in whichever form the file holds: the training form, else the converted one.</summary>
+    public static CondenseNet Import(string path, CondenseNetConfig config)
+    {
+        try { return Import(path, config, ModelForm.Training); }
+        catch (CorruptFileException training)
+        {
+            try { return Import(path, config, ModelForm.Converted); }
+            catch (CorruptFileException) { throw new CorruptFileException($"{training.Message}; nor one of the converted form (check --arch, --dataset, --condense-factor)"); }
+        }
+    }
+
     /// <summary>Builds a model of the given configuration and form and loads the file into it, every key required.</summary>
     public static CondenseNet Import(string path, CondenseNetConfig config, ModelForm form)
     {
