@@ -43,6 +43,43 @@ public class PyTorchInteropTests : TempFolderTest
         Assert.True(Tensors.Identical(original.add(one), bias), "PyTorch's change to the classifier bias did not come back");
     }
 
+    [Fact]
+    public void AnOfficialStyleCheckpointLoadsAndALegacyFileIsRefusedWithTheResaveCommand()
+    {
+        torch.manual_seed(12);
+        using var model = new CondenseNet(TinyModels.Reference);
+        ModelCondensing.Apply(model, 0.2);
+        string plain = Path.Combine(Folder, "model.pt"), official = Path.Combine(Folder, "checkpoint.pth.tar"), legacy = Path.Combine(Folder, "legacy.pth");
+        PyTorchStateDict.Export(model, plain);
+        // What the official training script saves: the DataParallel model's keys ("module." in front) in {'state_dict'},
+        // with the epoch and the optimizer beside it; and the same in PyTorch's pre-1.6 format.
+        Python($$"""
+            import torch
+            sd = torch.load(r'{{plain}}')
+            wrapped = dict(('module.' + k, v) for k, v in sd.items())
+            torch.save(dict(epoch=3, state_dict=wrapped, optimizer=dict(state=dict())), r'{{official}}')
+            torch.save(sd, r'{{legacy}}', _use_new_zipfile_serialization=False)
+            """);
+
+        using var loaded = PyTorchStateDict.Import(official, TinyModels.Reference, ModelForm.Training);
+        foreach (var (name, tensor) in model.state_dict())
+            Assert.True(Tensors.Identical(tensor, loaded.state_dict()[name]), $"{name} differs");
+        Assert.Equal(ModelCondensing.Checksum(ModelCondensing.Masks(model)), ModelCondensing.Checksum(ModelCondensing.Masks(loaded)));
+
+        var error = Assert.Throws<CorruptFileException>(() => PyTorchStateDict.Import(legacy, TinyModels.Reference, ModelForm.Training));
+        Assert.Contains("legacy (before 1.6) file format", error.Message);
+        Assert.Contains($"torch.save(torch.load('{legacy}', map_location='cpu'), '{legacy}.new.pth')", error.Message);
+        var other = Assert.Throws<CorruptFileException>(() => PyTorchStateDict.Import(official, TinyModels.Reference with { CondenseFactor = 2 }, ModelForm.Converted));
+        Assert.Contains("missing", other.Message);
+        Assert.Contains("check --arch, --dataset, --condense-factor", other.Message);
+    }
+
+    static void Python(string code)
+    {
+        var (exit, _, stderr) = ChildProcess.Run("/usr/bin/python3", ["-c", code]);
+        Assert.True(exit == 0, $"PyTorch failed (exit {exit}); it needs Debian's python3-torch (apt-get install python3-torch):\n{stderr}");
+    }
+
     static string RunPython(params string[] args)
     {
         var (code, stdout, stderr) = ChildProcess.Run("/usr/bin/python3", [Path.Combine(AppContext.BaseDirectory, "PyTorch", "condensenet_statedict.py"), .. args]);

@@ -1,5 +1,7 @@
 using CondenseCluster.Shared.Model;
+using System.Collections;
 using TorchSharp.PyBridge;
+using static TorchSharp.torch;
 
 namespace CondenseCluster.Shared.Storage;
 
@@ -29,20 +31,41 @@ public static class PyTorchStateDict
         }
     }
 
-    /// <summary>Builds a model of the given configuration and form and loads the file into it, every key required.</summary>
+    /// <summary>
+    /// Builds a model of the given configuration and form and loads the file into it, every key required. Besides a plain
+    /// state dict the file may be a checkpoint as the official code writes it: <c>{'state_dict': ...}</c> (epoch and
+    /// optimizer beside it are ignored) with DataParallel's <c>module.</c> prefix on every key.
+    /// </summary>
     public static CondenseNet Import(string path, CondenseNetConfig config, ModelForm form)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"PyTorch state-dict file '{path}' does not exist", path);
+        Hashtable file;
+        try { file = PyTorchUnpickler.UnpickleStateDict(path); }
+        catch (NotImplementedException e) when (e.Message.Contains("old PyTorch format"))
+        {
+            throw new CorruptFileException($"'{path}' is in PyTorch's legacy (before 1.6) file format; re-save it in the current one, e.g. with Debian's " +
+                $"python3-torch: python3 -c \"import torch; torch.save(torch.load('{path}', map_location='cpu'), '{path}.new.pth')\"");
+        }
+        catch (Exception e) when (e is not OutOfMemoryException) { throw new CorruptFileException($"'{path}' is not a PyTorch file torch.save wrote: {e.Message}"); }
+
+        var entries = file["state_dict"] as Hashtable ?? file;
+        var tensors = entries.Cast<DictionaryEntry>().Where(e => e.Value is Tensor)
+            .ToDictionary(e => ((string)e.Key).StartsWith("module.", StringComparison.Ordinal) ? ((string)e.Key)["module.".Length..] : (string)e.Key, e => (Tensor)e.Value!);
         var model = new CondenseNet(config, form);
-        try
-        {
-            model.load_py(path, strict: true);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            throw new CorruptFileException(
-                $"'{path}' does not hold a {form.ToString().ToLowerInvariant()}-form CondenseNet state dict for {config}: {e.Message}");
-        }
+        var expected = model.state_dict();
+        string what = $"'{path}' does not hold a {form.ToString().ToLowerInvariant()}-form CondenseNet state dict for {config}";
+        var missing = expected.Keys.Except(tensors.Keys).ToArray();
+        var unexpected = tensors.Keys.Except(expected.Keys).ToArray();
+        var reshaped = expected.Keys.Intersect(tensors.Keys).Where(k => !expected[k].shape.SequenceEqual(tensors[k].shape))
+            .Select(k => $"{k} is [{string.Join(", ", tensors[k].shape)}], the model's [{string.Join(", ", expected[k].shape)}]").ToArray();
+        if (missing.Length + unexpected.Length + reshaped.Length > 0)
+            throw new CorruptFileException($"{what}: {Listed("missing", missing)}{Listed("unexpected", unexpected)}{Listed("of another shape", reshaped)}" +
+                "check --arch, --dataset, --condense-factor and whether the file holds the training or the converted form");
+        model.load_state_dict(tensors, strict: true);
+        foreach (var tensor in tensors.Values) tensor.Dispose();
         return model;
     }
+
+    static string Listed(string what, string[] keys) =>
+        keys.Length == 0 ? "" : $"{keys.Length} {what} ({string.Join(", ", keys.Take(3))}{(keys.Length > 3 ? ", …" : "")}); ";
 }
