@@ -58,7 +58,7 @@ static class ModelCommands
             var clock = Stopwatch.StartNew();
             var target = TorchRuntime.ParseDevice(result.GetValue(device)!);
             string from = result.GetValue(input)!.FullName, to = result.GetValue(output)!.FullName;
-            using var trained = IsPyTorchFile(from)
+            using var trained = PyTorchStateDict.IsPyTorchFile(from)
                 ? PyTorchStateDict.Import(from, options.Build(result), ModelForm.Training).to(target)
                 : ModelFile.Load(from, target);
             if (trained.Form != ModelForm.Training)
@@ -66,7 +66,7 @@ static class ModelCommands
 
             using var converted = Conversion.Convert(trained);
             double difference = FeatureDifference(trained, converted, target);
-            if (IsPyTorchFile(to)) PyTorchStateDict.Export(converted, to);
+            if (PyTorchStateDict.IsPyTorchFile(to)) PyTorchStateDict.Export(converted, to);
             else ModelFile.Save(converted, to);
 
             var console = AnsiConsole.Console;
@@ -98,7 +98,7 @@ static class ModelCommands
         {
             var target = TorchRuntime.ParseDevice(result.GetValue(device)!);
             string from = result.GetValue(input)!.FullName;
-            using var model = IsPyTorchFile(from) ? PyTorchStateDict.Import(from, options.Build(result)).to(target) : ModelFile.Load(from, target);
+            using var model = PyTorchStateDict.IsPyTorchFile(from) ? PyTorchStateDict.Import(from, options.Build(result)).to(target) : ModelFile.Load(from, target);
             bool quiet = result.GetValue(json);
             var (_, test) = Datasets.Open(result.GetValue(options.Dataset)!, result.GetValue(data), message => { if (!quiet) Console.WriteLine(message); });
             Datasets.CheckFits(test, model.Config);
@@ -145,8 +145,6 @@ static class ModelCommands
         var b = converted.Features(x);
         return (a - b).abs().max().item<float>() / Math.Max(1e-12, a.abs().max().item<float>());
     }
-
-    static bool IsPyTorchFile(string path) => Path.GetExtension(path) is ".pt" or ".pth";
 
     public static Table CostTable(IEnumerable<CostRow> rows, CostRow total)
     {

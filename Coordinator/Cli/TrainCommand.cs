@@ -35,11 +35,12 @@ static class TrainCommand
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "checkpoint every N steps (0: at the end of each epoch)" };
         var recoverySteps = new Option<int>("--recovery-steps") { Description = "steps refitting the pruned classifier after conversion (0: official conversion only)", DefaultValueFactory = _ => 300 };
         var recoverySamples = new Option<int>("--recovery-samples") { Description = "training samples the classifier recovery fits on", DefaultValueFactory = _ => 10_000 };
+        var initFrom = new Option<string?>("--init-from") { Description = "start from the weights and masks of a training-form model (.ccm, or .pt/.pth/.pth.tar as PyTorch or the official code saves it); a classifier of another class count starts new" };
         var stopAfter = new Option<long?>("--stop-after") { Description = "stop with a checkpoint after this global step (resume later)" };
 
         var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
         foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, warmupEpochs, warmupLr, scaleLr, labelSmoothing, clipGradNorm, maxSkipped, lasso, dropout, seed, threads,
-                     output, resume, checkpointEvery, recoverySteps, recoverySamples, stopAfter]))
+                     output, resume, checkpointEvery, recoverySteps, recoverySamples, stopAfter, initFrom]))
             command.Options.Add(option);
 
         command.SetAction(result =>
@@ -68,7 +69,8 @@ static class TrainCommand
                 RecoverySteps = result.GetValue(recoverySteps),
                 RecoverySamples = result.GetValue(recoverySamples),
             };
-            var request = new JobRequest(options, result.GetValue(output), Resume: result.GetValue(resume), StopAfterStep: result.GetValue(stopAfter));
+            var request = new JobRequest(options, result.GetValue(output), Resume: result.GetValue(resume), StopAfterStep: result.GetValue(stopAfter),
+                InitFrom: result.GetValue(initFrom));
             if (inProcess) return TrainHere(request, result, node, allocator);
             return node.Run(result, allocator, async (coordinator, interrupted) =>
             {
@@ -90,6 +92,7 @@ static class TrainCommand
             LoaderThreads = Math.Max(1, result.GetValue(node.LoaderThreads)),
             ResumeFrom = request.Resume,
             StopAfterStep = request.StopAfterStep,
+            InitFrom = request.InitFrom,
             Allocator = allocator,
         };
         using var logs = new RunLogs(settings.OutputFolder);

@@ -7,11 +7,13 @@ using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 using CondenseCluster.Shared.Training;
+using TorchSharp;
 
 namespace CondenseCluster.Coordinator.Cluster;
 
 /// <summary>A job to run: its configuration (null: the resumed checkpoint's), and where it writes, how many workers it waits for, where it resumes from.</summary>
-public sealed record JobRequest(TrainingOptions? Options, string? Output = null, int Workers = 0, string? Resume = null, long? StopAfterStep = null);
+public sealed record JobRequest(TrainingOptions? Options, string? Output = null, int Workers = 0, string? Resume = null, long? StopAfterStep = null,
+    string? InitFrom = null);
 
 /// <summary>
 /// This process as the coordinator node: its Akka node (its own seed) with the coordinator actor, and the jobs it runs
@@ -75,7 +77,9 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             var jobCluster = cluster with { ExpectedWorkers = workers };
             var accepted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var ended = new TaskCompletionSource<JobOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
-            coordinator.Tell(new StartJob(host => new TrainingJob(options, run, data, resume, jobCluster, observer, host, states), accepted, ended));
+            var start = resume is not null ? new StartingState(resume.Header.Step, resume.ReadState(), resume.Path)
+                : run.InitFrom is { } from ? InitialState(options, from, observer) : null;
+            coordinator.Tell(new StartJob(host => new TrainingJob(options, run, data, start, jobCluster, observer, host, states), accepted, ended));
             await accepted.Task;
 
             string hostPort = Address[(Address.IndexOf('@') + 1)..];
@@ -103,11 +107,21 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         }
     }
 
+    /// <summary>The replica state of step 0 with the weights and masks of <paramref name="path"/> (--init-from), for the workers to load.</summary>
+    static StartingState InitialState(TrainingOptions options, string path, ITrainingObserver observer)
+    {
+        using var engine = new TrainingEngine(options, torch.CPU);
+        observer.Event(new InitializedFrom(path, InitialWeights.Load(engine.Model, path)));
+        using var state = new MemoryStream();
+        using (var writer = new BinaryWriter(state, System.Text.Encoding.UTF8, leaveOpen: true)) engine.SaveState(writer);
+        return new StartingState(0, state.ToArray(), path);
+    }
+
     /// <summary>Everything a job needs before it starts, checked: where it runs, its configuration, its data, its resume point.</summary>
     (RunSettings Run, int Workers, TrainingOptions Options, (IImageDataset Train, IImageDataset Test) Data, LoadedCheckpoint? Resume, List<TrainingEvent> Events)
         Prepare(JobRequest request)
     {
-        var run = defaults with { OutputFolder = OutputFolder(request), ResumeFrom = request.Resume, StopAfterStep = request.StopAfterStep };
+        var run = defaults with { OutputFolder = OutputFolder(request), ResumeFrom = request.Resume, StopAfterStep = request.StopAfterStep, InitFrom = request.InitFrom };
         int workers = request.Workers > 0 ? request.Workers : cluster.ExpectedWorkers;
         if (workers < cluster.LocalWorkers) throw new JobRequestException("workers", $"{workers} must be at least the {cluster.LocalWorkers} local workers");
         var events = new List<TrainingEvent>();

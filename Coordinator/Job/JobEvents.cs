@@ -74,11 +74,11 @@ public sealed record ContinuingFromWorkers(long Step, string Holder, long? Check
         + (CheckpointStep is long at ? $", not from the checkpoint of step {at}: no committed step is lost" : "");
 }
 
-/// <summary>The resumed checkpoint's state is being loaded into the workers.</summary>
-public sealed record LoadingCheckpoint(long Step, int Workers) : TrainingEvent
+/// <summary>The state the job starts from at <paramref name="Step"/> (a resumed checkpoint's, or --init-from's) is being loaded into the workers.</summary>
+public sealed record StartingStateLoading(long Step, int Workers, string From) : TrainingEvent
 {
     public override EventKind Kind => EventKind.Checkpoint;
-    public override string Text() => $"resuming at step {Step}: loading the checkpoint's state into {Workers} workers";
+    public override string Text() => $"starting at step {Step} from {From}: loading its state into {Workers} workers";
 }
 
 /// <summary>The masks of a state the workers held were read back from <paramref name="Worker"/>.</summary>

@@ -87,13 +87,13 @@ public sealed partial class TrainingJob
             });
             return;
         }
-        var (resumed, targets) = (resume!.Value, membership.Members.ToArray());
-        Background("loading the resumed state into the workers", async () =>
+        var (resumed, targets) = (resume!, membership.Members.ToArray());
+        Background("loading the starting state into the workers", async () =>
         {
             var loaded = await Task.WhenAll(targets.Select(async m => (m.Id, await states.LoadAsync(m.Endpoint, resumed.Step, resumed.State))));
             return new StatesLoaded(loaded);
         });
-        observer.Event(new LoadingCheckpoint(resumed.Step, targets.Length));
+        observer.Event(new StartingStateLoading(resumed.Step, targets.Length, resumed.From));
     }
 
     /// <summary>The replicas hold the starting state: training begins.</summary>

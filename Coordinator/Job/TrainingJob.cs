@@ -8,6 +8,9 @@ using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Coordinator.Job;
 
+/// <summary>A replica state (<see cref="TrainingEngine.SaveState"/>'s format) the workers start from at <paramref name="Step"/>: a checkpoint's, or --init-from's.</summary>
+public sealed record StartingState(long Step, byte[] State, string From);
+
 /// <summary>
 /// The coordinator's job state machine (DESIGN.md §2): it moves the job from phase to phase, message by message, and
 /// leaves each concern to a part of its own (membership, reply rounds, condensing, the step ledger, checkpoints,
@@ -51,14 +54,14 @@ public sealed partial class TrainingJob
     JobBoundary current;
     Start start = Start.FormingRing;
     Origin origin;
-    (long Step, byte[] State)? resume;
+    StartingState? resume;
     (RingChange? Change, string Why) ring;  // why the ring being formed is formed; no change for the first one
     long step, first, runFrom, runTo;
     int attempt;  // grows with every recovery: background results of an older attempt are stale
     Accuracy? lastTest;
     string agreed = "";  // the weight checksum all replicas reported last
 
-    public TrainingJob(TrainingOptions options, RunSettings run, (IImageDataset Train, IImageDataset Test) data, LoadedCheckpoint? resumeFrom,
+    public TrainingJob(TrainingOptions options, RunSettings run, (IImageDataset Train, IImageDataset Test) data, StartingState? startFrom,
         ClusterSettings cluster, ITrainingObserver observer, IJobHost host, IReplicaStates states)
     {
         (this.options, this.run, this.data, this.observer, this.host, this.states, this.cluster) = (options, run, data, observer, host, states, cluster);
@@ -69,10 +72,10 @@ public sealed partial class TrainingJob
         schedule = JobSchedule.For(options, run, plan);
         metrics = new RunMetrics(options, plan);
         checkpoints = new CheckpointWriter(new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints")), options);
-        if (resumeFrom is not null)
+        if (startFrom is not null)
         {
-            resume = (resumeFrom.Header.Step, resumeFrom.ReadState());
-            step = first = resumeFrom.Header.Step;
+            resume = startFrom;
+            step = first = startFrom.Step;
             origin = Origin.Checkpoint;
         }
         // The coordinator decides masks, so it keeps them: those of a new model of the job's shape, or of the resumed state.

@@ -11,6 +11,9 @@ namespace CondenseCluster.Shared.Storage;
 /// </summary>
 public static class PyTorchStateDict
 {
+    /// <summary>Is <paramref name="path"/> a file torch.save wrote (.pt, .pth, or the official checkpoints' .pth.tar), not a native one?</summary>
+    public static bool IsPyTorchFile(string path) => Path.GetExtension(path) is ".pt" or ".pth" or ".tar";
+
     public static void Export(CondenseNet model, string path)
     {
         string fullPath = Path.GetFullPath(path);
@@ -38,19 +41,7 @@ public static class PyTorchStateDict
     /// </summary>
     public static CondenseNet Import(string path, CondenseNetConfig config, ModelForm form)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"PyTorch state-dict file '{path}' does not exist", path);
-        Hashtable file;
-        try { file = PyTorchUnpickler.UnpickleStateDict(path); }
-        catch (NotImplementedException e) when (e.Message.Contains("old PyTorch format"))
-        {
-            throw new CorruptFileException($"'{path}' is in PyTorch's legacy (before 1.6) file format; re-save it in the current one, e.g. with Debian's " +
-                $"python3-torch: python3 -c \"import torch; torch.save(torch.load('{path}', map_location='cpu'), '{path}.new.pth')\"");
-        }
-        catch (Exception e) when (e is not OutOfMemoryException) { throw new CorruptFileException($"'{path}' is not a PyTorch file torch.save wrote: {e.Message}"); }
-
-        var entries = file["state_dict"] as Hashtable ?? file;
-        var tensors = entries.Cast<DictionaryEntry>().Where(e => e.Value is Tensor)
-            .ToDictionary(e => ((string)e.Key).StartsWith("module.", StringComparison.Ordinal) ? ((string)e.Key)["module.".Length..] : (string)e.Key, e => (Tensor)e.Value!);
+        var tensors = Read(path);
         var model = new CondenseNet(config, form);
         var expected = model.state_dict();
         string what = $"'{path}' does not hold a {form.ToString().ToLowerInvariant()}-form CondenseNet state dict for {config}";
@@ -64,6 +55,24 @@ public static class PyTorchStateDict
         model.load_state_dict(tensors, strict: true);
         foreach (var tensor in tensors.Values) tensor.Dispose();
         return model;
+    }
+
+    /// <summary>The tensors of a file <c>torch.save</c> wrote, by name: a state dict, or the <c>'state_dict'</c> of a checkpoint, without DataParallel's <c>module.</c> prefix.</summary>
+    public static Dictionary<string, Tensor> Read(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"PyTorch state-dict file '{path}' does not exist", path);
+        Hashtable file;
+        try { file = PyTorchUnpickler.UnpickleStateDict(path); }
+        catch (NotImplementedException e) when (e.Message.Contains("old PyTorch format"))
+        {
+            throw new CorruptFileException($"'{path}' is in PyTorch's legacy (before 1.6) file format; re-save it in the current one, e.g. with Debian's " +
+                $"python3-torch: python3 -c \"import torch; torch.save(torch.load('{path}', map_location='cpu'), '{path}.new.pth')\"");
+        }
+        catch (Exception e) when (e is not OutOfMemoryException) { throw new CorruptFileException($"'{path}' is not a PyTorch file torch.save wrote: {e.Message}"); }
+
+        var entries = file["state_dict"] as Hashtable ?? file;
+        return entries.Cast<DictionaryEntry>().Where(e => e.Value is Tensor)
+            .ToDictionary(e => ((string)e.Key).StartsWith("module.", StringComparison.Ordinal) ? ((string)e.Key)["module.".Length..] : (string)e.Key, e => (Tensor)e.Value!);
     }
 
     static string Listed(string what, string[] keys) =>

@@ -37,6 +37,7 @@ public static class LocalTraining
             first = resume.Header.Step;
             observer.Event(new ResumedFromCheckpoint(resume.Path, first));
         }
+        else if (run.InitFrom is { } from) observer.Event(new InitializedFrom(from, InitialWeights.Load(engine.Model, from)));
         if (LearningRate.Scaled(options) is { } scaled) observer.Event(scaled);
         var schedule = JobSchedule.For(options, run, plan);
         long last = schedule.LastStep;

@@ -13,5 +13,7 @@ public sealed record RunSettings
     public string? ResumeFrom { get; init; }
     /// <summary>Stop (with a checkpoint) once this global step is done; the schedule still spans the whole job.</summary>
     public long? StopAfterStep { get; init; }
+    /// <summary>A training-form model whose weights and masks a new run starts from (<see cref="InitialWeights"/>); a resumed run ignores it.</summary>
+    public string? InitFrom { get; init; }
     public string Allocator { get; init; } = "not configured";
 }

@@ -35,6 +35,13 @@ public sealed record LearningRateScaled(double Base, int BatchSize, double Peak)
     public override string Text() => $"--scale-lr: the learning rate peaks at {Base:G4} × {BatchSize}/256 = {Peak:G4}";
 }
 
+/// <summary>The run starts from the weights and masks of <paramref name="Path"/>; <paramref name="NewClassifier"/>: its classifier had another class count.</summary>
+public sealed record InitializedFrom(string Path, bool NewClassifier) : TrainingEvent
+{
+    public override EventKind Kind => EventKind.Checkpoint;
+    public override string Text() => $"starting from the weights and masks of {Path}" + (NewClassifier ? ", with a new classifier for this dataset's classes" : "");
+}
+
 /// <summary>A checkpoint that does not verify was passed over (<paramref name="Problem"/> says why) for an older one.</summary>
 public sealed record CheckpointSkipped(string Path, string Problem) : TrainingEvent
 {

@@ -80,6 +80,40 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
         Assert.True(worst <= 5e-3, $"weights differ by {worst:E2} relative");
     }
 
+    [Fact]
+    public void TwoWorkersStartFromASavedModelAsOneProcessDoes()
+    {
+        // A short run leaves a model at stage 1 (condensed before step 16); both runs go on from it with --init-from.
+        string source = Path.Combine(Folder, "source");
+        var (sourceCode, sourceOutput) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. TinyModel, "--micro-batches", "2", "--stop-after", "17",
+            "--out", source]);
+        Assert.True(sourceCode == 0, sourceOutput);
+        string saved = Path.Combine(source, "model-trained.ccm");
+        string[] job = [.. TinyModel, "--micro-batches", "2", "--stop-after", "3", "--init-from", saved];
+
+        string cluster = Path.Combine(Folder, "cluster");
+        var (code, output) = CoordinatorProgram.Run(["train", .. job, "--port", "0", .. ClusterProcesses.FreeControlPorts, "--out", cluster]);
+        log.WriteLine(output);
+        Assert.True(code == 0, output);
+        Assert.Equal(new InitializedFrom(saved, NewClassifier: false), RunEvents.Single<InitializedFrom>(cluster));
+        var loading = RunEvents.Single<StartingStateLoading>(cluster);
+        Assert.Equal((0L, 2, saved), (loading.Step, loading.Workers, loading.From));
+        string single = Path.Combine(Folder, "single");
+        var (singleCode, singleOutput) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. job, "--out", single]);
+        Assert.True(singleCode == 0, singleOutput);
+        Assert.Equal(new InitializedFrom(saved, NewClassifier: false), RunEvents.Single<InitializedFrom>(single));
+
+        // The saved masks are in force from the first step; two partial sums add in either order alike, as in the test above.
+        var (worst, startMasks, _) = SavedModels.Compare(saved, Path.Combine(single, "model-trained.ccm"));
+        var (clusterWorst, singleMasks, clusterMasks) = SavedModels.Compare(Path.Combine(single, "model-trained.ccm"), Path.Combine(cluster, "model-trained.ccm"));
+        Assert.Equal(startMasks, singleMasks);
+        Assert.Equal(singleMasks, clusterMasks);
+        Assert.True(worst > 0, "three steps from the saved model changed nothing");
+        Assert.True(clusterWorst <= 1e-5, $"weights differ by {clusterWorst:E2} relative");
+        // Fresh runs of the same job begin elsewhere: the first loss of a run from the saved model is the saved model's.
+        Assert.True(RunEvents.Lines(single, "step")[0].As<StepMetrics>().Loss < RunEvents.Lines(source, "step")[0].As<StepMetrics>().Loss);
+    }
+
     /// <summary>Doubles equal to a relative tolerance.</summary>
     sealed class ToleranceComparer(double relative) : IEqualityComparer<double>
     {

@@ -139,7 +139,7 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
         for (int i = 1; i <= 3; i++) cluster.StartWorker($"worker-{i}");
         var run = cluster.Finish(countSteps: false);
         Assert.Equal(latest, RunEvents.Single<CheckpointSkipped>(run.Folder).Path);
-        Assert.Equal(8, RunEvents.Single<LoadingCheckpoint>(run.Folder).Step);
+        Assert.Equal(8, RunEvents.Single<StartingStateLoading>(run.Folder).Step);
         AssertMatchesFaultFreeRun(run, survivors: 3);
     }
 
