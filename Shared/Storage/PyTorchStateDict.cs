@@ -43,15 +43,9 @@ public static class PyTorchStateDict
     {
         var tensors = Read(path);
         var model = new CondenseNet(config, form);
-        var expected = model.state_dict();
-        string what = $"'{path}' does not hold a {form.ToString().ToLowerInvariant()}-form CondenseNet state dict for {config}";
-        var missing = expected.Keys.Except(tensors.Keys).ToArray();
-        var unexpected = tensors.Keys.Except(expected.Keys).ToArray();
-        var reshaped = expected.Keys.Intersect(tensors.Keys).Where(k => !expected[k].shape.SequenceEqual(tensors[k].shape))
-            .Select(k => $"{k} is [{string.Join(", ", tensors[k].shape)}], the model's [{string.Join(", ", expected[k].shape)}]").ToArray();
-        if (missing.Length + unexpected.Length + reshaped.Length > 0)
-            throw new CorruptFileException($"{what}: {Listed("missing", missing)}{Listed("unexpected", unexpected)}{Listed("of another shape", reshaped)}" +
-                "check --arch, --dataset, --condense-factor and whether the file holds the training or the converted form");
+        if (StateDictFit.Misfits(model.state_dict(), tensors) is string misfits)
+            throw new CorruptFileException($"'{path}' does not hold a {form.ToString().ToLowerInvariant()}-form CondenseNet state dict for {config}: " +
+                $"{misfits}; check --arch, --dataset, --condense-factor and whether the file holds the training or the converted form");
         model.load_state_dict(tensors, strict: true);
         foreach (var tensor in tensors.Values) tensor.Dispose();
         return model;
@@ -74,7 +68,4 @@ public static class PyTorchStateDict
         return entries.Cast<DictionaryEntry>().Where(e => e.Value is Tensor)
             .ToDictionary(e => ((string)e.Key).StartsWith("module.", StringComparison.Ordinal) ? ((string)e.Key)["module.".Length..] : (string)e.Key, e => (Tensor)e.Value!);
     }
-
-    static string Listed(string what, string[] keys) =>
-        keys.Length == 0 ? "" : $"{keys.Length} {what} ({string.Join(", ", keys.Take(3))}{(keys.Length > 3 ? ", …" : "")}); ";
 }

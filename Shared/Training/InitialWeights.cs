@@ -20,14 +20,9 @@ public static class InitialWeights
         {
             var target = model.state_dict();
             bool IsClassifier(string key) => key.StartsWith("classifier.", StringComparison.Ordinal);
-            var missing = target.Keys.Where(k => !saved.ContainsKey(k) && !IsClassifier(k)).ToArray();
-            var reshaped = target.Keys.Where(k => saved.ContainsKey(k) && !IsClassifier(k) && !saved[k].shape.SequenceEqual(target[k].shape)).ToArray();
-            var unexpected = saved.Keys.Except(target.Keys).ToArray();
-            if (missing.Length + reshaped.Length + unexpected.Length > 0)
-                throw new ArgumentException($"--init-from '{path}' is not a training-form model of {model.Config}: " +
-                    string.Join("; ", new[] { ("missing", missing), ("of another shape", reshaped), ("unexpected", unexpected) }
-                        .Where(g => g.Item2.Length > 0).Select(g => $"{g.Item2.Length} {g.Item1} ({string.Join(", ", g.Item2.Take(3))})")) +
-                    "; a converted model cannot be trained on, and --arch, --stages, --growth and --condense-factor must be the model's");
+            if (StateDictFit.Misfits(target, saved, exempt: IsClassifier) is string misfits)
+                throw new ArgumentException($"--init-from '{path}' is not a training-form model of {model.Config}: {misfits}; " +
+                    "a converted model cannot be trained on, and --arch, --stages, --growth and --condense-factor must be the model's");
             bool newClassifier = target.Keys.Where(IsClassifier).Any(k => !saved.ContainsKey(k) || !saved[k].shape.SequenceEqual(target[k].shape));
             using var _ = torch.no_grad();
             foreach (var (key, tensor) in target)
