@@ -20,8 +20,8 @@ public sealed partial class TrainingJob
         {
             origin = Origin.WorkersMemory;
             step = first = holder.Held!.Step;
-            observer.Event(new ContinuingFromWorkers(step, holder.Id, resume?.Step));
-            resume = null;
+            observer.Event(new ContinuingFromWorkers(step, holder.Id, starting?.Step));
+            starting = null;
         }
         ring = (null, "the job starts");
         FormRing(holder is null ? null : new StateSource(holder.Endpoint, step));
@@ -87,7 +87,7 @@ public sealed partial class TrainingJob
             });
             return;
         }
-        var (resumed, targets) = (resume!, membership.Members.ToArray());
+        var (resumed, targets) = (starting!, membership.Members.ToArray());
         Background("loading the starting state into the workers", async () =>
         {
             var loaded = await Task.WhenAll(targets.Select(async m => (m.Id, await states.LoadAsync(m.Endpoint, resumed.Step, resumed.State))));

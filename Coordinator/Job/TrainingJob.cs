@@ -54,7 +54,7 @@ public sealed partial class TrainingJob
     JobBoundary current;
     Start start = Start.FormingRing;
     Origin origin;
-    StartingState? resume;
+    StartingState? starting;  // what the workers load before the first step; none when they start from the seed or hold the job
     (RingChange? Change, string Why) ring;  // why the ring being formed is formed; no change for the first one
     long step, first, runFrom, runTo;
     int attempt;  // grows with every recovery: background results of an older attempt are stale
@@ -72,14 +72,14 @@ public sealed partial class TrainingJob
         schedule = JobSchedule.For(options, run, plan);
         metrics = new RunMetrics(options, plan);
         checkpoints = new CheckpointWriter(new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints")), options);
+        starting = startFrom;
         if (startFrom is not null)
         {
-            resume = startFrom;
             step = first = startFrom.Step;
             origin = Origin.Checkpoint;
         }
-        // The coordinator decides masks, so it keeps them: those of a new model of the job's shape, or of the resumed state.
-        var masks = resume is { } resumed ? LayerMasks.FromState(options.Model, resumed.State) : LayerMasks.Initial(options.Model);
+        // The coordinator decides masks, so it keeps them: those of a new model of the job's shape, or of the starting state.
+        var masks = startFrom is not null ? LayerMasks.FromState(options.Model, startFrom.State) : LayerMasks.Initial(options.Model);
         condensing = new CondensingRound(masks, options.Model.CondenseFactor);
     }
 
