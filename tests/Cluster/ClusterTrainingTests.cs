@@ -24,11 +24,7 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
     {
         // 6,000 samples / 64 = 93 steps; with C = 4 the first condensing boundary is before step 16.
         string[] job = [.. TinyModel, "--micro-batches", "2", "--stop-after", "20", "--checkpoint-every", "8"];
-        string cluster = Path.Combine(Folder, "cluster");
-        var (code, output) = CoordinatorProgram.Run(["train", .. job, "--port", "0",
-            .. ClusterProcesses.FreeControlPorts, "--checksum-every", "1", "--bucket-mb", "0.004", "--out", cluster]); // 1,000-value buckets: three for this model
-        log.WriteLine(output);
-        Assert.True(code == 0, output);
+        string cluster = OnCluster("cluster", [.. job, "--checksum-every", "1", "--bucket-mb", "0.004"]); // 1,000-value buckets: three for this model
         Assert.Equal(["worker-1", "worker-2"], RunEvents.Single<ClusterFormed>(cluster).Ranks);
         var decided = RunEvents.Of<MasksDecided>(cluster)[0];
         Assert.Equal((1L, 16L, 2), (decided.Version, decided.Step, decided.Workers));
@@ -36,11 +32,8 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
         var agree = RunEvents.Single<ReplicasAgree>(cluster);
         Assert.Equal((2, 20L), (agree.Workers, agree.Step));
 
-        // The same job in one process with M = 2 micro-batches, with one thread as each worker has (a different thread
-        // count changes the order of float sums inside convolutions).
-        string single = Path.Combine(Folder, "single");
-        var (singleCode, singleOutput) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. job, "--out", single]);
-        Assert.True(singleCode == 0, singleOutput);
+        // The same job in one process with M = 2 micro-batches.
+        string single = InOneProcess("single", job);
         // One schedule for both: the checkpoint at 16 comes before the condensing there, and the last step writes one.
         Assert.Equal([("checkpoint", 8L), ("checkpoint", 16L), ("condense", 16L), ("checkpoint", 20L)], Boundaries(single));
         Assert.Equal(Boundaries(single), Boundaries(cluster));
@@ -58,18 +51,12 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
     {
         // The default batch of 64 in one micro-batch per worker: 22, 21 and 21 samples.
         string[] job = [.. TinyModel, "--stop-after", "6", "--recovery-steps", "0"];
-        string cluster = Path.Combine(Folder, "cluster");
-        var (code, output) = CoordinatorProgram.Run(["train", .. job, "--local-workers", "3", "--port", "0", .. ClusterProcesses.FreeControlPorts,
-            "--out", cluster]);
-        log.WriteLine(output);
-        Assert.True(code == 0, output);
+        string cluster = OnCluster("cluster", [.. job, "--local-workers", "3"]);
         var started = RunEvents.Lines(cluster, "start")[0].As<RunStarted>();
         Assert.Equal((64, 3), (started.BatchSize, started.MicroBatches));
         Assert.Equal(3, RunEvents.Single<ReplicasAgree>(cluster).Workers);
 
-        string single = Path.Combine(Folder, "single");
-        var (singleCode, singleOutput) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. job, "--micro-batches", "3", "--out", single]);
-        Assert.True(singleCode == 0, singleOutput);
+        string single = InOneProcess("single", [.. job, "--micro-batches", "3"]);
         // Three partial sums meet in the ring in another order than one process adds them (two commute exactly, three
         // do not), as in the fault-injection suite: measured, losses within 3e-6 relative after 6 steps and the weights
         // within 2.1e-3 (a BN bias near zero), and 3.0e-3 with 48 samples in three equal micro-batches; 5e-3 as there.
@@ -84,23 +71,15 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
     public void TwoWorkersStartFromASavedModelAsOneProcessDoes()
     {
         // A short run leaves a model at stage 1 (condensed before step 16); both runs go on from it with --init-from.
-        string source = Path.Combine(Folder, "source");
-        var (sourceCode, sourceOutput) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. TinyModel, "--micro-batches", "2", "--stop-after", "17",
-            "--out", source]);
-        Assert.True(sourceCode == 0, sourceOutput);
+        string source = InOneProcess("source", [.. TinyModel, "--micro-batches", "2", "--stop-after", "17"]);
         string saved = Path.Combine(source, "model-trained.ccm");
         string[] job = [.. TinyModel, "--micro-batches", "2", "--stop-after", "3", "--init-from", saved];
 
-        string cluster = Path.Combine(Folder, "cluster");
-        var (code, output) = CoordinatorProgram.Run(["train", .. job, "--port", "0", .. ClusterProcesses.FreeControlPorts, "--out", cluster]);
-        log.WriteLine(output);
-        Assert.True(code == 0, output);
+        string cluster = OnCluster("cluster", job);
         Assert.Equal(new InitializedFrom(saved, NewClassifier: false), RunEvents.Single<InitializedFrom>(cluster));
         var loading = RunEvents.Single<StartingStateLoading>(cluster);
         Assert.Equal((0L, 2, saved), (loading.Step, loading.Workers, loading.From));
-        string single = Path.Combine(Folder, "single");
-        var (singleCode, singleOutput) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. job, "--out", single]);
-        Assert.True(singleCode == 0, singleOutput);
+        string single = InOneProcess("single", job);
         Assert.Equal(new InitializedFrom(saved, NewClassifier: false), RunEvents.Single<InitializedFrom>(single));
 
         // The saved masks are in force from the first step; two partial sums add in either order alike, as in the test above.
@@ -119,6 +98,28 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
     {
         public bool Equals(double a, double b) => Math.Abs(a - b) <= relative * Math.Max(Math.Abs(a), Math.Abs(b));
         public int GetHashCode(double value) => 0;
+    }
+
+    /// <summary>Trains on the embedded cluster (the coordinator and its local workers) into a folder of its own, which it returns.</summary>
+    string OnCluster(string name, string[] args)
+    {
+        string folder = Path.Combine(Folder, name);
+        var (code, output) = CoordinatorProgram.Run(["train", .. args, "--port", "0", .. ClusterProcesses.FreeControlPorts, "--out", folder]);
+        log.WriteLine(output);
+        Assert.True(code == 0, output);
+        return folder;
+    }
+
+    /// <summary>
+    /// Trains in this one process into a folder of its own, which it returns; with one thread, as each worker has (a
+    /// different thread count changes the order of float sums inside convolutions).
+    /// </summary>
+    string InOneProcess(string name, string[] args)
+    {
+        string folder = Path.Combine(Folder, name);
+        var (code, output) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. args, "--out", folder]);
+        Assert.True(code == 0, output);
+        return folder;
     }
 
     /// <summary>
@@ -141,11 +142,7 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
     {
         string Train(string name, params string[] extra)
         {
-            string folder = Path.Combine(Folder, name);
-            var (code, output) = CoordinatorProgram.Run(["train", .. TinyModel, "--stop-after", "20", "--port", "0", .. ClusterProcesses.FreeControlPorts,
-                "--checksum-every", "1", "--out", folder, .. extra]);
-            log.WriteLine(output);
-            Assert.True(code == 0, output);
+            string folder = OnCluster(name, [.. TinyModel, "--stop-after", "20", "--checksum-every", "1", .. extra]);
             var agree = RunEvents.Single<ReplicasAgree>(folder);
             Assert.Equal((2, 20L), (agree.Workers, agree.Step));
             return folder;
