@@ -82,8 +82,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             coordinator.Tell(new StartJob(host => new TrainingJob(options, run, data, start, jobCluster, observer, host, states), accepted, ended));
             await accepted.Task;
 
-            string hostPort = Address[(Address.IndexOf('@') + 1)..];
-            observer.Event(new CoordinatorWaiting(Address, workers, cluster.LocalWorkers < workers ? $"dotnet run --project Worker -- --seed {hostPort}" : null));
+            observer.Event(new CoordinatorWaiting(Address, workers, MoreToStart: cluster.LocalWorkers < workers));
             var local = new LocalWorkers(cluster.LocalWorkers, Address, cluster.WorkerDevice, cluster.WorkerThreads,
                 (name, code) => coordinator.Tell(new LocalWorkerExited(name, code)));
             var jobLogs = logs;

@@ -5,11 +5,15 @@ namespace CondenseCluster.Coordinator.Job;
 
 // The events of the cluster job as records (the run's general ones are in Shared/Training/TrainingEvents.cs).
 
-/// <summary>The coordinator waits for <paramref name="Workers"/> workers at <paramref name="Address"/>; <paramref name="StartMore"/> starts one elsewhere.</summary>
-public sealed record CoordinatorWaiting(string Address, int Workers, string? StartMore) : TrainingEvent
+/// <summary>The coordinator waits for <paramref name="Workers"/> workers at <paramref name="Address"/>, some of them (<paramref name="MoreToStart"/>) to be started elsewhere.</summary>
+public sealed record CoordinatorWaiting(string Address, int Workers, bool MoreToStart) : TrainingEvent
 {
+    /// <summary>The host:port a worker is given as --seed.</summary>
+    public string Seed => Address[(Address.IndexOf('@') + 1)..];
+
     public override EventKind Kind => EventKind.Worker;
-    public override string Text() => $"coordinator at {Address}; waiting for {Workers} workers" + (StartMore is null ? "" : $"; start more with: {StartMore}");
+    public override string Text() => $"coordinator at {Address}; waiting for {Workers} workers" +
+        (MoreToStart ? $"; start more with: dotnet run --project Worker -- --seed {Seed}" : "");
 }
 
 /// <summary>A worker offered itself: it is member <paramref name="Registered"/> of <paramref name="Expected"/>, or (Expected null) joins at the next step boundary.</summary>

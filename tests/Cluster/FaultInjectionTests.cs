@@ -249,8 +249,7 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
                 ["train", .. Without(Job, args), "--local-workers", "0", "--workers", "3", "--checksum-every", "1", "--bucket-mb", "0.004",
                     .. (args.Contains("--port") ? [] : new[] { "--port", "0" }), .. ClusterProcesses.FreeControlPorts, "--out", RunFolder, .. args]);
             Eventually(() => Announced().Length > before, "the coordinator to wait for workers");
-            string address = Announced()[^1].Address;
-            seed = address[(address.IndexOf('@') + 1)..];
+            seed = Announced()[^1].Seed;
         }
 
         public void StartWorker(string name, params string[] args) =>

@@ -38,9 +38,9 @@ public class MultiHostTests(ITestOutputHelper log) : TempFolderTest
                 Assert.True(waiting.Elapsed < TimeSpan.FromSeconds(60), $"the coordinator did not start:\n{Output()}");
                 Thread.Sleep(100);
             }
-            string address = RunEvents.Single<CoordinatorWaiting>(run).Address;
-            Assert.StartsWith("akka.tcp://condense@127.0.0.2:", address);
-            string seed = address[(address.IndexOf('@') + 1)..];
+            var announced = RunEvents.Single<CoordinatorWaiting>(run);
+            Assert.StartsWith("akka.tcp://condense@127.0.0.2:", announced.Address);
+            string seed = announced.Seed;
             foreach (var (name, host) in machines)
                 processes.Add(BackgroundProgram.Start("condense-worker.dll",
                     ["--seed", seed, "--host", host, "--port", "0", "--data-port", "0", "--name", name, "--threads", "1"], output, _ => { }));
