@@ -8,9 +8,6 @@ using CondenseCluster.Shared.Training;
 
 namespace CondenseCluster.Coordinator.Job;
 
-/// <summary>A replica state (<see cref="TrainingEngine.SaveState"/>'s format) the workers start from at <paramref name="Step"/>: a checkpoint's, or --init-from's.</summary>
-public sealed record StartingState(long Step, byte[] State, string From);
-
 /// <summary>
 /// The coordinator's job state machine (DESIGN.md §2): it moves the job from phase to phase, message by message, and
 /// leaves each concern to a part of its own (membership, reply rounds, condensing, the step ledger, checkpoints,
@@ -283,3 +280,6 @@ public sealed partial class TrainingJob
         host.Ended(code, reason);
     }
 }
+
+/// <summary>A replica state (<see cref="TrainingEngine.SaveState"/>'s format) the workers start from at <paramref name="Step"/>: a checkpoint's, or --init-from's.</summary>
+public sealed record StartingState(long Step, byte[] State, string From);
