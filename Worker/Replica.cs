@@ -120,7 +120,7 @@ sealed class Replica : IAsyncDisposable
             log($"copying the job's state at step {source.Step} from {source.Endpoint} (this replica is at step {step})");
             checksum = Load(peers.FetchAsync(source.Endpoint, source.Step).GetAwaiter().GetResult(), source.Step);
         }
-        else checksum = ReplicaChecksum.Weights(Engine.Model);
+        else checksum = ReplicaChecksum.Weights(Engine);
         jobKey = key;
         return new ReplicaReady(settings.WorkerId, step, checksum);
     }
@@ -145,7 +145,7 @@ sealed class Replica : IAsyncDisposable
         Engine.LoadState(reader);
         Distributed.StateLoaded();
         Interlocked.Exchange(ref step, atStep);
-        return ReplicaChecksum.Weights(Engine.Model);
+        return ReplicaChecksum.Weights(Engine);
     }
 
     /// <summary>The whole state (<see cref="TrainingEngine.SaveState"/>), which must stand at <paramref name="atStep"/>.</summary>
@@ -176,7 +176,7 @@ sealed class Replica : IAsyncDisposable
             var outcome = distributed.Run(s, prefetcher, train, LearningRate.At(jobOptions, jobPlan, s),
                 stopAfterThisStep: Interlocked.Read(ref yieldGeneration) == generation);
             Interlocked.Exchange(ref step, s + 1);
-            checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine.Model) : null;
+            checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine) : null;
             var (loss, correct, samples) = outcome.Total;
             report(new StepReport(settings.WorkerId, s, loss, correct, samples, outcome.ComputeMs, outcome.ExchangeWaitMs, outcome.DataWaitMs, checksum,
                 dataPlane.BytesSent - sentBefore, outcome.UpdateSkipped));
@@ -186,7 +186,7 @@ sealed class Replica : IAsyncDisposable
                 break;
             }
         }
-        return new StepsDone(settings.WorkerId, step, checksum ?? ReplicaChecksum.Weights(engine.Model));
+        return new StepsDone(settings.WorkerId, step, checksum ?? ReplicaChecksum.Weights(engine));
     }
 
     /// <summary>Per-layer importance averaged over the ring; every rank takes part, rank 0 returns it for the coordinator.</summary>
@@ -204,10 +204,10 @@ sealed class Replica : IAsyncDisposable
         var layers = model.LearnedLayers.Select(l => l.Layer).ToArray();
         if (masks.Stages.Count != layers.Length || masks.KeptColumns.Count != layers.Length)
             throw new ArgumentException($"mask version {masks.MaskVersion} has {masks.KeptColumns.Count} layers, this model {layers.Length}");
-        ModelCondensing.Install(model, layers.Select((l, i) =>
+        Engine.InstallMasks(layers.Select((l, i) =>
             new LayerMask(masks.Stages[i], MaskWire.Unpack(masks.KeptColumns[i], l.Groups, l.InChannels))).ToArray());
         Distributed.MasksChanged();
-        return new MasksApplied(settings.WorkerId, masks.MaskVersion, ModelCondensing.Checksum(ModelCondensing.Masks(model)), ReplicaChecksum.Weights(model));
+        return new MasksApplied(settings.WorkerId, masks.MaskVersion, ModelCondensing.Checksum(ModelCondensing.Masks(model)), ReplicaChecksum.Weights(Engine));
     }
 
     /// <summary>Evaluates this worker's contiguous shard of the test set (after averaging BatchNorm statistics).</summary>
@@ -225,7 +225,7 @@ sealed class Replica : IAsyncDisposable
     public StatePrepared PrepareState(long atStep)
     {
         Distributed.AverageBatchNorm(step);
-        return new StatePrepared(settings.WorkerId, atStep, ReplicaChecksum.Weights(Engine.Model));
+        return new StatePrepared(settings.WorkerId, atStep, ReplicaChecksum.Weights(Engine));
     }
 
     public async ValueTask DisposeAsync()

@@ -89,7 +89,7 @@ public class CliTests : TempFolderTest
     {
         string output = Path.Combine(Folder, "run");
         var (code, text) = Coordinator("train", "--local", "--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset,
-            "--epochs", "1", "--recovery-steps", "20", "--recovery-samples", "500", "--out", output);
+            "--epochs", "1", "--recovery-steps", "20", "--recovery-samples", "500", "--ema", "0.99", "--out", output);
         Assert.True(code == 0, text);
         Assert.Contains("step 93/93 (100 %)", text);               // plain progress lines without a terminal
         Assert.Contains("converted + recovery", text);  // the summary table
@@ -117,6 +117,13 @@ public class CliTests : TempFolderTest
         Assert.Equal(1000, trained[0].GetProperty("Samples").GetInt32());
         foreach (var converted in new[] { "model-converted.ccm", "model-converted.pt" })
             Assert.Equal(summary.Recovered!.Value.Top1, Assert.Single(Evaluate(converted)).GetProperty("Top1").GetDouble(), 6);
+        // The weight average (--ema) was evaluated and exported beside them, masked and converted.
+        var average = Evaluate("model-ema-trained.ccm", "--convert");
+        Assert.Equal(summary.Average!.Masked.Top1, average[0].GetProperty("Top1").GetDouble(), 6);
+        Assert.Equal(summary.Average.Converted.Top1, average[1].GetProperty("Top1").GetDouble(), 6);
+        Assert.Equal(summary.Average.Converted.Top1, Assert.Single(Evaluate("model-ema-converted.pt")).GetProperty("Top1").GetDouble(), 6);
+        Assert.Equal(summary.Average, Assert.Single(RunEvents.Of<AverageEvaluated>(output)).Average);
+        Assert.Contains("EMA 0.99 top-1", text);
     }
 
     [Fact]

@@ -60,6 +60,7 @@ sealed class ConsoleProgress(TextWriter output, bool interactive, TimeSpan plain
         var table = new Table().AddColumns("", "masked model", "converted (official)", "converted + recovery");
         table.AddRow("test top-1", Percent(s.Masked?.Top1), Percent(s.OfficialConverted?.Top1), Percent(s.Recovered?.Top1));
         if (s.Masked is { Top5: < 1 } m) table.AddRow("test top-5", Percent(m.Top5), Percent(s.OfficialConverted?.Top5), Percent(s.Recovered?.Top5));
+        if (s.Average is { } a) table.AddRow($"EMA {a.Decay:G} top-1", Percent(a.Masked.Top1), Percent(a.Converted.Top1), "");
         table.AddRow("parameters", Count(s.ParametersBefore), Count(s.ParametersAfter), Count(s.ParametersAfter));
         table.AddRow("FLOPs", Count(s.FlopsBefore), Count(s.FlopsAfter), Count(s.FlopsAfter));
         table.AddRow("learned-conv sparsity", $"{s.Sparsity:P1}", "", "");

@@ -24,6 +24,7 @@ static class TrainCommand
         var warmupLr = new Option<double>("--warmup-lr") { Description = "learning rate the warmup starts from" };
         var scaleLr = new Option<bool>("--scale-lr") { Description = "linear scaling rule: multiply --lr by B/256 (large batches)" };
         var labelSmoothing = new Option<double>("--label-smoothing") { Description = "label smoothing ε of the training loss (0: none, official)" };
+        var ema = new Option<double>("--ema") { Description = "keep an exponential moving average of the weights with this decay (e.g. 0.9999), evaluated and exported beside them (0: none, official)" };
         var clipGradNorm = new Option<double>("--clip-grad-norm") { Description = "clip each step's gradient to this global L2 norm (0: no clipping, official)" };
         var maxSkipped = new Option<int>("--max-skipped-steps") { Description = "steps in a row whose gradient is NaN or ∞ (their update skipped) before the run stops", DefaultValueFactory = _ => 10 };
         var lasso = new Option<double>("--lasso") { Description = "group-lasso coefficient (official: 0 on CIFAR, 1e-5 on ImageNet)" };
@@ -39,7 +40,7 @@ static class TrainCommand
         var stopAfter = new Option<long?>("--stop-after") { Description = "stop with a checkpoint after this global step (resume later)" };
 
         var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
-        foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, warmupEpochs, warmupLr, scaleLr, labelSmoothing, clipGradNorm, maxSkipped, lasso, dropout, seed, threads,
+        foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, warmupEpochs, warmupLr, scaleLr, labelSmoothing, ema, clipGradNorm, maxSkipped, lasso, dropout, seed, threads,
                      output, resume, checkpointEvery, recoverySteps, recoverySamples, stopAfter, initFrom]))
             command.Options.Add(option);
 
@@ -61,6 +62,7 @@ static class TrainCommand
                 WarmupLearningRate = result.GetValue(warmupLr),
                 ScaleLearningRate = result.GetValue(scaleLr),
                 LabelSmoothing = result.GetValue(labelSmoothing),
+                EmaDecay = result.GetValue(ema),
                 ClipGradientNorm = result.GetValue(clipGradNorm),
                 MaxSkippedSteps = result.GetValue(maxSkipped),
                 Lasso = result.GetValue(lasso),

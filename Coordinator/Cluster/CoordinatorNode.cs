@@ -110,7 +110,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
     static StartingState InitialState(TrainingOptions options, string path, ITrainingObserver observer)
     {
         using var engine = new TrainingEngine(options, torch.CPU);
-        observer.Event(new InitializedFrom(path, InitialWeights.Load(engine.Model, path)));
+        observer.Event(new InitializedFrom(path, engine.LoadInitialWeights(path)));
         using var state = new MemoryStream();
         using (var writer = new BinaryWriter(state, System.Text.Encoding.UTF8, leaveOpen: true)) engine.SaveState(writer);
         return new StartingState(0, state.ToArray(), path);

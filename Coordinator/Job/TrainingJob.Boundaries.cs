@@ -155,10 +155,10 @@ public sealed partial class TrainingJob
         Background("finishing the job", async () =>
         {
             observer.Event(new CheckpointWritten(await writing, at));
-            using var model = new CondenseNet(options.Model);
-            using (var reader = new BinaryReader(new MemoryStream(state))) model.load(reader, strict: true);
-            model.to(run.Device);
-            return new JobCompleted(TrainingCompletion.Finish(model, options, run, data, totals, test, stopped, observer));
+            var (model, average) = TrainingEngine.ReadModels(options, state, run.Device);
+            using (model)
+            using (average)
+                return new JobCompleted(TrainingCompletion.Finish(model, average, options, run, data, totals, test, stopped, observer));
         });
     }
 }

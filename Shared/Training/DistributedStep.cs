@@ -123,12 +123,12 @@ public sealed class DistributedStep
     /// <summary>
     /// Each replica updates its running statistics on its own micro-batches; before evaluation, checkpoints and export
     /// they are averaged over the replicas that compute micro-batches (with fewer micro-batches than workers, some
-    /// see no data and hold only initial statistics). Once per step, so two uses at one boundary average once.
+    /// see no data and hold only initial statistics). The weight average's statistics are averaged with them. Once per step, so two uses at one boundary average once.
     /// </summary>
     public void AverageBatchNorm(long step)
     {
         if (batchNormAveragedAt == step || ring.Size == 1) return;
-        var statistics = engine.Model.modules().OfType<BatchNorm>().SelectMany(bn => new[] { bn.RunningMean, bn.RunningVar }).ToArray();
+        var statistics = WeightAverage.RunningStatistics(engine.Model).Concat(engine.Average is { } average ? WeightAverage.RunningStatistics(average.Model) : []).ToArray();
         long length = HostBuffer.Length(statistics);
         var buffer = new float[length + 1]; // the statistics, then how many replicas contributed them
         if (microBatches.Length > 0)

@@ -37,7 +37,7 @@ public static class LocalTraining
             first = resume.Header.Step;
             observer.Event(new ResumedFromCheckpoint(resume.Path, first));
         }
-        else if (run.InitFrom is { } from) observer.Event(new InitializedFrom(from, InitialWeights.Load(engine.Model, from)));
+        else if (run.InitFrom is { } from) observer.Event(new InitializedFrom(from, engine.LoadInitialWeights(from)));
         if (LearningRate.Scaled(options) is { } scaled) observer.Event(scaled);
         var schedule = JobSchedule.For(options, run, plan);
         long last = schedule.LastStep;
@@ -90,7 +90,7 @@ public static class LocalTraining
         }
 
         var stopped = last < plan.TotalSteps ? $"stopped after step {last} of {plan.TotalSteps}; resume with --resume {store.Folder}" : null;
-        return TrainingCompletion.Finish(engine.Model, options, run, (train, test), new RunTotals(last - first, clock.Elapsed.TotalSeconds, metrics.StepMs, []),
+        return TrainingCompletion.Finish(engine.Model, engine.Average?.Model, options, run, (train, test), new RunTotals(last - first, clock.Elapsed.TotalSeconds, metrics.StepMs, []),
             lastTest, stopped, observer);
     }
 }

@@ -9,25 +9,31 @@ public sealed record RunTotals(long Steps, double Seconds, IReadOnlyList<double>
 
 /// <summary>
 /// The end of a job, the same on one node and on the coordinator: save the trained model; when the schedule is
-/// complete, convert it, evaluate the official conversion, recover the pruned classifier, export both forms; then the summary.
+/// complete, convert it, evaluate the official conversion, recover the pruned classifier, export both forms; the same
+/// for the weight average (--ema), without the recovery; then the summary.
 /// </summary>
 public static class TrainingCompletion
 {
-    public static TrainingSummary Finish(CondenseNet trained, TrainingOptions options, RunSettings run,
+    public static TrainingSummary Finish(CondenseNet trained, CondenseNet? average, TrainingOptions options, RunSettings run,
         (IImageDataset Train, IImageDataset Test) data, RunTotals totals, Accuracy? lastTest, string? stoppedEarly, ITrainingObserver observer)
     {
         var files = new List<string>();
-        string trainedFile = Path.Combine(run.OutputFolder, "model-trained.ccm");
-        ModelFile.Save(trained, trainedFile);
-        files.Add(trainedFile);
+        void Save(string name, Action<string> save)
+        {
+            string path = Path.Combine(run.OutputFolder, name);
+            save(path);
+            files.Add(path);
+        }
+        Save("model-trained.ccm", p => ModelFile.Save(trained, p));
+        if (average is not null) Save("model-ema-trained.ccm", p => ModelFile.Save(average, p));
         var before = ModelCost.Total(options.Model, ModelForm.Training);
         var after = ModelCost.Total(options.Model, ModelForm.Converted);
-        TrainingSummary Summary(Accuracy? masked, Accuracy? official, Accuracy? recovered)
+        TrainingSummary Summary(Accuracy? masked, Accuracy? official, Accuracy? recovered, AverageAccuracy? averaged = null)
         {
             var summary = new TrainingSummary(totals.Steps, totals.Seconds, Statistics.Median(totals.StepMs.Select(t => options.BatchSize / (t / 1000))),
                 Statistics.Median(totals.StepMs), run.Allocator, masked, official, recovered, ModelCondensing.Sparsity(ModelCondensing.Masks(trained)),
                 before.Parameters, before.Flops,
-                after.Parameters, after.Flops, files, stoppedEarly, totals.Workers);
+                after.Parameters, after.Flops, files, stoppedEarly, totals.Workers, averaged);
             observer.Finished(summary);
             return summary;
         }
@@ -48,17 +54,23 @@ public static class TrainingCompletion
             recovered = Evaluation.Run(converted, data.Test, run.Device, run.EvalBatchSize, run.LoaderThreads);
             observer.Event(new ClassifierRecovered(options.RecoverySteps, sample.Length, recovered.Value));
         }
-        foreach (var (path, save) in new (string, Action<string>)[]
+        void Export(string prefix, CondenseNet trainedForm, CondenseNet convertedForm)
         {
-            (Path.Combine(run.OutputFolder, "model-converted.ccm"), p => ModelFile.Save(converted, p)),
-            (Path.Combine(run.OutputFolder, "model-converted.pt"), p => PyTorchStateDict.Export(converted, p)),
-            (Path.Combine(run.OutputFolder, "model-trained.pt"), p => PyTorchStateDict.Export(trained, p)),
-        })
-        {
-            save(path);
-            files.Add(path);
+            Save($"{prefix}-converted.ccm", p => ModelFile.Save(convertedForm, p));
+            Save($"{prefix}-converted.pt", p => PyTorchStateDict.Export(convertedForm, p));
+            Save($"{prefix}-trained.pt", p => PyTorchStateDict.Export(trainedForm, p));
         }
-        return Summary(masked, official, recovered);
+        Export("model", trained, converted);
+        AverageAccuracy? averaged = null;
+        if (average is not null)
+        {
+            var averageMasked = Evaluation.Run(average, data.Test, run.Device, run.EvalBatchSize, run.LoaderThreads);
+            using var averageConverted = Conversion.Convert(average);
+            averaged = new AverageAccuracy(options.EmaDecay, averageMasked, Evaluation.Run(averageConverted, data.Test, run.Device, run.EvalBatchSize, run.LoaderThreads));
+            observer.Event(new AverageEvaluated(averaged));
+            Export("model-ema", average, averageConverted);
+        }
+        return Summary(masked, official, recovered, averaged);
     }
 
 }

@@ -33,12 +33,15 @@ public sealed class TrainingEngine : IDisposable
         Optimizer = new NesterovSgd(parameters, options.Momentum, options.WeightDecay);
         Gradients = new GradientBuffer(parameters, device);
         chain = Model.Chain();
+        if (options.EmaDecay > 0) Average = new WeightAverage(Model, options.EmaDecay, device);
     }
 
     public Device Device { get; }
     public CondenseNet Model { get; }
     public NesterovSgd Optimizer { get; }
     public GradientBuffer Gradients { get; }
+    /// <summary>The moving average of the weights (--ema), or null.</summary>
+    public WeightAverage? Average { get; }
 
     /// <summary>Starts a step: clears the accumulated gradients.</summary>
     public void BeginStep() => Gradients.Zero();
@@ -153,7 +156,7 @@ public sealed class TrainingEngine : IDisposable
     /// Finishes a step whose gradients hold the sum over all M micro-batches: average (unless the exchange already
     /// divided by M, <paramref name="gradientsAveraged"/>), guard and apply the update. Every replica holds the same
     /// sum, so all decide alike: a gradient whose norm is not finite (it holds NaN or ±∞) leaves weights and momentum as
-    /// they are and returns false, more than --max-skipped-steps such steps in a row stop the run, and --clip-grad-norm
+    /// they are (and the weight average) and returns false, more than --max-skipped-steps such steps in a row stop the run, and --clip-grad-norm
     /// scales a larger gradient down to that norm (as torch.nn.utils.clip_grad_norm_).
     /// </summary>
     public bool ApplyUpdate(double learningRate, bool gradientsAveraged = false)
@@ -171,6 +174,7 @@ public sealed class TrainingEngine : IDisposable
         double clip = options.ClipGradientNorm / (norm + 1e-6);
         if (options.ClipGradientNorm > 0 && clip < 1) Gradients.Scale(clip);
         Optimizer.Step(learningRate);
+        Average?.Update();
         return true;
     }
 
@@ -183,15 +187,33 @@ public sealed class TrainingEngine : IDisposable
         int stage = CondensingSchedule.StageAt(progress, options.Model.CondenseFactor);
         if (stage == checkedStage) return 0;
         checkedStage = stage;
-        return ModelCondensing.Apply(Model, progress);
+        int moved = ModelCondensing.Apply(Model, progress);
+        if (moved > 0) Average?.FollowMasks();
+        return moved;
     }
 
-    /// <summary>Writes weights, buffers (masks, BN statistics) and momentum.</summary>
+    /// <summary>Installs masks decided elsewhere (the coordinator's), on the model and its average.</summary>
+    public void InstallMasks(IReadOnlyList<LayerMask> masks)
+    {
+        ModelCondensing.Install(Model, masks);
+        Average?.FollowMasks();
+    }
+
+    /// <summary>Starts from the weights and masks of <paramref name="path"/> (--init-from); returns whether the classifier was left new.</summary>
+    public bool LoadInitialWeights(string path)
+    {
+        bool newClassifier = InitialWeights.Load(Model, path);
+        Average?.Restart();
+        return newClassifier;
+    }
+
+    /// <summary>Writes weights, buffers (masks, BN statistics), momentum and, with --ema, the averaged model.</summary>
     public void SaveState(BinaryWriter writer)
     {
         Model.save(writer);
         writer.Write(Optimizer.Buffers.Length);
         foreach (var buffer in Optimizer.Buffers) WriteTensor(writer, buffer);
+        Average?.Model.save(writer);
     }
 
     /// <summary>Restores what <see cref="SaveState"/> wrote, into this engine's tensors (gradient views stay attached).</summary>
@@ -202,6 +224,27 @@ public sealed class TrainingEngine : IDisposable
         if (count != Optimizer.Buffers.Length)
             throw new InvalidDataException($"the state holds {count} momentum buffers, this model has {Optimizer.Buffers.Length} parameters");
         foreach (var buffer in Optimizer.Buffers) ReadTensor(reader, buffer);
+        Average?.Model.load(reader, strict: true);
+    }
+
+    /// <summary>
+    /// The models a replica state of a job of <paramref name="options"/> holds, for evaluation and export where no
+    /// engine trains (the coordinator): the trained one and, with --ema, its average; momentum is passed over.
+    /// </summary>
+    public static (CondenseNet Trained, CondenseNet? Average) ReadModels(TrainingOptions options, byte[] state, Device device)
+    {
+        using var reader = new BinaryReader(new MemoryStream(state));
+        var trained = new CondenseNet(options.Model);
+        trained.load(reader, strict: true);
+        int buffers = reader.ReadInt32();
+        for (int i = 0; i < buffers; i++) reader.BaseStream.Seek(reader.ReadInt64() * sizeof(float), SeekOrigin.Current);
+        CondenseNet? average = null;
+        if (options.EmaDecay > 0)
+        {
+            average = new CondenseNet(options.Model);
+            average.load(reader, strict: true);
+        }
+        return (trained.to(device), average?.to(device));
     }
 
     static void WriteTensor(BinaryWriter writer, Tensor tensor)
@@ -226,6 +269,7 @@ public sealed class TrainingEngine : IDisposable
     {
         Gradients.Dispose();
         Optimizer.Dispose();
+        Average?.Dispose();
         lasso.Dispose();
         Model.Dispose();
     }

@@ -77,6 +77,13 @@ public sealed record ClassifierRecovered(int Steps, int Samples, Accuracy Recove
     public override string Text() => $"classifier recovery ({Steps} steps on {Samples} training samples): test top-1 {Recovered.Top1:P2}";
 }
 
+/// <summary>The weight average (--ema) was evaluated, masked and converted.</summary>
+public sealed record AverageEvaluated(AverageAccuracy Average) : TrainingEvent
+{
+    public override EventKind Kind => EventKind.Evaluation;
+    public override string Text() => $"weight average (--ema {Average.Decay:G}): test top-1 {Average.Masked.Top1:P2} masked, {Average.Converted.Top1:P2} converted";
+}
+
 /// <summary>The converted model of a checkpoint was exported (the control API's Export).</summary>
 public sealed record ModelExported(long Step, string Path) : TrainingEvent
 {

@@ -23,7 +23,10 @@ public sealed record TrainingSummary(
     long Steps, double Seconds, double MedianImagesPerSecond, double MedianStepMs, string Allocator,
     Accuracy? Masked, Accuracy? OfficialConverted, Accuracy? Recovered, double Sparsity,
     long ParametersBefore, long FlopsBefore, long ParametersAfter, long FlopsAfter,
-    IReadOnlyList<string> Files, string? StoppedEarly, IReadOnlyList<WorkerTimings> Workers);
+    IReadOnlyList<string> Files, string? StoppedEarly, IReadOnlyList<WorkerTimings> Workers, AverageAccuracy? Average = null);
+
+/// <summary>Test accuracy of the weight average (--ema <paramref name="Decay"/>), masked and converted with the official pruned classifier.</summary>
+public sealed record AverageAccuracy(double Decay, Accuracy Masked, Accuracy Converted);
 
 /// <summary>Medians of one worker's steps in milliseconds: the whole step, and its compute, all-reduce wait and data wait.</summary>
 public sealed record WorkerTimings(string Worker, long Steps, double StepMs, double ComputeMs, double AllReduceMs, double DataWaitMs, long LastStepBytesSent = 0);

@@ -26,6 +26,8 @@ public sealed record TrainingOptions
     public bool ScaleLearningRate { get; init; }
     /// <summary>Label smoothing ε of the training loss (0: none, the official recipe).</summary>
     public double LabelSmoothing { get; init; }
+    /// <summary>Decay of an exponential moving average of the weights, evaluated and exported beside them (0: none, the official recipe).</summary>
+    public double EmaDecay { get; init; }
     /// <summary>Clip the step's gradient to this global L2 norm (0: no clipping, the official recipe).</summary>
     public double ClipGradientNorm { get; init; }
     /// <summary>Steps in a row whose gradient is not finite (skipped) before the run stops.</summary>
@@ -49,6 +51,7 @@ public sealed record TrainingOptions
             throw new ArgumentException($"--warmup-epochs {WarmupEpochs} must be at least 0 and fewer than --epochs {Epochs}");
         if (WarmupLearningRate < 0) throw new ArgumentException($"--warmup-lr {WarmupLearningRate} must not be negative");
         if (LabelSmoothing is < 0 or >= 1) throw new ArgumentException($"--label-smoothing {LabelSmoothing} must be in [0, 1)");
+        if (EmaDecay is < 0 or >= 1) throw new ArgumentException($"--ema {EmaDecay} must be in (0, 1), e.g. 0.9999 (0: no average)");
         if (ClipGradientNorm < 0) throw new ArgumentException($"--clip-grad-norm {ClipGradientNorm} must not be negative (0: no clipping)");
         if (MaxSkippedSteps < 0) throw new ArgumentException($"--max-skipped-steps {MaxSkippedSteps} must not be negative");
         if (CheckpointEverySteps < 0) throw new ArgumentException($"--checkpoint-every {CheckpointEverySteps} must not be negative");

@@ -19,10 +19,11 @@ namespace CondenseCluster.Tests.Cluster;
 [Collection(ClusterProcesses.Name)]
 public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.FaultFreeRun reference) : TempFolderTest, IClassFixture<FaultInjectionTests.FaultFreeRun>
 {
-    // 6,000 samples / 48 = 125 steps an epoch, M = 3 micro-batches of 16; with C = 4 masks move before step 21.
+    // 6,000 samples / 48 = 125 steps an epoch, M = 3 micro-batches of 16; with C = 4 masks move before step 21. A
+    // weight average (--ema) is part of every replica's state and checksum, so each recovery and join must keep it too.
     const int LastStep = 24;
     static readonly string[] Job = ["--stages", "2,2", "--growth", "4,8", "--data", BundledData.FashionMnistSubset, "--seed", "7",
-        "--batch-size", "48", "--micro-batches", "3", "--lr", "0.01", "--stop-after", $"{LastStep}", "--recovery-steps", "0"];
+        "--batch-size", "48", "--micro-batches", "3", "--lr", "0.01", "--stop-after", $"{LastStep}", "--recovery-steps", "0", "--ema", "0.9"];
 
     /// <summary>The job without faults, in one process with the same micro-batches: trained once for all scenarios.</summary>
     public sealed class FaultFreeRun : TempFolderTest
@@ -34,10 +35,11 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
             string folder = Path.Combine(Folder, "run");
             var (code, output) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. Job, "--out", folder]);
             Assert.True(code == 0, output);
-            return Path.Combine(folder, "model-trained.ccm");
+            return folder;
         });
 
-        public string Model => model.Value;
+        /// <summary>The run's folder, with model-trained.ccm and model-ema-trained.ccm.</summary>
+        public string Run => model.Value;
     }
 
     [Fact]
@@ -196,14 +198,17 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
     void AssertMatchesFaultFreeRun(Run run, int survivors)
     {
         Assert.Contains(RunEvents.Of<ReplicasAgree>(run.Folder), r => r.Workers == survivors && r.Step == LastStep);
-        var (worst, faultFreeMasks, recoveredMasks) = SavedModels.Compare(reference.Model, Path.Combine(Folder, "run", "model-trained.ccm"));
-        Assert.Equal(faultFreeMasks, recoveredMasks);
-        log.WriteLine($"max relative weight difference from the fault-free run: {worst:E2}");
-        // Float summation order (the ring's sum of N partial sums vs one process's), amplified over 24 steps; a cluster of
-        // one worker equals the single process bit for bit. Measured 2e-7 to 9e-5 in these scenarios with NCHW group
-        // convolutions, and 1.7e-3 (in the first layer's BN bias, whose values are near zero) since they run
-        // channels-last on CPU, whose weight gradient rounds at about 1e-6 relative instead of 1e-7.
-        Assert.True(worst <= 5e-3, $"weights differ from the fault-free run by {worst:E2} relative");
+        foreach (var file in new[] { "model-trained.ccm", "model-ema-trained.ccm" })
+        {
+            var (worst, faultFreeMasks, recoveredMasks) = SavedModels.Compare(Path.Combine(reference.Run, file), Path.Combine(Folder, "run", file));
+            Assert.Equal(faultFreeMasks, recoveredMasks);
+            log.WriteLine($"{file}: max relative weight difference from the fault-free run: {worst:E2}");
+            // Float summation order (the ring's sum of N partial sums vs one process's), amplified over 24 steps; a cluster of
+            // one worker equals the single process bit for bit. Measured 2e-7 to 9e-5 in these scenarios with NCHW group
+            // convolutions, and 1.7e-3 (in the first layer's BN bias, whose values are near zero) since they run
+            // channels-last on CPU, whose weight gradient rounds at about 1e-6 relative instead of 1e-7.
+            Assert.True(worst <= 5e-3, $"{file}: weights differ from the fault-free run by {worst:E2} relative");
+        }
     }
 
     ITestOutputHelper Log => log;

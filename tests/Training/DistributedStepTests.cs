@@ -23,21 +23,31 @@ public class DistributedStepTests
     static readonly IImageDataset Data = new NoiseImages(64);
     static readonly MicroBatchPlan Plan = new(Job.BatchSize, Job.MicroBatches, Data.Count, Epochs: 1);
 
-    [Fact]
-    public async Task TwoReplicasOverARingEndWithTheSingleProcessesWeightsAndMasks()
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.9)] // with the weight average, which the checksums then cover
+    public async Task TwoReplicasOverARingEndWithTheSingleProcessesWeightsAndMasks(double emaDecay)
     {
-        using var single = new TrainingEngine(Job, CPU);
+        var job = Job with { EmaDecay = emaDecay };
+        using var single = new TrainingEngine(job, CPU);
         Train(single, new DistributedStep(single, Plan, SingleRank.Instance, Exchange), rank: 0, size: 1);
 
         var ring = new InMemoryRing(2);
-        using var first = new TrainingEngine(Job, CPU);
-        using var second = new TrainingEngine(Job, CPU);
+        using var first = new TrainingEngine(job, CPU);
+        using var second = new TrainingEngine(job, CPU);
         var steps = new[] { first, second }.Select((engine, rank) => new DistributedStep(engine, Plan, ring.Member(rank), Exchange)).ToArray();
         Assert.Equal([[0], [1]], steps.Select(s => s.MicroBatches.ToArray()));
         await Task.WhenAll(new[] { first, second }.Select((engine, rank) => Task.Run(() => Train(engine, steps[rank], rank, size: 2))));
 
-        Assert.Equal(ReplicaChecksum.Weights(single.Model), ReplicaChecksum.Weights(first.Model));
-        Assert.Equal(ReplicaChecksum.Weights(first.Model), ReplicaChecksum.Weights(second.Model));
+        Assert.Equal(ReplicaChecksum.Weights(single), ReplicaChecksum.Weights(first));
+        Assert.Equal(ReplicaChecksum.Weights(first), ReplicaChecksum.Weights(second));
+        if (emaDecay > 0)
+        {
+            // Each replica's running statistics, and so their averages, saw its own micro-batches; averaged, they agree.
+            await Task.WhenAll(steps.Select(s => Task.Run(() => s.AverageBatchNorm(Steps))));
+            foreach (var (a, b) in WeightAverage.RunningStatistics(first.Average!.Model).Zip(WeightAverage.RunningStatistics(second.Average!.Model)))
+                Assert.True(Tensors.Identical(a, b));
+        }
         Assert.Equal(ModelCondensing.Checksum(ModelCondensing.Masks(single.Model)), ModelCondensing.Checksum(ModelCondensing.Masks(second.Model)));
         // Condensed layers' dropped entries did not cross the ring: fewer values than the buffer holds.
         Assert.True(ring.ValuesSummed < Steps * single.Gradients.Length, $"{ring.ValuesSummed} values summed");
