@@ -28,12 +28,14 @@ static class ControlCommands
         var output = new Option<string?>("--out") { Description = "output folder on the coordinator's machine" };
         var workers = new Option<int>("--workers") { Description = "workers the job waits for (0: the coordinator's --workers)" };
         var resume = new Option<string?>("--resume") { Description = "checkpoint file or run folder on the coordinator's machine to continue" };
-        yield return Client("start", "start a job on an idle coordinator", [config, output, workers, resume], async (control, headers, result) =>
+        var initFrom = new Option<string?>("--init-from") { Description = "training-form model (.ccm/.pt) on the coordinator's machine whose weights and masks the job starts from" };
+        yield return Client("start", "start a job on an idle coordinator", [config, output, workers, resume, initFrom], async (control, headers, result) =>
         {
             var request = new StartJobRequest
             {
                 Configuration = result.GetValue(config) is { } file ? await File.ReadAllTextAsync(file.FullName) : "",
                 Output = result.GetValue(output) ?? "", Workers = result.GetValue(workers), Resume = result.GetValue(resume) ?? "",
+                InitFrom = result.GetValue(initFrom) ?? "",
             };
             var status = await control.StartJobAsync(request, headers);
             AnsiConsole.MarkupLine($"started: [bold]{Markup.Escape(status.Description)}[/], output {Markup.Escape(status.OutputFolder)}");

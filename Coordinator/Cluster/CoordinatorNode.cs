@@ -63,7 +63,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         bool announced = false;
         try
         {
-            var (run, workers, options, data, resume, events) = Prepare(request);
+            var (run, workers, options, data, start, events) = Prepare(request);
             Directory.CreateDirectory(run.OutputFolder);
             File.WriteAllText(Path.Combine(run.OutputFolder, "job.json"), JsonSerializer.Serialize(options, new JsonSerializerOptions { WriteIndented = true }));
             logs = new RunLogs(run.OutputFolder);
@@ -71,14 +71,11 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             monitor.JobAccepted($"{options.Arch} on {data.Train.Description}", run.OutputFolder);
             announced = true;
             foreach (var e in events) observer.Event(e);
-            if (resume is not null) observer.Event(new ResumedFromCheckpoint(resume.Path, resume.Header.Step));
             if (LearningRate.Scaled(options) is { } scaled) observer.Event(scaled);
 
             var jobCluster = cluster with { ExpectedWorkers = workers };
             var accepted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var ended = new TaskCompletionSource<JobOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var start = resume is not null ? new StartingState(resume.Header.Step, resume.ReadState(), resume.Path)
-                : run.InitFrom is { } from ? InitialState(options, from, observer) : null;
             coordinator.Tell(new StartJob(host => new TrainingJob(options, run, data, start, jobCluster, observer, host, states), accepted, ended));
             await accepted.Task;
 
@@ -107,17 +104,20 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
     }
 
     /// <summary>The replica state of step 0 with the weights and masks of <paramref name="path"/> (--init-from), for the workers to load.</summary>
-    static StartingState InitialState(TrainingOptions options, string path, ITrainingObserver observer)
+    static StartingState InitialState(TrainingOptions options, string path, Action<TrainingEvent> report)
     {
         using var engine = new TrainingEngine(options, torch.CPU);
-        observer.Event(new InitializedFrom(path, engine.LoadInitialWeights(path)));
+        report(new InitializedFrom(path, engine.LoadInitialWeights(path)));
         using var state = new MemoryStream();
         using (var writer = new BinaryWriter(state, System.Text.Encoding.UTF8, leaveOpen: true)) engine.SaveState(writer);
         return new StartingState(0, state.ToArray(), path);
     }
 
-    /// <summary>Everything a job needs before it starts, checked: where it runs, its configuration, its data, its resume point.</summary>
-    (RunSettings Run, int Workers, TrainingOptions Options, (IImageDataset Train, IImageDataset Test) Data, LoadedCheckpoint? Resume, List<TrainingEvent> Events)
+    /// <summary>
+    /// Everything a job needs before it starts, checked: where it runs, its configuration, its data, the state it starts
+    /// from (a checkpoint's, --init-from's, or none: the seed's), and the events of finding them.
+    /// </summary>
+    (RunSettings Run, int Workers, TrainingOptions Options, (IImageDataset Train, IImageDataset Test) Data, StartingState? Start, List<TrainingEvent> Events)
         Prepare(JobRequest request)
     {
         var run = defaults with { OutputFolder = OutputFolder(request), ResumeFrom = request.Resume, StopAfterStep = request.StopAfterStep, InitFrom = request.InitFrom };
@@ -135,7 +135,14 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             new MicroBatchPlan(options.BatchSize, options.MicroBatches, opened.Train.Count, options.Epochs).Validate();
             return opened;
         });
-        return (run, workers, options, data, resume, events);
+        StartingState? start = null;
+        if (resume is not null)
+        {
+            events.Add(new ResumedFromCheckpoint(resume.Path, resume.Header.Step));
+            start = new StartingState(resume.Header.Step, resume.ReadState(), resume.Path);
+        }
+        else if (run.InitFrom is { } from) start = Checked("init-from", () => InitialState(options, from, events.Add));
+        return (run, workers, options, data, start, events);
     }
 
     /// <summary>Runs a part of a request's preparation; what it finds wrong is a fault of <paramref name="field"/>.</summary>

@@ -25,7 +25,7 @@ public sealed class ControlService(IJobControl jobs, JobMonitor monitor) : Share
         else if (request.Resume.Length == 0) throw Invalid("configuration", "is empty: send a job configuration as JSON (a run's job.json), or resume");
         try
         {
-            await jobs.StartAsync(new JobRequest(options, Blank(request.Output), request.Workers, Blank(request.Resume)));
+            await jobs.StartAsync(new JobRequest(options, Blank(request.Output), request.Workers, Blank(request.Resume), InitFrom: Blank(request.InitFrom)));
         }
         catch (InvalidOperationException e) { throw Refused(e.Message); }
         catch (JobRequestException e) { throw Invalid(e.Field, e.Message); }

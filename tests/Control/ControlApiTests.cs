@@ -167,5 +167,14 @@ public class ControlApiTests(ServingCoordinator coordinator, ITestOutputHelper l
             await client.StartJobAsync(new StartJobRequest { Resume = Path.Combine(coordinator.Folder, "no-such-run") }, ServingCoordinator.Bearer()));
         Assert.Equal(StatusCode.InvalidArgument, resume.StatusCode);
         Assert.StartsWith("resume: ", resume.Status.Detail);
+
+        // Weights to start from of another model: refused before the job starts, with what does not fit.
+        string wider = Path.Combine(coordinator.Folder, "wider.ccm");
+        using (var model = new CondenseNet(ServingCoordinator.TinyModel with { Growth = [8, 8] })) ModelFile.Save(model, wider);
+        var initFrom = await Assert.ThrowsAsync<RpcException>(async () =>
+            await client.StartJobAsync(new StartJobRequest { Configuration = ServingCoordinator.TinyJob(), InitFrom = wider }, ServingCoordinator.Bearer()));
+        Assert.Equal(StatusCode.InvalidArgument, initFrom.StatusCode);
+        Assert.StartsWith($"init-from: --init-from '{wider}' is not a training-form model of", initFrom.Status.Detail);
+        Assert.Contains("of another shape", initFrom.Status.Detail);
     }
 }
