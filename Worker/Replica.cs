@@ -5,6 +5,7 @@ using CondenseCluster.Shared.Cluster;
 using CondenseCluster.Shared.Comm;
 using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -179,7 +180,7 @@ sealed class Replica : IAsyncDisposable
             checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine) : null;
             var (loss, correct, samples) = outcome.Total;
             report(new StepReport(settings.WorkerId, s, loss, correct, samples, outcome.ComputeMs, outcome.ExchangeWaitMs, outcome.DataWaitMs, checksum,
-                dataPlane.BytesSent - sentBefore, outcome.UpdateSkipped));
+                dataPlane.BytesSent - sentBefore, outcome.UpdateSkipped, ProcessMemory.Read().Resident));
             if (outcome.Stop)
             {
                 Interlocked.Exchange(ref yieldGeneration, -1);

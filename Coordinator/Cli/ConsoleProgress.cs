@@ -69,10 +69,11 @@ sealed class ConsoleProgress(TextWriter output, bool interactive, TimeSpan plain
         console.Write(table);
         if (s.Workers.Count > 0)
         {
-            var workers = new Table().AddColumns("worker", "steps", "step ms", "compute ms", "all-reduce wait ms", "data wait ms", "MB sent, last step");
+            var workers = new Table().AddColumns("worker", "steps", "step ms", "compute ms", "all-reduce wait ms", "data wait ms", "MB sent, last step",
+                "peak resident MB");
             foreach (var w in s.Workers)
                 workers.AddRow(w.Worker, w.Steps.ToString("N0"), $"{w.StepMs:F0}", $"{w.ComputeMs:F0}", $"{w.AllReduceMs:F1}", $"{w.DataWaitMs:F1}",
-                    $"{w.LastStepBytesSent / 1e6:F2}");
+                    $"{w.LastStepBytesSent / 1e6:F2}", $"{w.PeakResidentBytes / 1e6:F0}");
             Line("per worker (medians):");
             console.Write(workers);
         }

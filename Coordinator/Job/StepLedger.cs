@@ -42,6 +42,6 @@ sealed class StepLedger
             var reports = w.Value;
             return new WorkerTimings(w.Key, reports.Count, Statistics.Median(reports.Select(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs)),
                 Statistics.Median(reports.Select(r => r.ComputeMs)), Statistics.Median(reports.Select(r => r.AllReduceMs)),
-                Statistics.Median(reports.Select(r => r.DataWaitMs)), reports.MaxBy(r => r.Step)!.AllReduceBytes);
+                Statistics.Median(reports.Select(r => r.DataWaitMs)), reports.MaxBy(r => r.Step)!.AllReduceBytes, reports.Max(r => r.ResidentBytes));
         }).ToArray();
 }

@@ -55,11 +55,13 @@ public sealed record RunSteps(long From, long To);
 
 /// <summary>
 /// What one worker did in one step: its share of the loss and accuracy, and where its time went (milliseconds).
-/// Every <see cref="JoinJob.ChecksumEvery"/> steps it carries the weight checksum.
+/// Every <see cref="JoinJob.ChecksumEvery"/> steps it carries the weight checksum. <paramref name="ResidentBytes"/>: the
+/// worker process's resident memory after the step (libtorch's native memory included).
 /// </summary>
 public sealed record StepReport(
     string WorkerId, long Step, double LossSum, int Correct, int Samples,
-    double ComputeMs, double AllReduceMs, double DataWaitMs, string? WeightChecksum, long AllReduceBytes = 0, bool UpdateSkipped = false) : IWorkerReply;
+    double ComputeMs, double AllReduceMs, double DataWaitMs, string? WeightChecksum, long AllReduceBytes = 0, bool UpdateSkipped = false,
+    long ResidentBytes = 0) : IWorkerReply;
 
 /// <summary>
 /// End the running segment early, so that a joining worker can be admitted: every replica of ring generation

@@ -28,8 +28,12 @@ public sealed record TrainingSummary(
 /// <summary>Test accuracy of the weight average (--ema <paramref name="Decay"/>), masked and converted with the official pruned classifier.</summary>
 public sealed record AverageAccuracy(double Decay, Accuracy Masked, Accuracy Converted);
 
-/// <summary>Medians of one worker's steps in milliseconds: the whole step, and its compute, all-reduce wait and data wait.</summary>
-public sealed record WorkerTimings(string Worker, long Steps, double StepMs, double ComputeMs, double AllReduceMs, double DataWaitMs, long LastStepBytesSent = 0);
+/// <summary>
+/// Medians of one worker's steps in milliseconds: the whole step, and its compute, all-reduce wait and data wait; the
+/// bytes it sent in its last step, and the most resident memory its process reported after a step.
+/// </summary>
+public sealed record WorkerTimings(string Worker, long Steps, double StepMs, double ComputeMs, double AllReduceMs, double DataWaitMs, long LastStepBytesSent = 0,
+    long PeakResidentBytes = 0);
 
 /// <summary>
 /// What a notable event is about; the dashboard's event log shows it. <see cref="Recovery"/> marks the steps of a

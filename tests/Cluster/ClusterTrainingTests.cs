@@ -138,6 +138,25 @@ public class ClusterTrainingTests(ITestOutputHelper log) : TempFolderTest
     }
 
     [Fact]
+    public void SixteenWorkerProcessesTrainThroughEveryStageEvaluateCheckpointAndConvert()
+    {
+        // 6,000 samples / 256 = 23 steps of 16 micro-batches of 16; with C = 4 the stages move before steps 4, 8 and 12.
+        string run = OnCluster("sixteen", [.. TinyModel, "--local-workers", "16", "--batch-size", "256", "--checkpoint-every", "10", "--recovery-steps", "0"]);
+        Assert.Equal(16, RunEvents.Single<ClusterFormed>(run).Ranks.Count);
+        Assert.Equal([(1L, 4L), (2, 8), (3, 12)], RunEvents.Of<MasksDecided>(run).Select(m => (m.Version, m.Step)));
+        Assert.Equal([1L, 2, 3], RunEvents.Of<MasksInForce>(run).Where(m => m.Workers == 16).Select(m => m.Version));
+        Assert.Equal([10L, 20, 23], RunEvents.Of<CheckpointWritten>(run).Select(c => c.Step));
+        Assert.Equal((16, 23L), (RunEvents.Single<ReplicasAgree>(run).Workers, RunEvents.Single<ReplicasAgree>(run).Step));
+        Assert.Equal(1000, Assert.Single(RunEvents.Lines(run, "epoch")).As<EpochMetrics>().Test.Samples); // 16 shards of the test set
+        Assert.True(RunEvents.Single<ModelConverted>(run).Converted.Samples > 0);
+        var workers = RunEvents.Lines(run, "summary")[0].As<TrainingSummary>().Workers;
+        Assert.Equal(16, workers.Count);
+        Assert.All(workers, w => Assert.Equal(23, w.Steps));
+        foreach (var w in workers) log.WriteLine($"{w.Worker}: peak resident {w.PeakResidentBytes / 1e6:F0} MB, median step {w.StepMs:F0} ms");
+        Assert.All(workers, w => Assert.InRange(w.PeakResidentBytes, 50_000_000, 2_000_000_000));
+    }
+
+    [Fact]
     public void HalfPrecisionGradientsKeepTheReplicasIdenticalAndTrainAsFloat32Does()
     {
         string Train(string name, params string[] extra)
