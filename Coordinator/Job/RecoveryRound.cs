@@ -13,7 +13,11 @@ sealed record RecoveryPlan(long Step, JobMember Source, IReadOnlyList<string> Be
 /// </summary>
 sealed class RecoveryRound
 {
+    /// <summary>Recoveries in a row that continue from the same step before the job gives up: its ring keeps failing for a cause no recovery removes.</summary>
+    public const int MaxFruitless = 5;
+
     readonly Dictionary<string, long> stoppedAt = [];
+    long lastStep = -1;
 
     /// <summary>Time since the recovery (or the admission of new workers) began.</summary>
     public Stopwatch Clock { get; } = new();
@@ -29,6 +33,9 @@ sealed class RecoveryRound
 
     public void Forget(string workerId) => stoppedAt.Remove(workerId);
 
+    /// <summary>How many recoveries in a row, after a first, continued from the step the one before did: no step was done in between.</summary>
+    public int Fruitless { get; private set; }
+
     /// <summary>
     /// Every survivor stands idle at a whole step, the furthest ones one step ahead at most (a step completes on one
     /// replica only once all have sent their gradients): continue from the furthest, the first member there the source.
@@ -36,6 +43,8 @@ sealed class RecoveryRound
     public RecoveryPlan Plan(IReadOnlyList<JobMember> members)
     {
         long furthest = members.Max(m => stoppedAt[m.Id]);
+        Fruitless = furthest > lastStep ? 0 : Fruitless + 1;
+        lastStep = furthest;
         var source = members.First(m => stoppedAt[m.Id] == furthest);
         return new RecoveryPlan(furthest, source, members.Where(m => stoppedAt[m.Id] < furthest).Select(m => m.Id).ToArray());
     }

@@ -91,6 +91,13 @@ public sealed partial class TrainingJob
     {
         var continueFrom = recovery.Plan(membership.Members);
         long furthest = continueFrom.Step;
+        if (recovery.Fruitless >= RecoveryRound.MaxFruitless)
+        {
+            Fail($"the ring failed {recovery.Fruitless + 1} times in a row without a step done (at step {furthest}; the last: {ring.Why}). " +
+                 "No recovery removes the cause: look for workers of another job under the same names, or a network that drops the ring's " +
+                 $"connections, then resume with --resume {run.OutputFolder}");
+            return;
+        }
         // Steps some survivor completed count with the reports there are; reports of steps to be redone are dropped.
         foreach (var reports in ledger.Settle(furthest)) StepCompleted(reports);
         // What follows the new ring: the start (Formed starts a job that had not, or loads its state again), the interrupted

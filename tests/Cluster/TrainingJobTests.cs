@@ -223,6 +223,30 @@ public class TrainingJobTests : TempFolderTest
     }
 
     [Fact]
+    public void ARingThatFailsAgainAndAgainWithoutAStepDoneEndsTheJobWithItsCause()
+    {
+        string[] workers = ["worker-1", "worker-2"];
+        var job = StartedJob(workers);
+        long generation = 1;
+        void BreakAndReform(long at)
+        {
+            job.Handle(new RingBroken("worker-2", generation++, "connection reset by peer"));
+            Reformed(job, workers, at);
+        }
+        BreakAndReform(at: 0);
+        // The workers stand one step further at the next recovery: a step was done, the count starts there.
+        for (int i = 0; i < RecoveryRound.MaxFruitless; i++) BreakAndReform(at: 1);
+        Assert.Empty(observer.Of<JobFailed>());
+
+        job.Handle(new RingBroken("worker-2", generation, "connection reset by peer"));
+        foreach (var w in workers) job.Handle(new StepsAborted(w, 1));
+        Assert.Equal(1, host.ExitCode);
+        var failed = Assert.Single(observer.Of<JobFailed>());
+        Assert.StartsWith($"the ring failed {RecoveryRound.MaxFruitless + 1} times in a row without a step done (at step 1; " +
+            "the last: recovered from worker-2's ring broke: connection reset by peer", failed.Error);
+    }
+
+    [Fact]
     public void AgreeingStepReportsBecomeOneGlobalStep()
     {
         string[] workers = ["worker-1", "worker-2"];
