@@ -124,8 +124,12 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         int workers = request.Workers > 0 ? request.Workers : cluster.ExpectedWorkers;
         if (workers < cluster.LocalWorkers) throw new JobRequestException("workers", $"{workers} must be at least the {cluster.LocalWorkers} local workers");
         var events = new List<TrainingEvent>();
-        var resume = Checked("resume", () => CheckpointStore.Resolve(run.ResumeFrom, events.Add));
-        var options = resume?.Header.Options ?? request.Options
+        var uncheckpointed = Checked("resume", () => UncheckpointedRun(run.ResumeFrom, run.OutputFolder));
+        var resume = uncheckpointed is null ? Checked("resume", () => CheckpointStore.Resolve(run.ResumeFrom, events.Add)) : null;
+        if (uncheckpointed is not null)
+            events.Add(new Notice($"{run.OutputFolder} holds no checkpoint yet: the job starts again with its job.json, and continues from the " +
+                                  "workers' memory where they still hold it", EventKind.Checkpoint));
+        var options = resume?.Header.Options ?? uncheckpointed ?? request.Options
             ?? throw new JobRequestException("configuration", "a job needs a configuration, or a checkpoint to resume from");
         var data = Checked("configuration", () =>
         {
@@ -143,6 +147,25 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         }
         else if (run.InitFrom is { } from) start = Checked("init-from", () => InitialState(options, from, events.Add));
         return (run, workers, options, data, start, events);
+    }
+
+    /// <summary>
+    /// The configuration of a run that --resume names as a folder with a job.json but no checkpoint yet (a coordinator
+    /// restarted before its first one): its workers may still hold the job, so it is not given up. Null otherwise.
+    /// </summary>
+    static TrainingOptions? UncheckpointedRun(string? resumeFrom, string runFolder)
+    {
+        string job = Path.Combine(runFolder, "job.json");
+        if (resumeFrom is null || !Directory.Exists(resumeFrom) || !File.Exists(job)) return null;
+        if (new CheckpointStore(Path.Combine(runFolder, "checkpoints")).List().Count > 0) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<TrainingOptions>(File.ReadAllText(job)) ?? throw new JsonException("it is null");
+        }
+        catch (JsonException e)
+        {
+            throw new CorruptFileException($"{job} is not a job configuration ({e.Message}); start the job again with its options instead of --resume");
+        }
     }
 
     /// <summary>Runs a part of a request's preparation; what it finds wrong is a fault of <paramref name="field"/>.</summary>
