@@ -56,7 +56,10 @@ public class ImageNetPathTests(ITestOutputHelper log) : TempFolderTest
         Assert.Equal(recorded.Loss, evaluated.GetProperty("Loss").GetDouble(), 4);
     }
 
-    /// <summary>The validation images, preprocessed as evaluation does, through our model and through PyTorch's load of the export.</summary>
+    /// <summary>
+    /// The validation images, preprocessed as evaluation does, through our model and through PyTorch's load of the export.
+    /// The script's module tree sizes pool_last from the input (2 at 64 px); the official code fixes it at 7, for 224 px.
+    /// </summary>
     void AssertPyTorchGivesOurLogits(CondenseNet model, string exported, string data)
     {
         var (_, val) = Datasets.Open("imagenet", data, _ => { }, model.Config.InputSize);
