@@ -97,8 +97,8 @@ sealed class Replica : IAsyncDisposable
             engine = null;
             jobKey = null;
             jobOptions.Validate();
-            if (data is null || options?.Dataset != jobOptions.Dataset || options?.DataDir != jobOptions.DataDir)
-                data = Datasets.Open(jobOptions.Dataset, settings.DataDir ?? jobOptions.DataDir, log);
+            if (data is null || options?.Dataset != jobOptions.Dataset || options?.DataDir != jobOptions.DataDir || data.Value.Train.Size != jobOptions.Model.InputSize)
+                data = Datasets.Open(jobOptions.Dataset, settings.DataDir ?? jobOptions.DataDir, log, jobOptions.Model.InputSize);
             Datasets.CheckFits(data.Value.Train, jobOptions.Model);
             plan = new MicroBatchPlan(jobOptions.BatchSize, jobOptions.MicroBatches, data.Value.Train.Count, jobOptions.Epochs);
             plan.Validate();

@@ -31,6 +31,26 @@ public class CliTests : TempFolderTest
     }
 
     [Fact]
+    public void ImageNetAtAReducedImageSizeKeepsTheArchitectureOnSmallerMaps()
+    {
+        var (code, output) = Coordinator("model", "info", "--arch", "condensenet-74-c4", "--dataset", "imagenet", "--image-size", "64");
+        Assert.True(code == 0, output);
+        Assert.Contains("condensenet-74-c4", output);
+        Assert.Contains("3x64x64 input, 1000 classes", output);
+    }
+
+    [Theory]
+    [InlineData("imagenet", "50", "error: input size 50 with stem stride 2 cannot be halved 4 times between blocks; use a multiple of 32")]
+    [InlineData("cifar10", "64", "error: --image-size applies to imagenet only; cifar10 images have a fixed size (32x32)")]
+    public void AnImageSizeTheModelCannotTakeIsOneClearErrorLine(string dataset, string size, string message)
+    {
+        var (code, output) = Coordinator("model", "info", "--arch", "condensenet-74-c4", "--dataset", dataset, "--image-size", size);
+        Assert.Equal(1, code);
+        Assert.Contains(message, output);
+        Assert.DoesNotContain("   at ", output);
+    }
+
+    [Fact]
     public void AnUnknownGradientPrecisionIsOneClearErrorLine()
     {
         var (code, output) = Coordinator(["train", "--gradient-precision", "fp8", .. Cluster.ClusterProcesses.FreeControlPorts, "--port", "0"]);

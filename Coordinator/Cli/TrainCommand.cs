@@ -51,7 +51,7 @@ static class TrainCommand
             var options = new TrainingOptions
             {
                 Arch = model.Describe(result),
-                Model = model.Build(result) with { DropoutRate = result.GetValue(dropout) },
+                Model = model.Build(result, result.GetValue(data)) with { DropoutRate = result.GetValue(dropout) },
                 Dataset = result.GetValue(model.Dataset)!,
                 DataDir = result.GetValue(data),
                 Epochs = result.GetValue(epochs),

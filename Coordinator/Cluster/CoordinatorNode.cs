@@ -134,7 +134,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         var data = Checked("configuration", () =>
         {
             options.Validate();
-            var opened = Datasets.Open(options.Dataset, options.DataDir, message => events.Add(new Notice(message)));
+            var opened = Datasets.Open(options.Dataset, options.DataDir, message => events.Add(new Notice(message)), options.Model.InputSize);
             Datasets.CheckFits(opened.Train, options.Model);
             new MicroBatchPlan(options.BatchSize, options.MicroBatches, opened.Train.Count, options.Epochs).Validate();
             return opened;

@@ -22,7 +22,7 @@ public static class LocalTraining
         var options = resume?.Header.Options ?? requested;
         options.Validate();
 
-        var (train, test) = Datasets.Open(options.Dataset, options.DataDir, message => observer.Event(new Notice(message)));
+        var (train, test) = Datasets.Open(options.Dataset, options.DataDir, message => observer.Event(new Notice(message)), options.Model.InputSize);
         Datasets.CheckFits(train, options.Model);
         var plan = new MicroBatchPlan(options.BatchSize, options.MicroBatches, train.Count, options.Epochs);
         plan.Validate();
