@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using CondenseCluster.Coordinator.Cluster;
 using CondenseCluster.Coordinator.Control;
 using CondenseCluster.Coordinator.Job;
@@ -52,7 +51,9 @@ sealed class NodeOptions
 
     /// <summary>
     /// Starts the coordinator node and its control plane, runs <paramref name="body"/> with them, and shuts both down.
-    /// Ctrl+C or SIGTERM stops the running job first (its newest checkpoint stays the place to resume from).
+    /// The first SIGINT (Ctrl+C) or SIGTERM stops the running job gracefully: the step in flight completes, its boundary
+    /// is checkpointed, the job ends (within a step plus the state fetch and the write); a second one stops it at once.
+    /// <paramref name="body"/>'s token is cancelled at the first.
     /// </summary>
     public int Run(ParseResult result, string allocator, Func<CoordinatorNode, CancellationToken, Task<int>> body)
     {
@@ -76,19 +77,14 @@ sealed class NodeOptions
         {
             console.Event(new Notice($"control API at {control.ApiAddress} (gRPC); dashboard at {control.WebAddress}/ ; metrics at {control.WebAddress}/metrics"));
             using var interrupted = new CancellationTokenSource();
-            ConsoleCancelEventHandler ctrlC = (_, e) =>
+            using var signals = new StopSignals((signal, repeated) =>
             {
-                e.Cancel = true;
-                interrupted.Cancel();
-            };
-            Console.CancelKeyPress += ctrlC;
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal =>
-            {
-                signal.Cancel = true;
+                console.Event(new Notice(repeated ? $"{signal} again: stopping the job at once"
+                    : $"{signal}: stopping the job after the step in flight, with a checkpoint (send it again to stop at once)"));
+                _ = StopRunning(node, signal, now: repeated);
                 interrupted.Cancel();
             });
-            try { return body(node, interrupted.Token).GetAwaiter().GetResult(); }
-            finally { Console.CancelKeyPress -= ctrlC; }
+            return body(node, interrupted.Token).GetAwaiter().GetResult();
         }
         finally
         {
@@ -96,10 +92,10 @@ sealed class NodeOptions
         }
     }
 
-    /// <summary>Stops the running job if there is one, and waits for it to end.</summary>
-    public static async Task StopRunning(CoordinatorNode node, string by)
+    /// <summary>Stops the running job if there is one (gracefully, or <paramref name="now"/>), and waits for it to end.</summary>
+    public static async Task StopRunning(CoordinatorNode node, string by, bool now)
     {
-        try { await node.StopAsync(by); }
+        try { await node.StopAsync(by, now); }
         catch (InvalidOperationException) { } // no job runs
     }
 

@@ -12,10 +12,10 @@ static class ServeCommand
         foreach (var option in node.All) command.Options.Add(option);
         command.SetAction(result => node.Run(result, allocator, async (coordinator, interrupted) =>
         {
-            Console.WriteLine("waiting for jobs from the control API; Ctrl+C stops");
+            Console.WriteLine("waiting for jobs from the control API; Ctrl+C or SIGTERM stops (a running job with a checkpoint first)");
             try { await Task.Delay(Timeout.Infinite, interrupted); }
             catch (OperationCanceledException) { }
-            await NodeOptions.StopRunning(coordinator, "the coordinator's shutdown");
+            await NodeOptions.StopRunning(coordinator, "the coordinator's shutdown", now: false);
             return 0;
         }));
         return command;

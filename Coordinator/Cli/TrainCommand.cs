@@ -77,7 +77,8 @@ static class TrainCommand
             return node.Run(result, allocator, async (coordinator, interrupted) =>
             {
                 var ended = await coordinator.StartAsync(request);
-                using var stop = interrupted.Register(() => _ = NodeOptions.StopRunning(coordinator, "Ctrl+C"));
+                // A signal that came while the job was being prepared stops it now.
+                using var stop = interrupted.Register(() => _ = NodeOptions.StopRunning(coordinator, "a stop signal", now: false));
                 return (await ended).ExitCode;
             });
         });

@@ -87,7 +87,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             {
                 local.Dispose();
                 jobLogs.Dispose();
-                monitor.JobEnded(t.Result.ExitCode, t.Result.Reason);
+                monitor.JobEnded(t.Result.End, t.Result.Reason);
                 lock (gate) running = false;
                 return t.Result;
             }, TaskScheduler.Default);
@@ -96,7 +96,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         }
         catch (Exception e)
         {
-            if (announced) monitor.JobEnded(1, e.Message);
+            if (announced) monitor.JobEnded(JobEnd.Failed, e.Message);
             logs?.Dispose();
             lock (gate) running = false;
             throw;
@@ -179,11 +179,14 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         }
     }
 
-    /// <summary>Stops the running job (its newest checkpoint stays the place to resume from); the task ends with it.</summary>
-    public Task<JobOutcome> StopAsync(string by)
+    /// <summary>
+    /// Stops the running job: gracefully (the step in flight completes, its boundary is checkpointed, then the job
+    /// ends), or <paramref name="now"/> (its newest checkpoint stays the place to resume from). The task ends with the job.
+    /// </summary>
+    public Task<JobOutcome> StopAsync(string by, bool now)
     {
         var current = Current() ?? throw new InvalidOperationException("no job is running");
-        coordinator.Tell(new StopJob(by));
+        coordinator.Tell(new StopJob(by, now));
         return current.Ended;
     }
 

@@ -114,7 +114,7 @@ public sealed class ControlServer : IAsyncDisposable
                 await http.Response.Body.FlushAsync(http.RequestAborted);
             }
         });
-        web.MapPost("/api/stop", (HttpRequest http) => Control(http, token, async () => $"the job stopped: {(await jobs.StopAsync("the dashboard")).Reason}"));
+        web.MapPost("/api/stop", (HttpRequest http) => Control(http, token, async () => $"the job stopped: {(await jobs.StopAsync("the dashboard", now: false)).Reason}"));
         web.MapPost("/api/checkpoint", (HttpRequest http) => Control(http, token, async () =>
         {
             var (path, step) = await jobs.CheckpointAsync();

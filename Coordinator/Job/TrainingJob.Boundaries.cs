@@ -20,6 +20,11 @@ public sealed partial class TrainingJob
 
     void Next()
     {
+        if (stopping is not null)
+        {
+            StopAtBoundary();
+            return;
+        }
         current = boundaries[0];
         boundaries.RemoveAt(0);
         switch (current)
@@ -35,6 +40,7 @@ public sealed partial class TrainingJob
                 break;
             case JobBoundary.Run:
                 phase = Phase.Running;
+                segmentCut = false;
                 (runFrom, runTo) = (step, schedule.NextBoundary(step));
                 AskAll(new RunSteps(step, runTo));
                 break;
@@ -59,6 +65,28 @@ public sealed partial class TrainingJob
                 AskAll(new PrepareState(step));
                 break;
         }
+    }
+
+    /// <summary>A graceful stop at this step boundary: its state is checkpointed (unless that is under way already), then the job ends.</summary>
+    void StopAtBoundary()
+    {
+        if (checkpoints.Last is { } last && last.Step == step)
+        {
+            Halt(last.Writing);
+            return;
+        }
+        current = JobBoundary.Checkpoint;
+        phase = Phase.PreparingState;
+        AskAll(new PrepareState(step));
+    }
+
+    /// <summary>The checkpoint a graceful stop ends with is being written: the job ends once it is on disk.</summary>
+    void Halt(Task<string> writing)
+    {
+        phase = Phase.Stopping;
+        attempt++; // work still running for the job (the end's conversion) is of no use now
+        long at = step;
+        Background("writing the checkpoint to stop at", async () => new StopCheckpointed(await writing, at));
     }
 
     void Record(StepReport report)
@@ -140,7 +168,7 @@ public sealed partial class TrainingJob
     {
         long at = step;
         var writing = checkpoints.Write(at, state);
-        if (current == JobBoundary.Checkpoint)
+        if (current == JobBoundary.Checkpoint || stopping is not null) // a stop's checkpoint is written as any other; Next then ends the job
         {
             host.Background(async () => new CheckpointSaved(await writing, at), error => new CheckpointFailed(error));
             Next();
