@@ -40,6 +40,16 @@ public class CliTests : TempFolderTest
     }
 
     [Fact]
+    public void ANegativeCheckpointIntervalInMinutesIsOneClearErrorLineBeforeAnyClusterStarts()
+    {
+        var (code, output) = Coordinator(["train", "--checkpoint-every-minutes", "-5", .. Cluster.ClusterProcesses.FreeControlPorts, "--port", "0"]);
+        Assert.Equal(1, code);
+        Assert.Contains("error: --checkpoint-every-minutes -5 must be a finite number of minutes, at least 0 (0: no timed checkpoints)", output);
+        Assert.DoesNotContain("control API at", output);
+        Assert.DoesNotContain("   at ", output);
+    }
+
+    [Fact]
     public void AnInvalidConfigurationIsOneClearErrorLine()
     {
         var (code, output) = Coordinator("model", "info", "--groups", "3");

@@ -16,7 +16,8 @@ public sealed partial class TrainingJob
     }
 
     void PlanBoundaries(long at) =>
-        boundaries.AddRange(schedule.BoundariesAt(at, first, schedule.MasksBehind(condensing.Masks, at), checkpoints.Requested));
+        boundaries.AddRange(schedule.BoundariesAt(at, first, schedule.MasksBehind(condensing.Masks, at),
+            checkpoints.Requested || (at > first && schedule.TimedCheckpointDue(sinceCheckpoint.Elapsed))));
 
     void Next()
     {
@@ -111,6 +112,7 @@ public sealed partial class TrainingJob
         observer.Step(metrics.Step(reports[0].Step, condensing.Masks.Max(m => m.Stage), loss, correct, samples,
             reports.Max(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs), reports.Max(r => r.ComputeMs), reports.Max(r => r.DataWaitMs),
             reports.Any(r => r.UpdateSkipped)));
+        if (schedule.TimedCheckpointDue(sinceCheckpoint.Elapsed)) EndSegmentEarly();
     }
 
     void Importance(LayerImportance layer)
@@ -168,6 +170,7 @@ public sealed partial class TrainingJob
     {
         long at = step;
         var writing = checkpoints.Write(at, state);
+        sinceCheckpoint.Restart();
         if (current == JobBoundary.Checkpoint || stopping is not null) // a stop's checkpoint is written as any other; Next then ends the job
         {
             host.Background(async () => new CheckpointSaved(await writing, at), error => new CheckpointFailed(error));

@@ -48,6 +48,7 @@ public sealed partial class TrainingJob
     readonly List<JobBoundary> boundaries = [];
     readonly List<Accuracy> shards = [];
     readonly Stopwatch clock = new();
+    readonly Stopwatch sinceCheckpoint = new();  // wall time since the last checkpoint, for --checkpoint-every-minutes
     Phase phase = Phase.WaitingForWorkers, interrupted;
     JobBoundary current;
     Start start = Start.FormingRing;

@@ -50,10 +50,12 @@ public class TrainingJobTests : TempFolderTest
     readonly RecordingHost host = new();
     readonly RecordingObserver observer = new();
 
-    TrainingJob StartedJob(params string[] workers)
+    TrainingJob StartedJob(params string[] workers) => StartedJob(Options, workers);
+
+    TrainingJob StartedJob(TrainingOptions options, params string[] workers)
     {
         var data = new SyntheticDataset(640);
-        var job = new TrainingJob(Options, new RunSettings { Device = torch.CPU, OutputFolder = Folder }, (data, data), null,
+        var job = new TrainingJob(options, new RunSettings { Device = torch.CPU, OutputFolder = Folder }, (data, data), null,
             new ClusterSettings(new ClusterEndpoint(), 0, workers.Length, 1, "cpu", ChecksumEvery: 1, BucketFloats: 1 << 20), observer, host, new FetchOnlyStates());
         foreach (var w in workers) job.WorkerRegistered(new RegisterWorker(w, $"http://{w}:1", "cpu", 1));
         foreach (var w in workers) job.Handle(new ReplicaReady(w, 0, "initial"));
@@ -292,6 +294,18 @@ public class TrainingJobTests : TempFolderTest
         var late = new TaskCompletionSource<(string Path, long Step)>();
         job.RequestCheckpoint(late);
         Assert.Contains("the job has ended", Assert.Throws<AggregateException>(() => late.Task.Wait()).InnerException!.Message);
+    }
+
+    [Fact]
+    public void ATimedCheckpointCutsTheSegmentAfterAStepThatEndsPastItsMinutes()
+    {
+        string[] workers = ["worker-1", "worker-2"];
+        var job = StartedJob(Options with { CheckpointEveryMinutes = 1e-9 }, workers); // due after the first step
+        Assert.Empty(host.All<Yield>());
+        foreach (var w in workers) job.Handle(new StepReport(w, 0, 2.0 * 32, 8, 32, 100, 5, 1, "same"));
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is Yield).Select(s => s.Worker));
+        foreach (var w in workers) job.Handle(new StepsDone(w, 1, "after-1"));
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is PrepareState { Step: 1 }).Select(s => s.Worker)); // not a scheduled boundary
     }
 
     [Fact]
