@@ -77,7 +77,7 @@ public sealed class ServingCoordinator : IDisposable
     public void Dispose()
     {
         channel.Dispose();
-        using (var term = Process.Start("kill", ["-TERM", process.Id.ToString()])) term.WaitForExit();
+        BackgroundProgram.Signal(process, "TERM");
         BackgroundProgram.End(process, TimeSpan.FromSeconds(30));
         Directory.Delete(Folder, recursive: true);
     }
