@@ -1,4 +1,5 @@
 using System.CommandLine;
+using CondenseCluster.Coordinator.Cluster;
 
 namespace CondenseCluster.Coordinator.Cli;
 
@@ -8,10 +9,13 @@ static class ServeCommand
     public static Command Create(string allocator)
     {
         var node = new NodeOptions();
+        var resumeIfPresent = new Option<string?>("--resume-if-present") { Description = "on start, resume the run in this folder from its newest checkpoint if it has one and has not finished (for restarted pods)" };
         var command = new Command("serve", "run a coordinator that waits for jobs from the control API (condense-coordinator start --config job.json)");
-        foreach (var option in node.All) command.Options.Add(option);
+        foreach (var option in node.All.Append(resumeIfPresent)) command.Options.Add(option);
         command.SetAction(result => node.Run(result, allocator, async (coordinator, interrupted) =>
         {
+            if (result.GetValue(resumeIfPresent) is { } runFolder && CoordinatorNode.ResumeIfPresent(new JobRequest(null), runFolder) is { Resume: not null } stopped)
+                await coordinator.StartAsync(stopped);
             Console.WriteLine("waiting for jobs from the control API; Ctrl+C or SIGTERM stops (a running job with a checkpoint first)");
             try { await Task.Delay(Timeout.Infinite, interrupted); }
             catch (OperationCanceledException) { }

@@ -35,6 +35,7 @@ static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "checkpoint file, or run/checkpoint folder, to continue exactly" };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "checkpoint every N steps (0: at the end of each epoch)" };
         var checkpointMinutes = new Option<double>("--checkpoint-every-minutes") { Description = "also checkpoint at the first step boundary once M minutes have passed since the last checkpoint (0: no timed checkpoints)" };
+        var resumeIfPresent = new Option<string?>("--resume-if-present") { Description = "the run in this folder: resumed from its newest checkpoint if it has one, started there anew if not, left alone if it has finished (for restarted pods)" };
         var recoverySteps = new Option<int>("--recovery-steps") { Description = "steps refitting the pruned classifier after conversion (0: official conversion only)", DefaultValueFactory = _ => 300 };
         var recoverySamples = new Option<int>("--recovery-samples") { Description = "training samples the classifier recovery fits on", DefaultValueFactory = _ => 10_000 };
         var initFrom = new Option<string?>("--init-from") { Description = "start from the weights and masks of a training-form model (.ccm, or .pt/.pth/.pth.tar as PyTorch or the official code saves it); a classifier of another class count starts new" };
@@ -42,7 +43,7 @@ static class TrainCommand
 
         var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
         foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, warmupEpochs, warmupLr, scaleLr, labelSmoothing, ema, clipGradNorm, maxSkipped, lasso, dropout, seed, threads,
-                     output, resume, checkpointEvery, checkpointMinutes, recoverySteps, recoverySamples, stopAfter, initFrom]))
+                     output, resume, resumeIfPresent, checkpointEvery, checkpointMinutes, recoverySteps, recoverySamples, stopAfter, initFrom]))
             command.Options.Add(option);
 
         command.SetAction(result =>
@@ -76,6 +77,15 @@ static class TrainCommand
             options.Validate(); // bad values are named before a cluster starts
             var request = new JobRequest(options, result.GetValue(output), Resume: result.GetValue(resume), StopAfterStep: result.GetValue(stopAfter),
                 InitFrom: result.GetValue(initFrom));
+            if (result.GetValue(resumeIfPresent) is { } runFolder)
+            {
+                if (CoordinatorNode.ResumeIfPresent(request, runFolder) is not { } continued)
+                {
+                    Console.WriteLine($"the run in {runFolder} has finished (its model-trained.ccm is written): nothing to resume");
+                    return 0;
+                }
+                request = continued;
+            }
             if (inProcess) return TrainHere(request, result, node, allocator);
             return node.Run(result, allocator, async (coordinator, interrupted) =>
             {

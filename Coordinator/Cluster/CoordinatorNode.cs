@@ -242,6 +242,21 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         return Path.GetFileName(folder) == "checkpoints" ? Path.GetDirectoryName(folder)! : folder;
     }
 
+    /// <summary>
+    /// <paramref name="request"/> for the run in <paramref name="folder"/> (--resume-if-present, which the helm chart
+    /// gives a coordinator pod so that a restart continues its run): resumed from the newest checkpoint there, or started
+    /// anew there when it has none; null when that run has finished (its trained model is written).
+    /// </summary>
+    public static JobRequest? ResumeIfPresent(JobRequest request, string folder)
+    {
+        if (request.Resume is not null) throw new ArgumentException("--resume and --resume-if-present both name where to resume from: give one of them");
+        if (request.Output is { } output && Path.GetFullPath(output) != Path.GetFullPath(folder))
+            throw new ArgumentException($"--out {output} is not --resume-if-present {folder}: a run resumes in its own folder");
+        if (File.Exists(Path.Combine(folder, "model-trained.ccm"))) return null;
+        bool checkpointed = new CheckpointStore(Path.Combine(folder, "checkpoints")).List().Count > 0;
+        return request with { Output = folder, Resume = checkpointed ? folder : null };
+    }
+
     public void Dispose()
     {
         ClusterNode.Leave(system);
