@@ -52,8 +52,7 @@ static class ControlCommands
             return 0;
         });
         var now = new Option<bool>("--now") { Description = "stop at once, without the checkpoint at the next step boundary (the newest checkpoint stays the place to resume from)" };
-        yield return Client("stop", "stop the job: the step in flight completes and is checkpointed, then the job ends (within a step plus the state fetch)", [now],
-            async (control, headers, result) =>
+        yield return Client("stop", $"stop the job: {NodeOptions.GracefulStop}", [now], async (control, headers, result) =>
         {
             var status = await control.StopJobAsync(new StopJobRequest { Now = result.GetValue(now) }, headers);
             Console.WriteLine($"{status.State} at step {status.Step}: {status.Reason}");

@@ -15,6 +15,10 @@ namespace CondenseCluster.Coordinator.Cli;
 /// </summary>
 sealed class NodeOptions
 {
+    /// <summary>What a graceful stop does and how long it takes, for the commands' help.</summary>
+    public const string GracefulStop = "the step in flight completes (one more step at most, when a worker had already cast that step's stop vote), " +
+        "rank 0's state is fetched and written as a checkpoint, and the job ends; a second signal, or stop --now, stops at once";
+
     readonly Option<int> localWorkers = new("--local-workers") { Description = "worker processes to start on this machine for each job (0: only external workers)", DefaultValueFactory = _ => 2 };
     readonly Option<int?> workers = new("--workers") { Description = "workers a job waits for before it starts (default: --local-workers, at least 1)" };
     readonly Option<int> workerThreads = new("--worker-threads") { Description = "libtorch intra-op threads of each local worker", DefaultValueFactory = _ => 1 };

@@ -41,7 +41,7 @@ static class TrainCommand
         var initFrom = new Option<string?>("--init-from") { Description = "start from the weights and masks of a training-form model (.ccm, or .pt/.pth/.pth.tar as PyTorch or the official code saves it); a classifier of another class count starts new" };
         var stopAfter = new Option<long?>("--stop-after") { Description = "stop with a checkpoint after this global step (resume later)" };
 
-        var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
+        var command = new Command("train", $"train CondenseNet: condensing during training, conversion and export at the end. On SIGINT or SIGTERM {NodeOptions.GracefulStop}");
         foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, warmupEpochs, warmupLr, scaleLr, labelSmoothing, ema, clipGradNorm, maxSkipped, lasso, dropout, seed, threads,
                      output, resume, resumeIfPresent, checkpointEvery, checkpointMinutes, recoverySteps, recoverySamples, stopAfter, initFrom]))
             command.Options.Add(option);
