@@ -9,7 +9,7 @@ static class ServeCommand
     public static Command Create(string allocator)
     {
         var node = new NodeOptions();
-        var resumeIfPresent = new Option<string?>("--resume-if-present") { Description = "on start, resume the run in this folder from its newest checkpoint if it has one and has not finished (for restarted pods)" };
+        var resumeIfPresent = new Option<string?>("--resume-if-present") { Description = "on start, resume the run in this folder if one has started there and not finished (for restarted pods)" };
         var command = new Command("serve", $"run a coordinator that waits for jobs from the control API (condense-coordinator start --config job.json). On SIGINT or SIGTERM {NodeOptions.GracefulStop}");
         foreach (var option in node.All.Append(resumeIfPresent)) command.Options.Add(option);
         command.SetAction(result => node.Run(result, allocator, async (coordinator, interrupted) =>

@@ -35,7 +35,7 @@ static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "checkpoint file, or run/checkpoint folder, to continue exactly" };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "checkpoint every N steps (0: at the end of each epoch)" };
         var checkpointMinutes = new Option<double>("--checkpoint-every-minutes") { Description = "also checkpoint at the first step boundary once M minutes have passed since the last checkpoint (0: no timed checkpoints)" };
-        var resumeIfPresent = new Option<string?>("--resume-if-present") { Description = "the run in this folder: resumed from its newest checkpoint if it has one, started there anew if not, left alone if it has finished (for restarted pods)" };
+        var resumeIfPresent = new Option<string?>("--resume-if-present") { Description = "the run in this folder: resumed if one has started there (as --resume), started there if not, left alone if it has finished (for restarted pods)" };
         var recoverySteps = new Option<int>("--recovery-steps") { Description = "steps refitting the pruned classifier after conversion (0: official conversion only)", DefaultValueFactory = _ => 300 };
         var recoverySamples = new Option<int>("--recovery-samples") { Description = "training samples the classifier recovery fits on", DefaultValueFactory = _ => 10_000 };
         var initFrom = new Option<string?>("--init-from") { Description = "start from the weights and masks of a training-form model (.ccm, or .pt/.pth/.pth.tar as PyTorch or the official code saves it); a classifier of another class count starts new" };

@@ -244,8 +244,9 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
 
     /// <summary>
     /// <paramref name="request"/> for the run in <paramref name="folder"/> (--resume-if-present, which the helm chart
-    /// gives a coordinator pod so that a restart continues its run): resumed from the newest checkpoint there, or started
-    /// anew there when it has none; null when that run has finished (its trained model is written).
+    /// gives a coordinator pod so that a restart continues its run): resumed where a run has started (from its newest
+    /// checkpoint, or before the first one from its job.json and the workers' memory), started anew there where none has;
+    /// null when that run has finished (its trained model is written).
     /// </summary>
     public static JobRequest? ResumeIfPresent(JobRequest request, string folder)
     {
@@ -253,8 +254,8 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         if (request.Output is { } output && Path.GetFullPath(output) != Path.GetFullPath(folder))
             throw new ArgumentException($"--out {output} is not --resume-if-present {folder}: a run resumes in its own folder");
         if (File.Exists(Path.Combine(folder, "model-trained.ccm"))) return null;
-        bool checkpointed = new CheckpointStore(Path.Combine(folder, "checkpoints")).List().Count > 0;
-        return request with { Output = folder, Resume = checkpointed ? folder : null };
+        bool started = new CheckpointStore(Path.Combine(folder, "checkpoints")).List().Count > 0 || File.Exists(Path.Combine(folder, "job.json"));
+        return request with { Output = folder, Resume = started ? folder : null };
     }
 
     public void Dispose()

@@ -14,12 +14,15 @@ public class ResumeIfPresentTests : TempFolderTest
     static readonly JobRequest Fresh = new(LocalTrainingTests.Tiny());
 
     [Fact]
-    public void AFolderWithoutACheckpointStartsTheRunThereAnew()
+    public void AFolderWhereNoRunStartedStartsItThereAndOneThatStartedIsResumedBeforeItsFirstCheckpoint()
     {
         string run = Path.Combine(Folder, "run");
         Assert.Equal(Fresh with { Output = run }, CoordinatorNode.ResumeIfPresent(Fresh, run));
-        Directory.CreateDirectory(Path.Combine(run, "checkpoints")); // an empty checkpoints folder: a run stopped before its first
+        Directory.CreateDirectory(Path.Combine(run, "checkpoints"));
         Assert.Equal(Fresh with { Output = run }, CoordinatorNode.ResumeIfPresent(Fresh, run));
+        // Its job.json is there: --resume continues with it, from the workers' memory where they hold the job.
+        File.WriteAllText(Path.Combine(run, "job.json"), "{}");
+        Assert.Equal(Fresh with { Output = run, Resume = run }, CoordinatorNode.ResumeIfPresent(Fresh, run));
     }
 
     [Fact]
