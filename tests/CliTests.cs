@@ -50,6 +50,18 @@ public class CliTests : TempFolderTest
     }
 
     [Fact]
+    public void ResumeIfPresentLeavesAFinishedRunAloneWithoutStartingACluster()
+    {
+        string run = Path.Combine(Folder, "run");
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "model-trained.ccm"), "the run's end");
+        var (code, output) = Coordinator(["train", "--resume-if-present", run, .. Cluster.ClusterProcesses.FreeControlPorts, "--port", "0"]);
+        Assert.Equal(0, code);
+        Assert.Contains($"the run in {run} has finished (its model-trained.ccm is written): nothing to resume", output);
+        Assert.DoesNotContain("control API at", output);
+    }
+
+    [Fact]
     public void AnInvalidConfigurationIsOneClearErrorLine()
     {
         var (code, output) = Coordinator("model", "info", "--groups", "3");

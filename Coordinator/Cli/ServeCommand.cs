@@ -15,7 +15,11 @@ static class ServeCommand
         command.SetAction(result => node.Run(result, allocator, async (coordinator, interrupted) =>
         {
             if (result.GetValue(resumeIfPresent) is { } runFolder && CoordinatorNode.ResumeIfPresent(new JobRequest(null), runFolder) is { Resume: not null } stopped)
-                await coordinator.StartAsync(stopped);
+            {
+                // A run that cannot be resumed must not take the control API down with it: the coordinator serves on.
+                try { await coordinator.StartAsync(stopped); }
+                catch (ArgumentException e) { Console.Error.WriteLine($"error: the run in {runFolder} cannot be resumed: {e.Message}"); }
+            }
             Console.WriteLine("waiting for jobs from the control API; Ctrl+C or SIGTERM stops (a running job with a checkpoint first)");
             try { await Task.Delay(Timeout.Infinite, interrupted); }
             catch (OperationCanceledException) { }
