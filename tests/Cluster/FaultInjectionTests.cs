@@ -199,6 +199,29 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
     }
 
     [Fact]
+    public void ASecondSigtermStopsTheJobAtOnceWithoutTheStopsCheckpoint()
+    {
+        using var cluster = new Cluster(this, Folder);
+        cluster.StartCoordinator();
+        // A 10 s straggler in step 6 holds the graceful stop back long enough for the second signal to come while it
+        // waits (signals sent a moment apart may arrive as one).
+        cluster.StartWorker("worker-1", "--fault", "slow@compute:6");
+        cluster.StartWorker("worker-2");
+        cluster.StartWorker("worker-3");
+        cluster.WaitForSteps(5);
+        cluster.SignalCoordinator("TERM");
+        cluster.WaitFor<StopRequested>(r => r.By == "SIGTERM");
+        cluster.SignalCoordinator("TERM");
+        Assert.Equal(130, cluster.CoordinatorExit());
+        string folder = Path.Combine(Folder, "run");
+        var stopped = RunEvents.Single<JobStopped>(folder);
+        Assert.Equal("SIGTERM", stopped.By);
+        Assert.Null(stopped.Seconds); // at once
+        Assert.Empty(RunEvents.Of<CheckpointWritten>(folder));
+        Assert.StartsWith("no checkpoint had been written yet", stopped.Resume);
+    }
+
+    [Fact]
     public void ASigtermedWorkerAsksForAGracefulStopAndExitsWithTheJob()
     {
         using var cluster = new Cluster(this, Folder);
@@ -338,10 +361,14 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
         public void SignalWorker(string name, string signal) => BackgroundProgram.Signal(Worker(name), signal);
 
         /// <summary>The exit code of the worker <paramref name="name"/>, once it exits (within the cluster's time limit).</summary>
-        public int WorkerExit(string name)
+        public int WorkerExit(string name) => ExitCode(Worker(name), name);
+
+        /// <summary>The coordinator's exit code, once it exits (within the cluster's time limit).</summary>
+        public int CoordinatorExit() => ExitCode(coordinator!, "the coordinator");
+
+        int ExitCode(Process process, string what)
         {
-            var process = Worker(name);
-            Assert.True(process.WaitForExit(Limit), $"{name} did not exit:\n{Output}");
+            Assert.True(process.WaitForExit(Limit), $"{what} did not exit:\n{Output}");
             return process.ExitCode;
         }
 
