@@ -55,9 +55,8 @@ sealed class NodeOptions
 
     /// <summary>
     /// Starts the coordinator node and its control plane, runs <paramref name="body"/> with them, and shuts both down.
-    /// The first SIGINT (Ctrl+C) or SIGTERM stops the running job gracefully: the step in flight completes, its boundary
-    /// is checkpointed, the job ends (within a step plus the state fetch and the write); a second one stops it at once.
-    /// <paramref name="body"/>'s token is cancelled at the first.
+    /// The first SIGINT (Ctrl+C) or SIGTERM stops the running job gracefully (<see cref="GracefulStop"/>); a second one
+    /// stops it at once. <paramref name="body"/>'s token is cancelled at the first.
     /// </summary>
     public int Run(ParseResult result, string allocator, Func<CoordinatorNode, CancellationToken, Task<int>> body)
     {
