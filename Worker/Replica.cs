@@ -175,7 +175,7 @@ sealed class Replica : IAsyncDisposable
         {
             long sentBefore = dataPlane.BytesSent;
             var outcome = distributed.Run(s, prefetcher, train, LearningRate.At(jobOptions, jobPlan, s),
-                stopAfterThisStep: Interlocked.Read(ref yieldGeneration) == generation);
+                stopAfterThisStep: () => Interlocked.Read(ref yieldGeneration) == generation);
             Interlocked.Exchange(ref step, s + 1);
             checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine) : null;
             var (loss, correct, samples) = outcome.Total;

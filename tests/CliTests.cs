@@ -60,6 +60,28 @@ public class CliTests : TempFolderTest
     }
 
     [Fact]
+    public void ANegativeCheckpointIntervalInMinutesIsOneClearErrorLineBeforeAnyClusterStarts()
+    {
+        var (code, output) = Coordinator(["train", "--checkpoint-every-minutes", "-5", .. Cluster.ClusterProcesses.FreeControlPorts, "--port", "0"]);
+        Assert.Equal(1, code);
+        Assert.Contains("error: --checkpoint-every-minutes -5 must be a finite number of minutes, at least 0 (0: no timed checkpoints)", output);
+        Assert.DoesNotContain("control API at", output);
+        Assert.DoesNotContain("   at ", output);
+    }
+
+    [Fact]
+    public void ResumeIfPresentLeavesAFinishedRunAloneWithoutStartingACluster()
+    {
+        string run = Path.Combine(Folder, "run");
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "model-trained.ccm"), "the run's end");
+        var (code, output) = Coordinator(["train", "--resume-if-present", run, .. Cluster.ClusterProcesses.FreeControlPorts, "--port", "0"]);
+        Assert.Equal(0, code);
+        Assert.Contains($"the run in {run} has finished (its model-trained.ccm is written): nothing to resume", output);
+        Assert.DoesNotContain("control API at", output);
+    }
+
+    [Fact]
     public void AnInvalidConfigurationIsOneClearErrorLine()
     {
         var (code, output) = Coordinator("model", "info", "--groups", "3");

@@ -44,7 +44,11 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
         Receive<ClusterEvent.UnreachableMember>(e => Lost(e.Member.Address, "is unreachable (no heartbeat within the failure detector's pause)"));
         Receive<ClusterEvent.MemberRemoved>(e => Lost(e.Member.Address, "was removed from the cluster"));
         Receive<LocalWorkerExited>(exited => job?.WorkerLost(exited.WorkerId, $"process exited with code {exited.ExitCode}"));
-        Receive<StopJob>(stop => job?.Interrupt(stop.By));
+        Receive<StopJob>(stop =>
+        {
+            if (stop.Now) job?.Interrupt(stop.By);
+            else job?.RequestStop(stop.By);
+        });
         Receive<CheckpointNow>(request =>
         {
             if (job is null) request.Reply.TrySetException(new InvalidOperationException("no job is running"));
@@ -100,9 +104,9 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
         if (workers.TryGetValue(workerId, out var worker)) Akka.Cluster.Cluster.Get(Context.System).Down(worker.Path.Address);
     }
 
-    void IJobHost.Ended(int exitCode, string reason)
+    void IJobHost.Ended(JobEnd end, string reason)
     {
         job = null; // its remaining background results and worker answers are of no use now
-        ended!.TrySetResult(new JobOutcome(exitCode, reason));
+        ended!.TrySetResult(new JobOutcome(end, reason));
     }
 }

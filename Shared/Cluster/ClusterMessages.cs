@@ -120,6 +120,12 @@ public sealed record WorkerFailed(string WorkerId, string Error, bool DataPlane 
 /// </summary>
 public sealed record RingBroken(string WorkerId, long RingGeneration, string Error) : IWorkerReply;
 
+/// <summary>
+/// The worker was asked to terminate (<paramref name="Signal"/>, e.g. its pod is preempted) and asks for a graceful stop
+/// of the job: a checkpoint at the next step boundary, then the end (<c>condense-worker --on-sigterm checkpoint</c>).
+/// </summary>
+public sealed record WorkerTerminating(string WorkerId, string Signal) : IWorkerReply;
+
 /// <summary>The job is over: the worker leaves the cluster and exits.</summary>
 public sealed record JobEnded(string Reason);
 
