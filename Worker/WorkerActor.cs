@@ -64,6 +64,11 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
             Timers.Cancel("give-up");
             Log("registered; waiting for a job");
         });
+        Receive<WorkerRefused>(refused =>
+        {
+            Console.Error.WriteLine($"[{id}] error: the coordinator refused this worker: {refused.Reason}");
+            exit.TrySetResult(new WorkerExit(1));
+        });
         Receive<ClusterEvent.MemberRemoved>(e =>
         {
             if (e.Member.Address != coordinatorNode) return;

@@ -41,8 +41,13 @@ static class WorkerCommand
             DefaultValueFactory = _ => "checkpoint",
         };
         onSigterm.AcceptOnlyFromAmong("checkpoint", "leave");
+        var exitWithParent = new Option<bool>("--exit-with-parent")
+        {
+            Description = "exit at once when standard input closes: the process that started this worker and holds its input (the embedded " +
+                "cluster's coordinator) is gone, even if killed with SIGKILL, so no worker is left behind to join another job",
+        };
         var fault = new Option<string?>("--fault") { Description = "fault injection for tests: kill|stop@compute|allreduce|masks|checkpoint:N", Hidden = true };
-        foreach (var option in new Option[] { seeds, host, port, dataPort, ringPort, ringTransport, name, config, device, threads, loaderThreads, evalBatch, data, wait, onSigterm, fault })
+        foreach (var option in new Option[] { seeds, host, port, dataPort, ringPort, ringTransport, name, config, device, threads, loaderThreads, evalBatch, data, wait, onSigterm, exitWithParent, fault })
             root.Options.Add(option);
 
         root.SetAction(result =>
@@ -64,7 +69,8 @@ static class WorkerCommand
                 Transport = result.GetValue(ringTransport) == "tcp" ? RingTransportKind.Tcp : RingTransportKind.Auto,
             };
             bool checkpointOnSigterm = result.GetValue(onSigterm) == "checkpoint";
-            return RunAsync(settings, endpoint, dataPlane, TimeSpan.FromSeconds(coordinatorTimeout), checkpointOnSigterm).GetAwaiter().GetResult();
+            return RunAsync(settings, endpoint, dataPlane, TimeSpan.FromSeconds(coordinatorTimeout), checkpointOnSigterm, result.GetValue(exitWithParent))
+                .GetAwaiter().GetResult();
         });
     }
 
@@ -74,7 +80,7 @@ static class WorkerCommand
     /// <paramref name="coordinatorTimeout"/>. A stop signal goes to the worker's actor (see <see cref="WorkerActor"/>).
     /// </summary>
     static async Task<int> RunAsync(ReplicaSettings settings, ClusterEndpoint endpoint, DataPlaneOptions dataPlaneOptions, TimeSpan coordinatorTimeout,
-        bool checkpointOnSigterm)
+        bool checkpointOnSigterm, bool exitWithParent)
     {
         string host = endpoint.Host!;
         var dataPlane = new DataPlaneNode(dataPlaneOptions);
@@ -92,12 +98,13 @@ static class WorkerCommand
         Console.WriteLine($"[{id}] worker on {settings.Device} ({torch.get_num_threads()} threads), data plane {dataEndpoint}, ring port {dataPlane.RingPort}, joining {seeds}");
         IActorRef? worker = null;
         StopSignal? signalled = null;
-        using var signals = new StopSignals((signal, repeated) =>
+        void Stop(StopSignal stop)
         {
-            var stop = new StopSignal(signal, repeated);
             Volatile.Write(ref signalled, stop);
             Volatile.Read(ref worker)?.Tell(stop);
-        });
+        }
+        using var signals = new StopSignals((signal, repeated) => Stop(new StopSignal(signal, repeated)));
+        if (exitWithParent) WhenInputCloses(() => Stop(new StopSignal("the process that started this worker is gone", Repeated: true)));
         while (true)
         {
             if (Volatile.Read(ref signalled) is not null) return 0; // told to stop while no node stood: nothing to hand over
@@ -118,4 +125,13 @@ static class WorkerCommand
                 $"for up to {coordinatorTimeout.TotalSeconds:0} s");
         }
     }
+
+    /// <summary>Calls <paramref name="closed"/> once standard input reaches its end (its writer exited), on a thread of its own.</summary>
+    static void WhenInputCloses(Action closed) => new Thread(() =>
+    {
+        using var input = Console.OpenStandardInput();
+        var buffer = new byte[256];
+        while (input.Read(buffer) > 0) { }
+        closed();
+    }) { IsBackground = true, Name = "parent watch" }.Start();
 }

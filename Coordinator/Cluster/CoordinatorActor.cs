@@ -26,7 +26,11 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
             {
                 if (job?.Knows(worker.WorkerId) == true)
                 {
-                    Console.Error.WriteLine($"warning: a second worker named {worker.WorkerId} registered from {Sender.Path.Address}; ignored (names must be unique)");
+                    // Refused rather than ignored, so it does not wait (or retry) for ever: e.g. a worker left over from another job.
+                    string reason = $"a worker named {worker.WorkerId} is part of the running job already (at {known.Path.Address}); names must be unique: " +
+                                    "start this one with another --name, or stop the other";
+                    Console.Error.WriteLine($"warning: refused a second worker named {worker.WorkerId} from {Sender.Path.Address}");
+                    Sender.Tell(new WorkerRefused(worker.WorkerId, reason));
                     return;
                 }
                 Context.Unwatch(known); // a worker of that name that the job lost, now restarted

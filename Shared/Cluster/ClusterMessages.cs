@@ -32,6 +32,9 @@ public sealed record HeldReplica(string JobKey, long Step)
 /// <summary>The coordinator knows the worker; it will be sent <see cref="JoinJob"/> when a job needs it.</summary>
 public sealed record WorkerAccepted(string WorkerId);
 
+/// <summary>The coordinator will not take this worker (<paramref name="Reason"/> says why and what to change); the worker exits.</summary>
+public sealed record WorkerRefused(string WorkerId, string Reason);
+
 /// <summary>
 /// Makes a registered worker rank <paramref name="Rank"/> of the job's ring of generation <paramref name="RingGeneration"/>;
 /// sent at the start and again whenever membership changes. The worker builds its replica from the options (same seed,

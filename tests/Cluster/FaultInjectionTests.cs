@@ -72,6 +72,30 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
     }
 
     [Fact]
+    public void TheEmbeddedClustersWorkersRefuseADuplicateNameAndExitWithTheirKilledCoordinator()
+    {
+        using var cluster = new Cluster(this, Folder);
+        cluster.StartCoordinator("--local-workers", "2", "--workers", "2");
+        cluster.WaitForSteps(2);
+        // A worker under a name the job has already (as a worker left over from another job would be) is refused and exits.
+        cluster.StartWorker("worker-1");
+        Assert.Equal(1, cluster.WorkerExit("worker-1"));
+        var local = cluster.LocalWorkerProcesses();
+        Assert.Equal(2, local.Length);
+
+        // Killed with SIGKILL, the coordinator cannot stop its workers: they see their input close and leave, none is left behind.
+        cluster.KillCoordinator();
+        var clock = Stopwatch.StartNew();
+        while (cluster.LocalWorkerProcesses().Length > 0)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"workers {string.Join(", ", cluster.LocalWorkerProcesses())} still run after the coordinator's kill");
+            Thread.Sleep(100);
+        }
+        log.WriteLine($"the embedded cluster's workers exited {clock.Elapsed.TotalSeconds:F1} s after the coordinator's kill");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"{clock.Elapsed.TotalSeconds:F1} s");
+    }
+
+    [Fact]
     public void TwoWorkersLostInARowLeaveTheLastToFinish()
     {
         using var cluster = new Cluster(this, Folder);
@@ -346,11 +370,27 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
             CoordinatorWaiting[] Announced() => File.Exists(Path.Combine(RunFolder, "metrics.jsonl")) ? RunEvents.Of<CoordinatorWaiting>(RunFolder) : [];
             int before = Announced().Length;
             coordinator = Start("condense-coordinator.dll",
-                ["train", .. Without(Job, args), "--local-workers", "0", "--workers", "3", "--checksum-every", "1", "--bucket-mb", "0.004",
-                    .. (args.Contains("--port") ? [] : new[] { "--port", "0" }), .. ClusterProcesses.FreeControlPorts, "--out", RunFolder, .. args]);
+                ["train", .. Without(Job, args), .. Unless(args, "--local-workers", "0"), .. Unless(args, "--workers", "3"), "--checksum-every", "1",
+                    "--bucket-mb", "0.004", .. Unless(args, "--port", "0"), .. ClusterProcesses.FreeControlPorts, "--out", RunFolder, .. args]);
             Eventually(() => Announced().Length > before, "the coordinator to wait for workers");
             seed = Announced()[^1].Seed;
         }
+
+        /// <summary>The option <paramref name="name"/> with <paramref name="value"/>, unless <paramref name="args"/> give it.</summary>
+        static string[] Unless(string[] args, string name, string value) => args.Contains(name) ? [] : [name, value];
+
+        /// <summary>The processes of the embedded cluster's workers (started by the coordinator, not by this test) that joined the coordinator.</summary>
+        public int[] LocalWorkerProcesses() =>
+            [.. Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(p => p!.All(char.IsDigit)).Select(p => int.Parse(p!)).Where(pid =>
+            {
+                try
+                {
+                    string command = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
+                    return command.Contains("condense-worker.dll") && command.Contains("--exit-with-parent") && command.Contains($"{seed} ");
+                }
+                catch (IOException) { return false; } // ended meanwhile
+                catch (UnauthorizedAccessException) { return false; }
+            })];
 
         public void StartWorker(string name, params string[] args) =>
             workers.Add((name, Start("condense-worker.dll",
