@@ -16,7 +16,7 @@ namespace CondenseCluster.Bench.CoordinatorLoad;
 sealed record LoadResult(
     int Workers, int Steps, double Seconds, double CpuSeconds, long ResidentStart, long ResidentEnd, long HeapStart, long HeapEnd,
     double[] StepLatencies, double[] ImportanceRounds, double[] Broadcasts, (long Step, long Bytes)[] Snapshots,
-    (long Step, double LagMs, long Bytes)[] Stream);
+    (long Step, double LagMs, long Bytes)[] Stream, string? Failure);
 
 /// <summary>
 /// One job against the real coordinator: its actor and <see cref="TrainingJob"/> in this process, with the control
@@ -59,24 +59,35 @@ static class CoordinatorUnderLoad
         var lines = Task.Run(() => Read(child, probe));
         Console.WriteLine($"N = {workers}: simulated workers started ({(workers + settings.WorkersPerSystem - 1) / settings.WorkersPerSystem} actor systems), " +
                           $"waiting for them to register");
-        await Wait(probe.Training, ended.Task, TimeSpan.FromMinutes(5), "the cluster to form");
         var (heapStart, residentStart) = Memory();
         var self = Process.GetCurrentProcess();
         var (cpuStart, wallStart) = (self.TotalProcessorTime, Stopwatch.GetTimestamp());
-        using (new Timer(_ => Console.WriteLine($"N = {workers}: {probe.StepsDone} of {settings.Steps} steps, coordinator CPU " +
-                   $"{(self.TotalProcessorTime - cpuStart).TotalSeconds:F1} s, resident {Environment.WorkingSet >> 20} MB"), null, 5000, 5000))
-            await Wait(probe.Condensed, ended.Task, TimeSpan.FromSeconds(60 + 20 * settings.Steps / settings.Rate), "the last condensing round");
+        string? failure = null;
+        try
+        {
+            await Wait(probe.Training, ended.Task, TimeSpan.FromMinutes(5), "the cluster to form");
+            (heapStart, residentStart) = Memory();
+            (cpuStart, wallStart) = (self.TotalProcessorTime, Stopwatch.GetTimestamp());
+            using (new Timer(_ => Console.WriteLine($"N = {workers}: {probe.StepsDone} of {settings.Steps} steps, coordinator CPU " +
+                       $"{(self.TotalProcessorTime - cpuStart).TotalSeconds:F1} s, resident {Environment.WorkingSet >> 20} MB"), null, 5000, 5000))
+                await Wait(probe.Condensed, ended.Task, TimeSpan.FromSeconds(60 + 20 * settings.Steps / settings.Rate), "the last condensing round");
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+        {
+            failure = e.Message;
+            Console.WriteLine($"N = {workers}: {failure}");
+        }
         self.Refresh();
         var (cpu, seconds) = (self.TotalProcessorTime - cpuStart, Stopwatch.GetElapsedTime(wallStart).TotalSeconds);
         var (heapEnd, residentEnd) = Memory();
 
         coordinator.Tell(new StopJob("the load bench"));
-        await ended.Task;
+        await Task.WhenAny(ended.Task, Task.Delay(TimeSpan.FromSeconds(30)));
         if (!child.WaitForExit(30_000)) child.Kill(entireProcessTree: true);
         await lines;
         ClusterNode.Leave(system);
         if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
-        return probe.Result(workers, settings.Steps, seconds, cpu.TotalSeconds, (residentStart, residentEnd), (heapStart, heapEnd));
+        return probe.Result(workers, settings.Steps, seconds, cpu.TotalSeconds, (residentStart, residentEnd), (heapStart, heapEnd), failure);
     }
 
     /// <summary>Resident memory and the live managed heap (after a full collection, taken outside the measured CPU time).</summary>
@@ -185,10 +196,11 @@ sealed class LoadProbe(int rounds) : ITrainingObserver
         }
     }
 
-    public LoadResult Result(int workers, int steps, double seconds, double cpuSeconds, (long Start, long End) resident, (long Start, long End) heap) =>
-        new(workers, steps, seconds, cpuSeconds, resident.Start, resident.End, heap.Start, heap.End,
+    public LoadResult Result(int workers, int steps, double seconds, double cpuSeconds, (long Start, long End) resident, (long Start, long End) heap,
+        string? failure) =>
+        new(workers, failure is null ? steps : StepsDone, seconds, cpuSeconds, resident.Start, resident.End, heap.Start, heap.End,
             Between(sent, completed), Between(asked, decided), Between(decided, inForce), [.. snapshots],
-            stream.Where(s => completed.ContainsKey(s.Step)).Select(s => (s.Step, Milliseconds(completed[s.Step], s.At), s.Bytes)).ToArray());
+            stream.Where(s => completed.ContainsKey(s.Step)).Select(s => (s.Step, Milliseconds(completed[s.Step], s.At), s.Bytes)).ToArray(), failure);
 
     /// <summary>Milliseconds from each key's time in <paramref name="from"/> to its time in <paramref name="to"/>.</summary>
     static double[] Between(ConcurrentDictionary<long, long> from, ConcurrentDictionary<long, long> to) =>

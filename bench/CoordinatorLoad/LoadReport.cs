@@ -16,7 +16,8 @@ static class LoadReport
         foreach (var r in results)
             Console.WriteLine($"| {r.Workers} | {r.Steps / r.Seconds:F1} | {r.CpuSeconds * 1000 / r.Steps:F1} | {r.CpuSeconds * 1e6 / r.Steps / r.Workers:F1} | " +
                               $"{r.ResidentStart >> 20} → {r.ResidentEnd >> 20} | {r.HeapStart / 1e6:F1} → {r.HeapEnd / 1e6:F1} | " +
-                              $"{Median(r.StepLatencies):F1} / {Percentile(r.StepLatencies, 0.99):F1} | {Median(r.ImportanceRounds):F0} | {Median(r.Broadcasts):F0} |");
+                              $"{Median(r.StepLatencies):F1} / {Percentile(r.StepLatencies, 0.99):F1} | {Median(r.ImportanceRounds):F0} | {Median(r.Broadcasts):F0} |" +
+                              (r.Failure is null ? "" : $" failed after {r.Steps} steps: {r.Failure}"));
         Console.WriteLine();
         Console.WriteLine("| N | snapshot bytes (first → last poll, at step) | stream bytes / step (first half → second half) | page behind the coordinator ms (median / max) |");
         Console.WriteLine("|---|---|---|---|");
