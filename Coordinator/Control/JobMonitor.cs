@@ -16,6 +16,8 @@ public sealed class JobMonitor : ITrainingObserver
     /// <summary>Updates kept for subscribers that start from the beginning (about two per step); older ones are dropped.</summary>
     const int HistoryLimit = 100_000;
     const int SnapshotSteps = 2_000, EtaWindow = 50;
+    /// <summary>Events kept for the snapshot, the newest: a job of a thousand workers logs a thousand arrivals, a long one its every checkpoint.</summary>
+    const int EventsKept = 1_000;
 
     /// <summary>
     /// How often a training worker's step figures are published at most: every worker reports every step, so a
@@ -29,7 +31,7 @@ public sealed class JobMonitor : ITrainingObserver
     // A uniform sample of the curve, so that a long job's memory does not grow with its steps; the snapshot thins it further.
     readonly StrideSample<StepPoint> steps = new(2 * SnapshotSteps);
     readonly List<EpochPoint> epochs = [];
-    readonly List<JobEvent> events = [];
+    readonly Queue<JobEvent> events = new();
     readonly Dictionary<string, WorkerStatus> workers = [];
     readonly Dictionary<string, TimeSpan> workerPublished = [];
     readonly Queue<(long Step, double Seconds)> recentSteps = new();
@@ -151,7 +153,8 @@ public sealed class JobMonitor : ITrainingObserver
             {
                 TimeUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Kind = kind.ToString().ToLowerInvariant(), Message = e.Text(), Type = e.GetType().Name,
             };
-            events.Add(item);
+            events.Enqueue(item);
+            if (events.Count > EventsKept) events.Dequeue();
             Publish(new JobUpdate { Event = item });
             if (kind == EventKind.Recovery && status.State == "running")
             {

@@ -95,12 +95,19 @@ public class JobMonitorTests
     public void TheSnapshotsSizeIsBoundedHoweverLongTheJob()
     {
         Run(20_000);
+        for (int e = 0; e < 1_000; e++) monitor.Event(new Notice($"checkpoint {e}", EventKind.Checkpoint));
         int shorter = monitor.Snapshot().CalculateSize();
         for (int s = 20_000; s < 200_000; s++)
             monitor.Step(new StepMetrics(s, 0, 2.0, 0.1, 0.1, 0, 3, 640, 100, 90, 1));
-        // Ten times the steps: the curve still holds 1,000 to 2,000 of them, evenly spread.
-        Assert.InRange(monitor.Snapshot().CalculateSize(), shorter / 2, shorter * 2);
-        Assert.InRange(monitor.Snapshot().Steps.Count, 1_000, 2_001);
+        for (int e = 1_000; e < 6_000; e++) monitor.Event(new Notice($"checkpoint {e}", EventKind.Checkpoint));
+
+        // Ten times the steps and six times the events: the curve still holds 1,000 to 2,000 steps, evenly spread, and
+        // the events are the newest 1,000.
+        var longer = monitor.Snapshot();
+        Assert.InRange(longer.CalculateSize(), shorter / 2, shorter * 2);
+        Assert.InRange(longer.Steps.Count, 1_000, 2_001);
+        Assert.Equal(1_000, longer.Events.Count);
+        Assert.Equal("checkpoint 5999", longer.Events[^1].Message);
     }
 
     [Fact]
