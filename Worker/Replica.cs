@@ -97,8 +97,8 @@ sealed class Replica : IAsyncDisposable
             engine = null;
             jobKey = null;
             jobOptions.Validate();
-            if (data is null || options?.Dataset != jobOptions.Dataset || options?.DataDir != jobOptions.DataDir)
-                data = Datasets.Open(jobOptions.Dataset, settings.DataDir ?? jobOptions.DataDir, log);
+            if (data is null || options?.Dataset != jobOptions.Dataset || options?.DataDir != jobOptions.DataDir || data.Value.Train.Size != jobOptions.Model.InputSize)
+                data = Datasets.Open(jobOptions.Dataset, settings.DataDir ?? jobOptions.DataDir, log, jobOptions.Model.InputSize);
             Datasets.CheckFits(data.Value.Train, jobOptions.Model);
             plan = new MicroBatchPlan(jobOptions.BatchSize, jobOptions.MicroBatches, data.Value.Train.Count, jobOptions.Epochs);
             plan.Validate();
@@ -175,7 +175,7 @@ sealed class Replica : IAsyncDisposable
         {
             long sentBefore = dataPlane.BytesSent;
             var outcome = distributed.Run(s, prefetcher, train, LearningRate.At(jobOptions, jobPlan, s),
-                stopAfterThisStep: Interlocked.Read(ref yieldGeneration) == generation);
+                stopAfterThisStep: () => Interlocked.Read(ref yieldGeneration) == generation);
             Interlocked.Exchange(ref step, s + 1);
             checksum = step % checksumEvery == 0 ? ReplicaChecksum.Weights(engine) : null;
             var (loss, correct, samples) = outcome.Total;

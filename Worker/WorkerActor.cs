@@ -12,10 +12,15 @@ sealed record WorkerExit(int? ExitCode)
     public static readonly WorkerExit CoordinatorLost = new((int?)null);
 }
 
+/// <summary>SIGTERM or SIGINT reached the worker's process; <paramref name="Repeated"/>: not the first.</summary>
+sealed record StopSignal(string Signal, bool Repeated);
+
 /// <summary>
 /// The worker's actor (role <c>worker</c>): finds the coordinator through cluster membership, registers, and routes
 /// the coordinator's commands to the <see cref="Replica"/>, whose thread does the work; results go back as messages.
 /// Aborts and yields act on the replica at once, as its thread may be busy in a step. It holds no training state.
+/// A stop signal during a job either asks the coordinator for a graceful stop (the worker exits when the job ends) or
+/// leaves at once; outside a job, or the second time, the worker leaves at once.
 /// </summary>
 sealed class WorkerActor : ReceiveActor, IWithTimers
 {
@@ -29,9 +34,10 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
     readonly TaskCompletionSource<WorkerExit> exit;
     Action<long, AllReduceException>? neighbourLost;
     Address? coordinatorNode;
-    bool accepted;
+    bool accepted, inJob;
 
-    public WorkerActor(Func<RegisterWorker> registration, string id, Replica replica, TimeSpan coordinatorTimeout, TaskCompletionSource<WorkerExit> exit)
+    public WorkerActor(Func<RegisterWorker> registration, string id, Replica replica, TimeSpan coordinatorTimeout, bool checkpointOnSigterm,
+        TaskCompletionSource<WorkerExit> exit)
     {
         (this.registration, this.id, this.replica, this.exit) = (registration, id, replica, exit);
         Timers.StartSingleTimer("give-up", new GiveUp(), coordinatorTimeout);
@@ -58,6 +64,11 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
             Timers.Cancel("give-up");
             Log("registered; waiting for a job");
         });
+        Receive<WorkerRefused>(refused =>
+        {
+            Console.Error.WriteLine($"[{id}] error: the coordinator refused this worker: {refused.Reason}");
+            exit.TrySetResult(new WorkerExit(1));
+        });
         Receive<ClusterEvent.MemberRemoved>(e =>
         {
             if (e.Member.Address != coordinatorNode) return;
@@ -65,7 +76,24 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
             exit.TrySetResult(WorkerExit.CoordinatorLost);
         });
 
-        Receive<JoinJob>(job => Reply(() => replica.Join(job, Log)));
+        Receive<JoinJob>(job =>
+        {
+            inJob = true;
+            Reply(() => replica.Join(job, Log));
+        });
+        Receive<StopSignal>(signal =>
+        {
+            if (checkpointOnSigterm && inJob && !signal.Repeated)
+            {
+                Log($"{signal.Signal}: asking the coordinator to checkpoint the job at the next step boundary and stop it (again: leave at once)");
+                Coordinator.Tell(new WorkerTerminating(id, signal.Signal));
+                return;
+            }
+            // The ring's neighbours see the connection close at once, and the job goes on without this worker.
+            Log($"{signal.Signal}: leaving at once");
+            replica.Abort(replica.Generation);
+            exit.TrySetResult(new WorkerExit(0));
+        });
         Receive<RunSteps>(segment =>
         {
             var coordinator = Sender;

@@ -34,8 +34,20 @@ static class WorkerCommand
         var evalBatch = new Option<int>("--eval-batch-size") { Description = "images per evaluation batch", DefaultValueFactory = _ => 64 };
         var data = new Option<string?>("--data") { Description = "where the job's dataset lies on this machine (default: the job's --data)" };
         var wait = new Option<double>("--coordinator-timeout") { Description = "seconds to wait for a lost coordinator to come back, keeping the replica", DefaultValueFactory = _ => 600 };
+        var onSigterm = new Option<string>("--on-sigterm")
+        {
+            Description = "on SIGTERM or SIGINT (a pod preempted or evicted): checkpoint: ask the coordinator to checkpoint the job at the next step boundary and stop it, then exit; " +
+                "leave: exit at once, and the job goes on without this worker. Either way a second signal exits at once",
+            DefaultValueFactory = _ => "checkpoint",
+        };
+        onSigterm.AcceptOnlyFromAmong("checkpoint", "leave");
+        var exitWithParent = new Option<bool>("--exit-with-parent")
+        {
+            Description = "exit at once when standard input closes: the process that started this worker and holds its input (the embedded " +
+                "cluster's coordinator) is gone, even if killed with SIGKILL, so no worker is left behind to join another job",
+        };
         var fault = new Option<string?>("--fault") { Description = "fault injection for tests: kill|stop@compute|allreduce|masks|checkpoint:N", Hidden = true };
-        foreach (var option in new Option[] { seeds, host, port, dataPort, ringPort, ringTransport, name, config, device, threads, loaderThreads, evalBatch, data, wait, fault })
+        foreach (var option in new Option[] { seeds, host, port, dataPort, ringPort, ringTransport, name, config, device, threads, loaderThreads, evalBatch, data, wait, onSigterm, exitWithParent, fault })
             root.Options.Add(option);
 
         root.SetAction(result =>
@@ -56,16 +68,19 @@ static class WorkerCommand
                 RingPort = result.GetValue(ringPort),
                 Transport = result.GetValue(ringTransport) == "tcp" ? RingTransportKind.Tcp : RingTransportKind.Auto,
             };
-            return RunAsync(settings, endpoint, dataPlane, TimeSpan.FromSeconds(coordinatorTimeout)).GetAwaiter().GetResult();
+            bool checkpointOnSigterm = result.GetValue(onSigterm) == "checkpoint";
+            return RunAsync(settings, endpoint, dataPlane, TimeSpan.FromSeconds(coordinatorTimeout), checkpointOnSigterm, result.GetValue(exitWithParent))
+                .GetAwaiter().GetResult();
         });
     }
 
     /// <summary>
     /// Serves jobs until one ends. When the coordinator is lost, the replica stays (a restarted coordinator continues from
     /// it): the worker stops its steps, leaves the old cluster and joins the coordinator's address anew, for up to
-    /// <paramref name="coordinatorTimeout"/>.
+    /// <paramref name="coordinatorTimeout"/>. A stop signal goes to the worker's actor (see <see cref="WorkerActor"/>).
     /// </summary>
-    static async Task<int> RunAsync(ReplicaSettings settings, ClusterEndpoint endpoint, DataPlaneOptions dataPlaneOptions, TimeSpan coordinatorTimeout)
+    static async Task<int> RunAsync(ReplicaSettings settings, ClusterEndpoint endpoint, DataPlaneOptions dataPlaneOptions, TimeSpan coordinatorTimeout,
+        bool checkpointOnSigterm, bool exitWithParent)
     {
         string host = endpoint.Host!;
         var dataPlane = new DataPlaneNode(dataPlaneOptions);
@@ -81,11 +96,24 @@ static class WorkerCommand
             new(id, dataEndpoint, settings.Device.ToString(), torch.get_num_threads(), replica.Held, replica.Generation);
         string seeds = string.Join(", ", endpoint.Seeds!.Select(ClusterNode.SeedAddress));
         Console.WriteLine($"[{id}] worker on {settings.Device} ({torch.get_num_threads()} threads), data plane {dataEndpoint}, ring port {dataPlane.RingPort}, joining {seeds}");
+        IActorRef? worker = null;
+        StopSignal? signalled = null;
+        void Stop(StopSignal stop)
+        {
+            Volatile.Write(ref signalled, stop);
+            Volatile.Read(ref worker)?.Tell(stop);
+        }
+        using var signals = new StopSignals((signal, repeated) => Stop(new StopSignal(signal, repeated)));
+        if (exitWithParent) WhenInputCloses(() => Stop(new StopSignal("the process that started this worker is gone", Repeated: true)));
         while (true)
         {
+            if (Volatile.Read(ref signalled) is not null) return 0; // told to stop while no node stood: nothing to hand over
             var system = ClusterNode.Start("worker", endpoint);
             var exit = new TaskCompletionSource<WorkerExit>(TaskCreationOptions.RunContinuationsAsynchronously);
-            system.ActorOf(Props.Create(() => new WorkerActor(registration, id, replica, coordinatorTimeout, exit)), "worker");
+            var actor = system.ActorOf(Props.Create(() => new WorkerActor(registration, id, replica, coordinatorTimeout, checkpointOnSigterm, exit)), "worker");
+            Volatile.Write(ref worker, actor);
+            // A signal while the node started went to no actor: this one leaves at once.
+            if (Volatile.Read(ref signalled) is { } early) actor.Tell(early with { Repeated = true });
             // Downed by the split-brain resolver: the coordinator was cut off from this worker.
             _ = system.WhenTerminated.ContinueWith(_ => exit.TrySetResult(WorkerExit.CoordinatorLost), TaskScheduler.Default);
             var ended = await exit.Task;
@@ -97,4 +125,13 @@ static class WorkerCommand
                 $"for up to {coordinatorTimeout.TotalSeconds:0} s");
         }
     }
+
+    /// <summary>Calls <paramref name="closed"/> once standard input reaches its end (its writer exited), on a thread of its own.</summary>
+    static void WhenInputCloses(Action closed) => new Thread(() =>
+    {
+        using var input = Console.OpenStandardInput();
+        var buffer = new byte[256];
+        while (input.Read(buffer) > 0) { }
+        closed();
+    }) { IsBackground = true, Name = "parent watch" }.Start();
 }

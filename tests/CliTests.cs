@@ -31,12 +31,54 @@ public class CliTests : TempFolderTest
     }
 
     [Fact]
+    public void ImageNetAtAReducedImageSizeKeepsTheArchitectureOnSmallerMaps()
+    {
+        var (code, output) = Coordinator("model", "info", "--arch", "condensenet-74-c4", "--dataset", "imagenet", "--image-size", "64");
+        Assert.True(code == 0, output);
+        Assert.Contains("condensenet-74-c4", output);
+        Assert.Contains("3x64x64 input, 1000 classes", output);
+    }
+
+    [Theory]
+    [InlineData("imagenet", "50", "error: input size 50 with stem stride 2 cannot be halved 4 times between blocks; use a multiple of 32")]
+    [InlineData("cifar10", "64", "error: --image-size applies to imagenet only; cifar10 images have a fixed size (32x32)")]
+    public void AnImageSizeTheModelCannotTakeIsOneClearErrorLine(string dataset, string size, string message)
+    {
+        var (code, output) = Coordinator("model", "info", "--arch", "condensenet-74-c4", "--dataset", dataset, "--image-size", size);
+        Assert.Equal(1, code);
+        Assert.Contains(message, output);
+        Assert.DoesNotContain("   at ", output);
+    }
+
+    [Fact]
     public void AnUnknownGradientPrecisionIsOneClearErrorLine()
     {
         var (code, output) = Coordinator(["train", "--gradient-precision", "fp8", .. Cluster.ClusterProcesses.FreeControlPorts, "--port", "0"]);
         Assert.Equal(1, code);
         Assert.Contains("error: --gradient-precision fp8 is not fp32 or fp16", output);
         Assert.DoesNotContain("   at ", output);
+    }
+
+    [Fact]
+    public void ANegativeCheckpointIntervalInMinutesIsOneClearErrorLineBeforeAnyClusterStarts()
+    {
+        var (code, output) = Coordinator(["train", "--checkpoint-every-minutes", "-5", .. Cluster.ClusterProcesses.FreeControlPorts, "--port", "0"]);
+        Assert.Equal(1, code);
+        Assert.Contains("error: --checkpoint-every-minutes -5 must be a finite number of minutes, at least 0 (0: no timed checkpoints)", output);
+        Assert.DoesNotContain("control API at", output);
+        Assert.DoesNotContain("   at ", output);
+    }
+
+    [Fact]
+    public void ResumeIfPresentLeavesAFinishedRunAloneWithoutStartingACluster()
+    {
+        string run = Path.Combine(Folder, "run");
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "model-trained.ccm"), "the run's end");
+        var (code, output) = Coordinator(["train", "--resume-if-present", run, .. Cluster.ClusterProcesses.FreeControlPorts, "--port", "0"]);
+        Assert.Equal(0, code);
+        Assert.Contains($"the run in {run} has finished (its model-trained.ccm is written): nothing to resume", output);
+        Assert.DoesNotContain("control API at", output);
     }
 
     [Fact]

@@ -80,7 +80,11 @@ public class PyTorchInteropTests : TempFolderTest
         Assert.True(exit == 0, $"PyTorch failed (exit {exit}); it needs Debian's python3-torch (apt-get install python3-torch):\n{stderr}");
     }
 
-    static string RunPython(params string[] args)
+    /// <summary>
+    /// condensenet_statedict.py: loads an export into the official module tree (strict), prints its eval-mode logits on the
+    /// input file's "x" as JSON and saves a copy with the classifier bias + 1 (usage in the script).
+    /// </summary>
+    internal static string RunPython(params string[] args)
     {
         var (code, stdout, stderr) = ChildProcess.Run("/usr/bin/python3", [Path.Combine(AppContext.BaseDirectory, "PyTorch", "condensenet_statedict.py"), .. args]);
         Assert.True(code == 0, $"PyTorch check failed (exit {code}); it needs Debian's python3-torch (apt-get install python3-torch):\n{stderr}");

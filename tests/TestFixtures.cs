@@ -135,6 +135,13 @@ static class BackgroundProgram
         return process;
     }
 
+    /// <summary>Sends the process <paramref name="signal"/> (TERM, INT, ...) as Kubernetes or a shell does.</summary>
+    public static void Signal(Process process, string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", process.Id.ToString()])!;
+        kill.WaitForExit();
+    }
+
     /// <summary>Gives the process <paramref name="grace"/> to end by itself, then kills it with what it started.</summary>
     public static void End(Process process, TimeSpan grace)
     {

@@ -51,9 +51,10 @@ static class ControlCommands
             foreach (string line in WorkerLines((await control.ListWorkersAsync(new ListWorkersRequest(), headers)).Workers)) Console.WriteLine(line);
             return 0;
         });
-        yield return Client("stop", "stop the job (its newest checkpoint stays the place to resume from)", [], async (control, headers, _) =>
+        var now = new Option<bool>("--now") { Description = "stop at once, without the checkpoint at the next step boundary (the newest checkpoint stays the place to resume from)" };
+        yield return Client("stop", $"stop the job: {NodeOptions.GracefulStop}", [now], async (control, headers, result) =>
         {
-            var status = await control.StopJobAsync(new StopJobRequest(), headers);
+            var status = await control.StopJobAsync(new StopJobRequest { Now = result.GetValue(now) }, headers);
             Console.WriteLine($"{status.State} at step {status.Step}: {status.Reason}");
             return 0;
         });

@@ -98,9 +98,9 @@ static class ModelCommands
         {
             var target = TorchRuntime.ParseDevice(result.GetValue(device)!);
             string from = result.GetValue(input)!.FullName;
-            using var model = PyTorchStateDict.IsPyTorchFile(from) ? PyTorchStateDict.Import(from, options.Build(result)).to(target) : ModelFile.Load(from, target);
+            using var model = PyTorchStateDict.IsPyTorchFile(from) ? PyTorchStateDict.Import(from, options.Build(result, result.GetValue(data))).to(target) : ModelFile.Load(from, target);
             bool quiet = result.GetValue(json);
-            var (_, test) = Datasets.Open(result.GetValue(options.Dataset)!, result.GetValue(data), message => { if (!quiet) Console.WriteLine(message); });
+            var (_, test) = Datasets.Open(result.GetValue(options.Dataset)!, result.GetValue(data), message => { if (!quiet) Console.WriteLine(message); }, model.Config.InputSize);
             Datasets.CheckFits(test, model.Config);
             var forms = new List<(string Form, Accuracy Accuracy, double ImagesPerSecond)> { Measure(model) };
             if (result.GetValue(convert) && model.Form == ModelForm.Training)

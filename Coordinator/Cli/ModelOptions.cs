@@ -1,4 +1,5 @@
 using System.CommandLine;
+using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Model;
 
 namespace CondenseCluster.Coordinator.Cli;
@@ -21,12 +22,22 @@ sealed class ModelOptions(string defaultDataset = "cifar10")
     public Option<int?> Groups { get; } = new("--groups") { Description = "G of the learned 1x1 group convolutions" };
     public Option<int?> Groups3x3 { get; } = new("--groups-3x3") { Description = "groups of the 3x3 convolutions" };
     public Option<int?> CondenseFactor { get; } = new("--condense-factor") { Description = "C: each group keeps 1/C of its inputs" };
+    public Option<int?> ImageSize { get; } = new("--image-size") { Description = "imagenet only: input side in pixels, a multiple of 32 (default 224; the evaluation resize keeps the official 256/224 ratio)" };
 
-    public IEnumerable<Option> All => [Arch, Dataset, Stages, Growth, Groups, Groups3x3, CondenseFactor];
+    public IEnumerable<Option> All => [Arch, Dataset, Stages, Growth, Groups, Groups3x3, CondenseFactor, ImageSize];
 
-    public CondenseNetConfig Build(ParseResult result)
+    /// <summary>
+    /// The model the options describe. With <paramref name="imageFolders"/> (an ImageNet-layout data folder) the class
+    /// count is that of its train class folders, so a subset of ImageNet's classes needs no option.
+    /// </summary>
+    public CondenseNetConfig Build(ParseResult result, string? imageFolders = null)
     {
-        var config = CondenseNetConfig.Preset(result.GetValue(Arch)!, result.GetValue(Dataset)!);
+        string dataset = result.GetValue(Dataset)!;
+        var config = CondenseNetConfig.Preset(result.GetValue(Arch)!, dataset);
+        int? imageSize = result.GetValue(ImageSize);
+        if (imageSize is not null && dataset != "imagenet")
+            throw new ConfigurationException($"--image-size applies to imagenet only; {dataset} images have a fixed size ({config.InputSize}x{config.InputSize})");
+        int classes = dataset == "imagenet" && imageFolders is not null ? ImageFolderDataset.CountClasses(imageFolders) : 0;
         config = config with
         {
             Stages = NonEmpty(result.GetValue(Stages)) ?? config.Stages,
@@ -34,6 +45,8 @@ sealed class ModelOptions(string defaultDataset = "cifar10")
             Group1x1 = result.GetValue(Groups) ?? config.Group1x1,
             Group3x3 = result.GetValue(Groups3x3) ?? config.Group3x3,
             CondenseFactor = result.GetValue(CondenseFactor) ?? config.CondenseFactor,
+            InputSize = imageSize ?? config.InputSize,
+            NumClasses = classes > 0 ? classes : config.NumClasses,
         };
         config.Validate();
         return config;

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using CondenseCluster.Coordinator.Cluster;
 using CondenseCluster.Coordinator.Control;
 using CondenseCluster.Coordinator.Job;
@@ -16,6 +15,10 @@ namespace CondenseCluster.Coordinator.Cli;
 /// </summary>
 sealed class NodeOptions
 {
+    /// <summary>What a graceful stop does and how long it takes, for the commands' help.</summary>
+    public const string GracefulStop = "the step in flight completes (one more step at most, when a worker had already cast that step's stop vote), " +
+        "rank 0's state is fetched and written as a checkpoint, and the job ends; a second signal, or stop --now, stops at once";
+
     readonly Option<int> localWorkers = new("--local-workers") { Description = "worker processes to start on this machine for each job (0: only external workers)", DefaultValueFactory = _ => 2 };
     readonly Option<int?> workers = new("--workers") { Description = "workers a job waits for before it starts (default: --local-workers, at least 1)" };
     readonly Option<int> workerThreads = new("--worker-threads") { Description = "libtorch intra-op threads of each local worker", DefaultValueFactory = _ => 1 };
@@ -52,7 +55,8 @@ sealed class NodeOptions
 
     /// <summary>
     /// Starts the coordinator node and its control plane, runs <paramref name="body"/> with them, and shuts both down.
-    /// Ctrl+C or SIGTERM stops the running job first (its newest checkpoint stays the place to resume from).
+    /// The first SIGINT (Ctrl+C) or SIGTERM stops the running job gracefully (<see cref="GracefulStop"/>); a second one
+    /// stops it at once. <paramref name="body"/>'s token is cancelled at the first.
     /// </summary>
     public int Run(ParseResult result, string allocator, Func<CoordinatorNode, CancellationToken, Task<int>> body)
     {
@@ -76,19 +80,14 @@ sealed class NodeOptions
         {
             console.Event(new Notice($"control API at {control.ApiAddress} (gRPC); dashboard at {control.WebAddress}/ ; metrics at {control.WebAddress}/metrics"));
             using var interrupted = new CancellationTokenSource();
-            ConsoleCancelEventHandler ctrlC = (_, e) =>
+            using var signals = new StopSignals((signal, repeated) =>
             {
-                e.Cancel = true;
-                interrupted.Cancel();
-            };
-            Console.CancelKeyPress += ctrlC;
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal =>
-            {
-                signal.Cancel = true;
+                console.Event(new Notice(repeated ? $"{signal} again: stopping the job at once"
+                    : $"{signal}: stopping the job after the step in flight, with a checkpoint (send it again to stop at once)"));
+                _ = StopRunning(node, signal, now: repeated);
                 interrupted.Cancel();
             });
-            try { return body(node, interrupted.Token).GetAwaiter().GetResult(); }
-            finally { Console.CancelKeyPress -= ctrlC; }
+            return body(node, interrupted.Token).GetAwaiter().GetResult();
         }
         finally
         {
@@ -96,10 +95,10 @@ sealed class NodeOptions
         }
     }
 
-    /// <summary>Stops the running job if there is one, and waits for it to end.</summary>
-    public static async Task StopRunning(CoordinatorNode node, string by)
+    /// <summary>Stops the running job if there is one (gracefully, or <paramref name="now"/>), and waits for it to end.</summary>
+    public static async Task StopRunning(CoordinatorNode node, string by, bool now)
     {
-        try { await node.StopAsync(by); }
+        try { await node.StopAsync(by, now); }
         catch (InvalidOperationException) { } // no job runs
     }
 

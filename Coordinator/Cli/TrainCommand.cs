@@ -34,14 +34,16 @@ static class TrainCommand
         var output = new Option<string?>("--out") { Description = "output folder (default runs/<time>; with --resume, the run's folder)" };
         var resume = new Option<string?>("--resume") { Description = "checkpoint file, or run/checkpoint folder, to continue exactly" };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "checkpoint every N steps (0: at the end of each epoch)" };
+        var checkpointMinutes = new Option<double>("--checkpoint-every-minutes") { Description = "also checkpoint at the first step boundary once M minutes have passed since the last checkpoint (0: no timed checkpoints)" };
+        var resumeIfPresent = new Option<string?>("--resume-if-present") { Description = "the run in this folder: resumed if one has started there (as --resume), started there if not, left alone if it has finished (for restarted pods)" };
         var recoverySteps = new Option<int>("--recovery-steps") { Description = "steps refitting the pruned classifier after conversion (0: official conversion only)", DefaultValueFactory = _ => 300 };
         var recoverySamples = new Option<int>("--recovery-samples") { Description = "training samples the classifier recovery fits on", DefaultValueFactory = _ => 10_000 };
         var initFrom = new Option<string?>("--init-from") { Description = "start from the weights and masks of a training-form model (.ccm, or .pt/.pth/.pth.tar as PyTorch or the official code saves it); a classifier of another class count starts new" };
         var stopAfter = new Option<long?>("--stop-after") { Description = "stop with a checkpoint after this global step (resume later)" };
 
-        var command = new Command("train", "train CondenseNet: condensing during training, conversion and export at the end");
+        var command = new Command("train", $"train CondenseNet: condensing during training, conversion and export at the end. On SIGINT or SIGTERM {NodeOptions.GracefulStop}");
         foreach (var option in model.All.Concat(node.All).Concat([local, data, epochs, batch, micro, lr, warmupEpochs, warmupLr, scaleLr, labelSmoothing, ema, clipGradNorm, maxSkipped, lasso, dropout, seed, threads,
-                     output, resume, checkpointEvery, recoverySteps, recoverySamples, stopAfter, initFrom]))
+                     output, resume, resumeIfPresent, checkpointEvery, checkpointMinutes, recoverySteps, recoverySamples, stopAfter, initFrom]))
             command.Options.Add(option);
 
         command.SetAction(result =>
@@ -51,7 +53,7 @@ static class TrainCommand
             var options = new TrainingOptions
             {
                 Arch = model.Describe(result),
-                Model = model.Build(result) with { DropoutRate = result.GetValue(dropout) },
+                Model = model.Build(result, result.GetValue(data)) with { DropoutRate = result.GetValue(dropout) },
                 Dataset = result.GetValue(model.Dataset)!,
                 DataDir = result.GetValue(data),
                 Epochs = result.GetValue(epochs),
@@ -68,16 +70,28 @@ static class TrainCommand
                 Lasso = result.GetValue(lasso),
                 Seed = result.GetValue(seed),
                 CheckpointEverySteps = result.GetValue(checkpointEvery),
+                CheckpointEveryMinutes = result.GetValue(checkpointMinutes),
                 RecoverySteps = result.GetValue(recoverySteps),
                 RecoverySamples = result.GetValue(recoverySamples),
             };
+            options.Validate(); // bad values are named before a cluster starts
             var request = new JobRequest(options, result.GetValue(output), Resume: result.GetValue(resume), StopAfterStep: result.GetValue(stopAfter),
                 InitFrom: result.GetValue(initFrom));
+            if (result.GetValue(resumeIfPresent) is { } runFolder)
+            {
+                if (CoordinatorNode.ResumeIfPresent(request, runFolder) is not { } continued)
+                {
+                    Console.WriteLine($"the run in {runFolder} has finished (its model-trained.ccm is written): nothing to resume");
+                    return 0;
+                }
+                request = continued;
+            }
             if (inProcess) return TrainHere(request, result, node, allocator);
             return node.Run(result, allocator, async (coordinator, interrupted) =>
             {
                 var ended = await coordinator.StartAsync(request);
-                using var stop = interrupted.Register(() => _ = NodeOptions.StopRunning(coordinator, "Ctrl+C"));
+                // A signal that came while the job was being prepared stops it now.
+                using var stop = interrupted.Register(() => _ = NodeOptions.StopRunning(coordinator, "a stop signal", now: false));
                 return (await ended).ExitCode;
             });
         });

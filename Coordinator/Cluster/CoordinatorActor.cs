@@ -26,7 +26,11 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
             {
                 if (job?.Knows(worker.WorkerId) == true)
                 {
-                    Console.Error.WriteLine($"warning: a second worker named {worker.WorkerId} registered from {Sender.Path.Address}; ignored (names must be unique)");
+                    // Refused rather than ignored, so it does not wait (or retry) for ever: e.g. a worker left over from another job.
+                    string reason = $"a worker named {worker.WorkerId} is part of the running job already (at {known.Path.Address}); names must be unique: " +
+                                    "start this one with another --name, or stop the other";
+                    Console.Error.WriteLine($"warning: refused a second worker named {worker.WorkerId} from {Sender.Path.Address}");
+                    Sender.Tell(new WorkerRefused(worker.WorkerId, reason));
                     return;
                 }
                 Context.Unwatch(known); // a worker of that name that the job lost, now restarted
@@ -44,7 +48,11 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
         Receive<ClusterEvent.UnreachableMember>(e => Lost(e.Member.Address, "is unreachable (no heartbeat within the failure detector's pause)"));
         Receive<ClusterEvent.MemberRemoved>(e => Lost(e.Member.Address, "was removed from the cluster"));
         Receive<LocalWorkerExited>(exited => job?.WorkerLost(exited.WorkerId, $"process exited with code {exited.ExitCode}"));
-        Receive<StopJob>(stop => job?.Interrupt(stop.By));
+        Receive<StopJob>(stop =>
+        {
+            if (stop.Now) job?.Interrupt(stop.By);
+            else job?.RequestStop(stop.By);
+        });
         Receive<CheckpointNow>(request =>
         {
             if (job is null) request.Reply.TrySetException(new InvalidOperationException("no job is running"));
@@ -100,9 +108,9 @@ sealed class CoordinatorActor : ReceiveActor, IJobHost
         if (workers.TryGetValue(workerId, out var worker)) Akka.Cluster.Cluster.Get(Context.System).Down(worker.Path.Address);
     }
 
-    void IJobHost.Ended(int exitCode, string reason)
+    void IJobHost.Ended(JobEnd end, string reason)
     {
         job = null; // its remaining background results and worker answers are of no use now
-        ended!.TrySetResult(new JobOutcome(exitCode, reason));
+        ended!.TrySetResult(new JobOutcome(end, reason));
     }
 }

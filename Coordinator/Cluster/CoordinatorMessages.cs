@@ -5,11 +5,18 @@ namespace CondenseCluster.Coordinator.Cluster;
 /// <summary>Start a job (the actor builds it on its own thread); refused while another one runs.</summary>
 sealed record StartJob(Func<IJobHost, TrainingJob> Create, TaskCompletionSource Accepted, TaskCompletionSource<JobOutcome> Ended);
 
-/// <summary>How a job ended: 0 completed, 1 failed, 130 stopped; and why.</summary>
-public sealed record JobOutcome(int ExitCode, string Reason);
+/// <summary>How a job ended, and why.</summary>
+public sealed record JobOutcome(JobEnd End, string Reason)
+{
+    /// <summary>The process's exit code: 0 completed or stopped with a checkpoint, 130 aborted, 1 failed.</summary>
+    public int ExitCode => End switch { JobEnd.Completed or JobEnd.Stopped => 0, JobEnd.Aborted => 130, _ => 1 };
+}
 
-/// <summary>Stop the job: the user pressed Ctrl+C, or a control API call asked for it.</summary>
-sealed record StopJob(string By);
+/// <summary>
+/// Stop the job (a signal, the control API, the dashboard): gracefully, with a checkpoint at the next step boundary,
+/// or <paramref name="Now"/>, at once (the newest checkpoint stays the place to resume from).
+/// </summary>
+sealed record StopJob(string By, bool Now);
 
 /// <summary>Write a checkpoint at the next step boundary; answered once it is on disk.</summary>
 sealed record CheckpointNow(TaskCompletionSource<(string Path, long Step)> Reply);

@@ -87,7 +87,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
             {
                 local.Dispose();
                 jobLogs.Dispose();
-                monitor.JobEnded(t.Result.ExitCode, t.Result.Reason);
+                monitor.JobEnded(t.Result.End, t.Result.Reason);
                 lock (gate) running = false;
                 return t.Result;
             }, TaskScheduler.Default);
@@ -96,7 +96,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         }
         catch (Exception e)
         {
-            if (announced) monitor.JobEnded(1, e.Message);
+            if (announced) monitor.JobEnded(JobEnd.Failed, e.Message);
             logs?.Dispose();
             lock (gate) running = false;
             throw;
@@ -134,7 +134,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         var data = Checked("configuration", () =>
         {
             options.Validate();
-            var opened = Datasets.Open(options.Dataset, options.DataDir, message => events.Add(new Notice(message)));
+            var opened = Datasets.Open(options.Dataset, options.DataDir, message => events.Add(new Notice(message)), options.Model.InputSize);
             Datasets.CheckFits(opened.Train, options.Model);
             new MicroBatchPlan(options.BatchSize, options.MicroBatches, opened.Train.Count, options.Epochs).Validate();
             return opened;
@@ -179,11 +179,14 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         }
     }
 
-    /// <summary>Stops the running job (its newest checkpoint stays the place to resume from); the task ends with it.</summary>
-    public Task<JobOutcome> StopAsync(string by)
+    /// <summary>
+    /// Stops the running job: gracefully (the step in flight completes, its boundary is checkpointed, then the job
+    /// ends), or <paramref name="now"/> (its newest checkpoint stays the place to resume from). The task ends with the job.
+    /// </summary>
+    public Task<JobOutcome> StopAsync(string by, bool now)
     {
         var current = Current() ?? throw new InvalidOperationException("no job is running");
-        coordinator.Tell(new StopJob(by));
+        coordinator.Tell(new StopJob(by, now));
         return current.Ended;
     }
 
@@ -237,6 +240,22 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         if (request.Resume is not { } resumeFrom) return Path.GetFullPath(Path.Combine("runs", DateTime.Now.ToString("yyyyMMdd-HHmmss")));
         string folder = File.Exists(resumeFrom) ? Path.GetDirectoryName(Path.GetFullPath(resumeFrom))! : Path.GetFullPath(resumeFrom);
         return Path.GetFileName(folder) == "checkpoints" ? Path.GetDirectoryName(folder)! : folder;
+    }
+
+    /// <summary>
+    /// <paramref name="request"/> for the run in <paramref name="folder"/> (--resume-if-present, which the helm chart
+    /// gives a coordinator pod so that a restart continues its run): resumed where a run has started (from its newest
+    /// checkpoint, or before the first one from its job.json and the workers' memory), started anew there where none has;
+    /// null when that run has finished (its trained model is written).
+    /// </summary>
+    public static JobRequest? ResumeIfPresent(JobRequest request, string folder)
+    {
+        if (request.Resume is not null) throw new ArgumentException("--resume and --resume-if-present both name where to resume from: give one of them");
+        if (request.Output is { } output && Path.GetFullPath(output) != Path.GetFullPath(folder))
+            throw new ArgumentException($"--out {output} is not --resume-if-present {folder}: a run resumes in its own folder");
+        if (File.Exists(Path.Combine(folder, "model-trained.ccm"))) return null;
+        bool started = new CheckpointStore(Path.Combine(folder, "checkpoints")).List().Count > 0 || File.Exists(Path.Combine(folder, "job.json"));
+        return request with { Output = folder, Resume = started ? folder : null };
     }
 
     public void Dispose()

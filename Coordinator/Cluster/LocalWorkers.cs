@@ -25,10 +25,12 @@ sealed class LocalWorkers : IDisposable
         for (int i = 1; i <= count; i++)
         {
             string name = $"worker-{i}";
-            var start = new ProcessStartInfo(dotnet ?? launcher) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            // Their input is a pipe from this process, which closes when it ends however it ends: they exit with it (--exit-with-parent).
+            var start = new ProcessStartInfo(dotnet ?? launcher)
+                { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             if (dotnet is not null) start.ArgumentList.Add(worker);
             if (Environment.GetEnvironmentVariable("GLIBC_TUNABLES") is null) start.Environment["GLIBC_TUNABLES"] = NativeAllocator.Tunables;
-            foreach (var arg in new[] { "--seed", seed, "--name", name, "--host", "127.0.0.1", "--device", device, "--threads", threads.ToString() })
+            foreach (var arg in new[] { "--seed", seed, "--name", name, "--host", "127.0.0.1", "--device", device, "--threads", threads.ToString(), "--exit-with-parent" })
                 start.ArgumentList.Add(arg);
             var process = new Process { StartInfo = start, EnableRaisingEvents = true };
             process.OutputDataReceived += (_, line) => { if (line.Data is not null) Console.WriteLine(line.Data); };

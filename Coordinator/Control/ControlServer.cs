@@ -2,6 +2,7 @@ using System.Net;
 using System.Reflection;
 using CondenseCluster.Shared.Control;
 using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Runtime;
 using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
@@ -72,6 +73,7 @@ public sealed class ControlServer : IAsyncDisposable
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel => kestrel.Listen(address, port, listen => listen.Protocols = protocols));
         // Streams to watchers end when the monitor closes; nothing else is long.
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(2));
+        builder.Services.AddSingleton<IHostLifetime, EmbeddedHostLifetime>();
         services(builder.Services);
         return builder.Build();
     }
@@ -114,7 +116,7 @@ public sealed class ControlServer : IAsyncDisposable
                 await http.Response.Body.FlushAsync(http.RequestAborted);
             }
         });
-        web.MapPost("/api/stop", (HttpRequest http) => Control(http, token, async () => $"the job stopped: {(await jobs.StopAsync("the dashboard")).Reason}"));
+        web.MapPost("/api/stop", (HttpRequest http) => Control(http, token, async () => $"the job stopped: {(await jobs.StopAsync("the dashboard", now: false)).Reason}"));
         web.MapPost("/api/checkpoint", (HttpRequest http) => Control(http, token, async () =>
         {
             var (path, step) = await jobs.CheckpointAsync();

@@ -15,6 +15,7 @@ namespace CondenseCluster.Coordinator.Control;
 public sealed class ControlService(IJobControl jobs, JobMonitor monitor) : Shared.Control.Control.ControlBase
 {
     static readonly JsonSerializerOptions Configuration = new() { UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow };
+    // A graceful stop takes a step and a state fetch; past this, the call answers with the status while the stop goes on.
     static readonly TimeSpan StopWait = TimeSpan.FromSeconds(60);
 
     public override async Task<JobStatus> StartJob(StartJobRequest request, ServerCallContext context)
@@ -57,9 +58,10 @@ public sealed class ControlService(IJobControl jobs, JobMonitor monitor) : Share
     public override async Task<JobStatus> StopJob(StopJobRequest request, ServerCallContext context)
     {
         Task<JobOutcome> stopped;
-        try { stopped = jobs.StopAsync("a control API call"); }
+        try { stopped = jobs.StopAsync("a control API call", request.Now); }
         catch (InvalidOperationException e) { throw Refused(e.Message); }
-        await stopped.WaitAsync(StopWait, context.CancellationToken);
+        try { await stopped.WaitAsync(StopWait, context.CancellationToken); }
+        catch (TimeoutException) { } // still checkpointing: the status says where the job stands
         return monitor.Status();
     }
 

@@ -11,7 +11,8 @@ public interface IJobControl
 {
     /// <summary>Starts a job; the task it returns ends with the job.</summary>
     Task<Task<JobOutcome>> StartAsync(JobRequest request);
-    Task<JobOutcome> StopAsync(string by);
+    /// <summary>Stops the job: with a checkpoint at the next step boundary, or <paramref name="now"/>; the task ends with the job.</summary>
+    Task<JobOutcome> StopAsync(string by, bool now);
     Task<(string Path, long Step)> CheckpointAsync();
     Task<(string Path, long Step, CostRow Cost)> ExportAsync(string? path);
 }

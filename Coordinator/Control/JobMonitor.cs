@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Threading.Channels;
+using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Control;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Training;
@@ -63,12 +64,12 @@ public sealed class JobMonitor : ITrainingObserver
         }
     }
 
-    /// <summary>The job ended: 0 completed, 130 stopped, otherwise failed.</summary>
-    public void JobEnded(int exitCode, string reason)
+    /// <summary>The job ended: completed, stopped (gracefully or at once: the reason says which) or failed.</summary>
+    public void JobEnded(JobEnd end, string reason)
     {
         lock (gate)
         {
-            status.State = exitCode switch { 0 => "completed", 130 => "stopped", _ => "failed" };
+            status.State = end switch { JobEnd.Completed => "completed", JobEnd.Stopped or JobEnd.Aborted => "stopped", _ => "failed" };
             status.Reason = reason;
             status.EtaSeconds = 0;
             status.ElapsedSeconds = clock.Elapsed.TotalSeconds;

@@ -11,6 +11,7 @@ sealed class CheckpointWriter(CheckpointStore store, TrainingOptions options)
 {
     readonly List<TaskCompletionSource<(string Path, long Step)>> requests = [];
     Task writes = Task.CompletedTask;
+    (long Step, Task<string> Writing)? last;
 
     public string Folder => store.Folder;
 
@@ -22,11 +23,15 @@ sealed class CheckpointWriter(CheckpointStore store, TrainingOptions options)
 
     public void Request(TaskCompletionSource<(string Path, long Step)> request) => requests.Add(request);
 
+    /// <summary>The newest write this job asked for: its step, and the task that ends with the file on disk.</summary>
+    public (long Step, Task<string> Writing)? Last => last;
+
     /// <summary>Writes the state of step <paramref name="step"/> after the writes before it; answers the requests made until now with it.</summary>
     public Task<string> Write(long step, byte[] state)
     {
         var writing = writes.ContinueWith(_ => store.Save(options, step, writer => writer.Write(state)), TaskScheduler.Default);
         writes = writing;
+        last = (step, writing);
         var answered = requests.ToArray();
         requests.Clear();
         writing.ContinueWith(written =>

@@ -14,6 +14,12 @@ public interface IJobHost
     /// <summary>Removes a worker's node from the cluster (it is gone or hung), so that membership can move on.</summary>
     void Down(string workerId);
 
-    /// <summary>The job is over (0: completed, 1: failed, 130: stopped) for <paramref name="reason"/>; workers have been told.</summary>
-    void Ended(int exitCode, string reason);
+    /// <summary>The job is over for <paramref name="reason"/>; workers have been told.</summary>
+    void Ended(JobEnd end, string reason);
 }
+
+/// <summary>
+/// How a job ends: it completed; it stopped gracefully with a checkpoint of the step it stopped at; it was aborted at
+/// once (its newest checkpoint, possibly older, is where it resumes); it failed.
+/// </summary>
+public enum JobEnd { Completed, Stopped, Aborted, Failed }

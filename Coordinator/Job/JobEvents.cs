@@ -114,11 +114,26 @@ public sealed record ReplicasAgree(int Workers, long Step, string Checksum) : Tr
     public override string Text() => $"all {Workers} replicas hold identical weights at step {Step} (checksum {Checksum})";
 }
 
-/// <summary>The user stopped the job after <paramref name="Steps"/> steps; <paramref name="Resume"/> says how to go on.</summary>
-public sealed record JobStopped(string By, long Steps, string Resume) : TrainingEvent
+/// <summary>
+/// A graceful stop was asked for by <paramref name="By"/> (a signal, the control API, a worker's SIGTERM) while the job
+/// had completed <paramref name="Steps"/> steps: the step in flight completes, its boundary is checkpointed, then the job ends.
+/// </summary>
+public sealed record StopRequested(string By, long Steps) : TrainingEvent
+{
+    public override EventKind Kind => EventKind.Checkpoint;
+    public override string Text() =>
+        $"stop requested by {By} after {Steps} steps: checkpointing at the next step boundary, then stopping (again, or stop --now: at once)";
+}
+
+/// <summary>
+/// The job stopped after <paramref name="Steps"/> steps; <paramref name="Resume"/> says how to go on. A graceful stop
+/// says how long it took from the request until its checkpoint was on disk (<paramref name="Seconds"/>); one at once does not.
+/// </summary>
+public sealed record JobStopped(string By, long Steps, string Resume, double? Seconds = null) : TrainingEvent
 {
     public override EventKind Kind => EventKind.Info;
-    public override string Text() => $"stopped by {By} after {Steps} steps; {Resume}";
+    public override string Text() =>
+        $"stopped by {By} after {Steps} steps{(Seconds is double s ? $", checkpointed {s:F1} s after the request" : ", at once")}; {Resume}";
 }
 
 /// <summary>The job cannot go on.</summary>

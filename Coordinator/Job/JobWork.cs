@@ -14,4 +14,6 @@ sealed record MasksRead(IReadOnlyList<LayerMask> Masks);
 sealed record WorkersGone(IReadOnlyList<string> Workers);
 sealed record CheckpointSaved(string Path, long Step);
 sealed record CheckpointFailed(string Error);
+/// <summary>The checkpoint a graceful stop waits for is on disk.</summary>
+sealed record StopCheckpointed(string Path, long Step);
 sealed record JobCompleted(TrainingSummary Summary);

@@ -16,10 +16,16 @@ public sealed partial class TrainingJob
     }
 
     void PlanBoundaries(long at) =>
-        boundaries.AddRange(schedule.BoundariesAt(at, first, schedule.MasksBehind(condensing.Masks, at), checkpoints.Requested));
+        boundaries.AddRange(schedule.BoundariesAt(at, first, schedule.MasksBehind(condensing.Masks, at),
+            checkpoints.Requested || (at > first && schedule.TimedCheckpointDue(sinceCheckpoint.Elapsed))));
 
     void Next()
     {
+        if (stopping is not null)
+        {
+            StopAtBoundary();
+            return;
+        }
         current = boundaries[0];
         boundaries.RemoveAt(0);
         switch (current)
@@ -35,6 +41,7 @@ public sealed partial class TrainingJob
                 break;
             case JobBoundary.Run:
                 phase = Phase.Running;
+                segmentCut = false;
                 (runFrom, runTo) = (step, schedule.NextBoundary(step));
                 AskAll(new RunSteps(step, runTo));
                 break;
@@ -61,6 +68,28 @@ public sealed partial class TrainingJob
         }
     }
 
+    /// <summary>A graceful stop at this step boundary: its state is checkpointed (unless that is under way already), then the job ends.</summary>
+    void StopAtBoundary()
+    {
+        if (checkpoints.Last is { } last && last.Step == step)
+        {
+            Halt(last.Writing);
+            return;
+        }
+        current = JobBoundary.Checkpoint;
+        phase = Phase.PreparingState;
+        AskAll(new PrepareState(step));
+    }
+
+    /// <summary>The checkpoint a graceful stop ends with is being written: the job ends once it is on disk.</summary>
+    void Halt(Task<string> writing)
+    {
+        phase = Phase.Stopping;
+        attempt++; // work still running for the job (the end's conversion) is of no use now
+        long at = step;
+        Background("writing the checkpoint to stop at", async () => new StopCheckpointed(await writing, at));
+    }
+
     void Record(StepReport report)
     {
         if (report.Step < step) return; // of a step already settled by a recovery
@@ -83,6 +112,7 @@ public sealed partial class TrainingJob
         observer.Step(metrics.Step(reports[0].Step, condensing.Masks.Max(m => m.Stage), loss, correct, samples,
             reports.Max(r => r.ComputeMs + r.AllReduceMs + r.DataWaitMs), reports.Max(r => r.ComputeMs), reports.Max(r => r.DataWaitMs),
             reports.Any(r => r.UpdateSkipped)));
+        if (schedule.TimedCheckpointDue(sinceCheckpoint.Elapsed)) EndSegmentEarly();
     }
 
     void Importance(LayerImportance layer)
@@ -140,7 +170,8 @@ public sealed partial class TrainingJob
     {
         long at = step;
         var writing = checkpoints.Write(at, state);
-        if (current == JobBoundary.Checkpoint)
+        sinceCheckpoint.Restart();
+        if (current == JobBoundary.Checkpoint || stopping is not null) // a stop's checkpoint is written as any other; Next then ends the job
         {
             host.Background(async () => new CheckpointSaved(await writing, at), error => new CheckpointFailed(error));
             Next();

@@ -10,7 +10,7 @@ public sealed partial class TrainingJob
     /// <summary>A worker's ring failed, so a peer may be gone: the recovery finds out who, unless one runs already or no ring does.</summary>
     void RingFailed(string what, string error, AllReduceFailure? failure)
     {
-        if (phase is not (Phase.Recovering or Phase.Finishing or Phase.WaitingForWorkers)) Recover($"{what}: {membership.NameEndpoints(error)}", failure);
+        if (phase is not (Phase.Recovering or Phase.Finishing or Phase.Stopping or Phase.WaitingForWorkers)) Recover($"{what}: {membership.NameEndpoints(error)}", failure);
     }
 
     /// <summary>A worker that cannot or must not go on (it failed, diverged, broke the protocol) leaves the job; the others continue.</summary>
@@ -30,7 +30,7 @@ public sealed partial class TrainingJob
         if (gone) host.Down(workerId);
         observer.Worker(new WorkerReport(workerId, gone ? WorkerState.Lost : WorkerState.Excluded, "", 0, "", why));
         observer.Event(new WorkerRemoved(workerId, gone, why));
-        if (phase is Phase.WaitingForWorkers or Phase.Finishing) return; // nothing runs yet, or the final state is already here
+        if (phase is Phase.WaitingForWorkers or Phase.Finishing or Phase.Stopping) return; // nothing runs yet, or the final state is already here
         if (membership.Count == 0)
         {
             Fail($"every worker is lost (the last: {workerId} {why}); resume with --resume {run.OutputFolder} once workers are back");

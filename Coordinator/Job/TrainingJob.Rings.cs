@@ -58,6 +58,7 @@ public sealed partial class TrainingJob
     void Started()
     {
         clock.Start();
+        sinceCheckpoint.Start();
         metrics.Start();
         var members = membership.Members;
         observer.Started(new RunStarted($"{options.Arch} on {data.Train.Description}", first, plan.TotalSteps, plan.StepsPerEpoch, options.Epochs,

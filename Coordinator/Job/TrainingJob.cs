@@ -15,11 +15,12 @@ namespace CondenseCluster.Coordinator.Job;
 /// checkpoints (BatchNorm averaged, state fetched from rank 0) and condenses (masks decided here, acknowledged with
 /// checksums). A lost worker makes every survivor abort what it runs; the job continues from the furthest whole step a
 /// survivor holds, on a new ring, and redoes what was interrupted. A worker that registers mid-job is admitted at the
-/// next step boundary with a copy of a peer's state.
+/// next step boundary with a copy of a peer's state. A graceful stop (a signal, the control API, a worker's SIGTERM) lets
+/// the step in flight complete, checkpoints that boundary and ends the job.
 /// </summary>
 public sealed partial class TrainingJob
 {
-    enum Phase { WaitingForWorkers, Joining, LoadingState, Running, Importance, Masks, Evaluating, PreparingState, Fetching, Finishing, Recovering, Ended }
+    enum Phase { WaitingForWorkers, Joining, LoadingState, Running, Importance, Masks, Evaluating, PreparingState, Fetching, Finishing, Recovering, Stopping, Ended }
 
     /// <summary>How far the job's start has come: the first ring forming, the replicas' starting state loading, training.</summary>
     enum Start { FormingRing, LoadingState, Training }
@@ -47,6 +48,7 @@ public sealed partial class TrainingJob
     readonly List<JobBoundary> boundaries = [];
     readonly List<Accuracy> shards = [];
     readonly Stopwatch clock = new();
+    readonly Stopwatch sinceCheckpoint = new();  // wall time since the last checkpoint, for --checkpoint-every-minutes
     Phase phase = Phase.WaitingForWorkers, interrupted;
     JobBoundary current;
     Start start = Start.FormingRing;
@@ -57,6 +59,9 @@ public sealed partial class TrainingJob
     int attempt;  // grows with every recovery: background results of an older attempt are stale
     Accuracy? lastTest;
     string agreed = "";  // the weight checksum all replicas reported last
+    (string By, Stopwatch Clock)? stopping;  // a graceful stop asked for, and how long ago
+    bool segmentCut;  // the running segment was asked to end early already
+    long announcedCheckpoint = -1;  // the step of the last checkpoint whose CheckpointWritten event went out
 
     public TrainingJob(TrainingOptions options, RunSettings run, (IImageDataset Train, IImageDataset Test) data, StartingState? startFrom,
         ClusterSettings cluster, ITrainingObserver observer, IJobHost host, IReplicaStates states)
@@ -101,18 +106,43 @@ public sealed partial class TrainingJob
         else if (membership.Joiners.Count == cluster.ExpectedWorkers) Join();
     }
 
-    /// <summary>The user stopped the job (Ctrl+C, the control API): workers are told, the last checkpoint stays the place to resume from.</summary>
+    /// <summary>
+    /// Stops the job at once (a second signal, <c>stop --now</c>): workers are told, the last checkpoint stays the place
+    /// to resume from.
+    /// </summary>
     public void Interrupt(string by)
     {
-        if (phase == Phase.Ended) return;
+        if (phase != Phase.Ended) Stop(JobEnd.Aborted, by, null);
+    }
+
+    /// <summary>
+    /// A graceful stop: the step in flight completes (the running segment is cut short, as for a checkpoint request),
+    /// the state of that step boundary is checkpointed, then the job ends. It takes at most one step, the state fetch
+    /// and the checkpoint write; a boundary's work already under way (condensing, evaluation) finishes first. Before
+    /// training has begun nothing new is there to keep, and the job ends at once.
+    /// </summary>
+    public void RequestStop(string by)
+    {
+        if (phase == Phase.Ended || stopping is not null) return;
+        stopping = (by, Stopwatch.StartNew());
+        observer.Event(new StopRequested(by, CompletedSteps));
+        if (start != Start.Training) Stop(JobEnd.Stopped, by, null);
+        else if (phase == Phase.Finishing) Halt(checkpoints.Last!.Value.Writing); // the final state is being written; the conversion is not waited for
+        else EndSegmentEarly(); // other phases reach a step boundary on their own (Next)
+    }
+
+    void Stop(JobEnd end, string by, double? seconds)
+    {
         string? newest = checkpoints.Newest;
         string resuming = newest is not null ? $"resume with --resume {run.OutputFolder} (from its newest checkpoint, {Path.GetFileName(newest)})"
             : first > 0 ? $"no checkpoint since step {first}: resume from the checkpoint this run started from"
             : "no checkpoint had been written yet, so there is nothing to resume (--checkpoint-every N writes one every N steps)";
-        // Steps complete one by one after `first` (each once, also across a recovery); `step` is only the last boundary.
-        observer.Event(new JobStopped(by, Math.Max(step, first + metrics.StepMs.Count), resuming));
-        End(130, $"stopped by {by}");
+        observer.Event(new JobStopped(by, CompletedSteps, resuming, seconds));
+        End(end, $"stopped by {by}");
     }
+
+    // Steps complete one by one after `first` (each once, also across a recovery); `step` is only the last boundary.
+    long CompletedSteps => Math.Max(step, first + metrics.StepMs.Count);
 
     /// <summary>
     /// Asks for a checkpoint at the next step boundary (the running segment is cut short, as for a join); the request
@@ -132,7 +162,9 @@ public sealed partial class TrainingJob
     /// <summary>Cuts the running segment short, after a step every replica agrees on through the ring, to reach a boundary sooner.</summary>
     void EndSegmentEarly()
     {
-        if (phase == Phase.Running) foreach (var m in membership.Members) host.Send(m.Id, new Yield(membership.Generation));
+        if (phase != Phase.Running || segmentCut) return;
+        segmentCut = true;
+        foreach (var m in membership.Members) host.Send(m.Id, new Yield(membership.Generation));
     }
 
     /// <summary>A worker's process ended, or its node left or became unreachable: the job goes on without it.</summary>
@@ -165,7 +197,7 @@ public sealed partial class TrainingJob
             case WorkDone done when done.Attempt == attempt: Dispatch(done.Result); break;
             case WorkDone: break; // of an attempt a recovery interrupted
             case WorkFailed failed when failed.Attempt == attempt:
-                if (phase == Phase.Finishing) Fail($"{failed.What} failed: {failed.Error}");
+                if (phase is Phase.Finishing or Phase.Stopping) Fail($"{failed.What} failed: {failed.Error}");
                 else Recover($"{failed.What} failed: {failed.Error}");
                 break;
             case WorkFailed: break;
@@ -205,9 +237,17 @@ public sealed partial class TrainingJob
                 if (Complete("weights", step)) FetchState();
                 break;
             case StateFetched fetched when phase == Phase.Fetching: Fetched(fetched.State); break;
-            case CheckpointSaved saved: observer.Event(new CheckpointWritten(saved.Path, saved.Step)); break;
+            case CheckpointSaved saved:
+                announcedCheckpoint = saved.Step;
+                observer.Event(new CheckpointWritten(saved.Path, saved.Step));
+                break;
+            case StopCheckpointed saved when phase == Phase.Stopping:
+                if (announcedCheckpoint != saved.Step) observer.Event(new CheckpointWritten(saved.Path, saved.Step));
+                Stop(JobEnd.Stopped, stopping!.Value.By, stopping.Value.Clock.Elapsed.TotalSeconds);
+                break;
+            case WorkerTerminating terminating: RequestStop($"{terminating.Signal} of {terminating.WorkerId}"); break;
             case CheckpointFailed failed: Fail($"writing a checkpoint failed: {failed.Error}"); break;
-            case JobCompleted when phase == Phase.Finishing: End(0, "the job completed"); break;
+            case JobCompleted when phase == Phase.Finishing: End(JobEnd.Completed, "the job completed"); break;
             case StepsDone or StepsAborted or ReplicaReady or MasksApplied or LayerImportance when phase == Phase.Recovering:
                 break; // answers to what the recovery cut short
             default:
@@ -265,10 +305,10 @@ public sealed partial class TrainingJob
     void Fail(string error)
     {
         observer.Event(new JobFailed(error));
-        End(1, error);
+        End(JobEnd.Failed, error);
     }
 
-    void End(int code, string reason)
+    void End(JobEnd end, string reason)
     {
         phase = Phase.Ended;
         foreach (var m in membership.Everyone)
@@ -277,7 +317,7 @@ public sealed partial class TrainingJob
             observer.Worker(m.Report(WorkerState.Finished));
         }
         checkpoints.Abandon(reason);
-        host.Ended(code, reason);
+        host.Ended(end, reason);
     }
 }
 

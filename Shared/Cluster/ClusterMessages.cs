@@ -32,6 +32,9 @@ public sealed record HeldReplica(string JobKey, long Step)
 /// <summary>The coordinator knows the worker; it will be sent <see cref="JoinJob"/> when a job needs it.</summary>
 public sealed record WorkerAccepted(string WorkerId);
 
+/// <summary>The coordinator will not take this worker (<paramref name="Reason"/> says why and what to change); the worker exits.</summary>
+public sealed record WorkerRefused(string WorkerId, string Reason);
+
 /// <summary>
 /// Makes a registered worker rank <paramref name="Rank"/> of the job's ring of generation <paramref name="RingGeneration"/>;
 /// sent at the start and again whenever membership changes. The worker builds its replica from the options (same seed,
@@ -119,6 +122,12 @@ public sealed record WorkerFailed(string WorkerId, string Error, bool DataPlane 
 /// the job has since replaced is stale.
 /// </summary>
 public sealed record RingBroken(string WorkerId, long RingGeneration, string Error) : IWorkerReply;
+
+/// <summary>
+/// The worker was asked to terminate (<paramref name="Signal"/>, e.g. its pod is preempted) and asks for a graceful stop
+/// of the job: a checkpoint at the next step boundary, then the end (<c>condense-worker --on-sigterm checkpoint</c>).
+/// </summary>
+public sealed record WorkerTerminating(string WorkerId, string Signal) : IWorkerReply;
 
 /// <summary>The job is over: the worker leaves the cluster and exits.</summary>
 public sealed record JobEnded(string Reason);

@@ -1,4 +1,5 @@
 using System.Net;
+using CondenseCluster.Shared.Runtime;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -61,6 +62,7 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
             kestrel.Listen(IPAddress.Parse(options.ListenAddress), options.Port, listen => listen.Protocols = HttpProtocols.Http2));
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = ShutdownGrace);
+        builder.Services.AddSingleton<IHostLifetime, EmbeddedHostLifetime>();
         builder.Services.AddGrpc();
         builder.Services.AddSingleton(listener);
         services?.Invoke(builder.Services);

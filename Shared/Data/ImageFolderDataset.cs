@@ -46,6 +46,19 @@ public sealed class ImageFolderDataset : IImageDataset
     }
 
     /// <summary>
+    /// The evaluation resize for a crop of <paramref name="size"/>: the official 256 for 224, the same ratio for other
+    /// resolutions (73 for 64), so that a reduced-resolution run sees the same part of each image.
+    /// </summary>
+    public static int ResizeFor(int size) => (int)Math.Round(size * 256.0 / 224);
+
+    /// <summary>How many class folders <c>root/train</c> holds (0 when it does not exist: <see cref="Open"/> says what is wrong).</summary>
+    public static int CountClasses(string root)
+    {
+        string train = Path.Combine(root, "train");
+        return Directory.Exists(train) ? ClassFolders(train).Length : 0;
+    }
+
+    /// <summary>
     /// <c>root/train</c> and <c>root/val</c>; the classes are the sorted folder names of train, and val must have the same.
     /// </summary>
     public static (ImageFolderDataset Train, ImageFolderDataset Test) Open(string root, string name = "imagenet", int size = 224, int resizeSize = 256)

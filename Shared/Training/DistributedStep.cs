@@ -52,9 +52,10 @@ public sealed class DistributedStep
     /// <summary>
     /// Runs global step <paramref name="step"/>: this rank's micro-batches, taken in order from <paramref name="batches"/>,
     /// the exchange, and the update at <paramref name="learningRate"/>. <see cref="StepOutcome.Stop"/> is true on every
-    /// rank when any rank asked to <paramref name="stopAfterThisStep"/>.
+    /// rank when any rank asked to <paramref name="stopAfterThisStep"/>. It is asked when this rank casts its vote, after
+    /// its micro-batches are computed, so that a request that arrives during the compute still ends the step in flight.
     /// </summary>
-    public StepOutcome Run(long step, BatchPrefetcher batches, IImageDataset data, double learningRate, bool stopAfterThisStep = false)
+    public StepOutcome Run(long step, BatchPrefetcher batches, IImageDataset data, double learningRate, Func<bool>? stopAfterThisStep = null)
     {
         var clock = Stopwatch.StartNew();
         engine.BeginStep();
@@ -63,7 +64,8 @@ public sealed class DistributedStep
         double computed = clock.Elapsed.TotalMilliseconds;
         Computed?.Invoke(step);
         // The exchanged sums come back divided by M; a ring of one divides its own.
-        bool stop = exchanging?.Finish(stopAfterThisStep) ?? stopAfterThisStep;
+        bool vote = stopAfterThisStep?.Invoke() ?? false;
+        bool stop = exchanging?.Finish(vote) ?? vote;
         double exchanged = clock.Elapsed.TotalMilliseconds;
         bool updated = engine.ApplyUpdate(learningRate, gradientsAveraged: exchanging is not null);
         batchNormAveragedAt = -1;

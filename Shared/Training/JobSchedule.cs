@@ -7,11 +7,18 @@ namespace CondenseCluster.Shared.Training;
 /// periodic checkpoint, before a step whose condensing stage differs from the previous step's, and at the end.
 /// Between two boundaries workers run on their own. Pure: no actors, no tensors.
 /// </summary>
-public sealed record JobSchedule(MicroBatchPlan Plan, int CondenseFactor, int CheckpointEverySteps, long LastStep)
+public sealed record JobSchedule(MicroBatchPlan Plan, int CondenseFactor, int CheckpointEverySteps, long LastStep, double CheckpointEveryMinutes = 0)
 {
     /// <summary>The schedule of a job with <paramref name="options"/> run under <paramref name="run"/> (which may stop it early).</summary>
     public static JobSchedule For(TrainingOptions options, RunSettings run, MicroBatchPlan plan) =>
-        new(plan, options.Model.CondenseFactor, options.CheckpointEverySteps, Math.Min(plan.TotalSteps, run.StopAfterStep ?? plan.TotalSteps));
+        new(plan, options.Model.CondenseFactor, options.CheckpointEverySteps, Math.Min(plan.TotalSteps, run.StopAfterStep ?? plan.TotalSteps),
+            options.CheckpointEveryMinutes);
+
+    /// <summary>
+    /// Is a timed checkpoint (--checkpoint-every-minutes) due at the next step boundary, <paramref name="sinceLast"/>
+    /// after the last checkpoint (or the run's start)? Wall time decides only when, never what the weights become.
+    /// </summary>
+    public bool TimedCheckpointDue(TimeSpan sinceLast) => CheckpointEveryMinutes > 0 && sinceLast.TotalMinutes >= CheckpointEveryMinutes;
 
     /// <summary>The schedule's condensing stage for global step <paramref name="step"/>.</summary>
     public int StageOf(long step) => CondensingSchedule.StageAt(CondensingSchedule.Progress(step, Plan.TotalSteps), CondenseFactor);

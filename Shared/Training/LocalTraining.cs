@@ -22,7 +22,7 @@ public static class LocalTraining
         var options = resume?.Header.Options ?? requested;
         options.Validate();
 
-        var (train, test) = Datasets.Open(options.Dataset, options.DataDir, message => observer.Event(new Notice(message)));
+        var (train, test) = Datasets.Open(options.Dataset, options.DataDir, message => observer.Event(new Notice(message)), options.Model.InputSize);
         Datasets.CheckFits(train, options.Model);
         var plan = new MicroBatchPlan(options.BatchSize, options.MicroBatches, train.Count, options.Epochs);
         plan.Validate();
@@ -55,8 +55,9 @@ public static class LocalTraining
             // The coordinator's walk on one node: what the schedule asks for at each boundary, then the steps up to the next one.
             long at = first;
             bool finished = false;
+            var sinceCheckpoint = Stopwatch.StartNew();
             while (!finished)
-                foreach (var boundary in schedule.BoundariesAt(at, first, schedule.MasksBehind(masks, at), checkpointRequested: false))
+                foreach (var boundary in schedule.BoundariesAt(at, first, schedule.MasksBehind(masks, at), at > first && schedule.TimedCheckpointDue(sinceCheckpoint.Elapsed)))
                     switch (boundary)
                     {
                         case JobBoundary.Condense:
@@ -72,10 +73,12 @@ public static class LocalTraining
                             break;
                         case JobBoundary.Checkpoint or JobBoundary.Finish:
                             observer.Event(new CheckpointWritten(store.Save(options, at, engine.SaveState), at));
+                            sinceCheckpoint.Restart();
                             finished = boundary == JobBoundary.Finish;
                             break;
                         case JobBoundary.Run:
-                            for (long to = schedule.NextBoundary(at); at < to; at++)
+                            // A timed checkpoint cuts the segment short, after at least one step.
+                            for (long to = schedule.NextBoundary(at), from = at; at < to && (at == from || !schedule.TimedCheckpointDue(sinceCheckpoint.Elapsed)); at++)
                             {
                                 cancel.ThrowIfCancellationRequested();
                                 var stepClock = Stopwatch.StartNew();

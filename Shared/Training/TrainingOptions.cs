@@ -37,6 +37,11 @@ public sealed record TrainingOptions
     public int Seed { get; init; }
     /// <summary>Write a checkpoint every N steps (0: only at the end of each epoch).</summary>
     public int CheckpointEverySteps { get; init; }
+    /// <summary>
+    /// Also write a checkpoint at the first step boundary once this many minutes of wall time have passed since the last
+    /// one (0: none). Kept here, not with the run settings, so that a resumed job keeps it; it never changes the weights.
+    /// </summary>
+    public double CheckpointEveryMinutes { get; init; }
     /// <summary>Steps of fitting the pruned classifier on frozen features after conversion (0: the official conversion only).</summary>
     public int RecoverySteps { get; init; } = 300;
     /// <summary>Training samples whose features the classifier recovery fits on.</summary>
@@ -55,6 +60,8 @@ public sealed record TrainingOptions
         if (ClipGradientNorm < 0) throw new ArgumentException($"--clip-grad-norm {ClipGradientNorm} must not be negative (0: no clipping)");
         if (MaxSkippedSteps < 0) throw new ArgumentException($"--max-skipped-steps {MaxSkippedSteps} must not be negative");
         if (CheckpointEverySteps < 0) throw new ArgumentException($"--checkpoint-every {CheckpointEverySteps} must not be negative");
+        if (!(CheckpointEveryMinutes >= 0) || double.IsInfinity(CheckpointEveryMinutes))
+            throw new ArgumentException($"--checkpoint-every-minutes {CheckpointEveryMinutes} must be a finite number of minutes, at least 0 (0: no timed checkpoints)");
         if (RecoverySteps < 0 || RecoverySamples < 1) throw new ArgumentException("--recovery-steps must be ≥ 0 and --recovery-samples ≥ 1");
     }
 }

@@ -32,9 +32,24 @@ static class LoaderBenchmark
         return command;
     }
 
-    sealed record Measurement(int Threads, double[] ImagesPerSecond);
+    /// <summary>The images/s of each timed repetition with <see cref="Threads"/> loader threads.</summary>
+    internal sealed record Measurement(int Threads, double[] ImagesPerSecond)
+    {
+        public double Median => Statistics.Median(ImagesPerSecond);
+    }
 
     static int Run(int images, string? folder, int[] threadCounts, int repeats, int batchSize)
+    {
+        var (read, measurements) = Measure(images, folder, threadCounts, repeats, batchSize);
+        PrintSummary(measurements, read, repeats);
+        return 0;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="images"/> (generated, or of <paramref name="folder"/>: at most all of them, the count
+    /// returned) per repetition with each thread count, printing each repetition.
+    /// </summary>
+    internal static (int Images, IReadOnlyList<Measurement> Measurements) Measure(int images, string? folder, int[] threadCounts, int repeats, int batchSize)
     {
         if (images < 1 || repeats < 1 || batchSize < 1) throw new ArgumentException("--images, --repeats and --batch-size must be positive");
         if (threadCounts.Length == 0) throw new ArgumentException("--threads needs at least one thread count");
@@ -62,8 +77,7 @@ static class LoaderBenchmark
             }
             measurements.Add(new Measurement(threads, rates));
         }
-        PrintSummary(measurements, indices.Length, repeats);
-        return 0;
+        return (indices.Length, measurements);
     }
 
     static SyntheticImageFolder Generate(int images)
@@ -94,7 +108,7 @@ static class LoaderBenchmark
         Console.WriteLine($"{"threads",7} {"images/s",9} {"images/s/thread",15} {"min",7} {"max",7} {"ms/image/thread",15}");
         foreach (var m in measurements)
         {
-            double median = Statistics.Median(m.ImagesPerSecond);
+            double median = m.Median;
             Console.WriteLine($"{m.Threads,7} {median,9:F1} {median / m.Threads,15:F1} {m.ImagesPerSecond.Min(),7:F1} {m.ImagesPerSecond.Max(),7:F1} "
                 + $"{1000 * m.Threads / median,15:F2}");
         }

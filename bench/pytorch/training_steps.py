@@ -1,5 +1,5 @@
-"""What both PyTorch baselines share: CondenseNet-86 with the official module tree (tests/PyTorch), the official
-optimizer, and a timed loop of training steps on one repeated synthetic batch."""
+"""What both PyTorch baselines share: CondenseNet-86 (or CondenseNet-74-C4 at ImageNet's 224x224) with the official
+module tree (tests/PyTorch), the official optimizer, and a timed loop of training steps on one repeated synthetic batch."""
 import os
 import sys
 import time
@@ -23,12 +23,20 @@ def condensenet86(channels):
     return CondenseNet(cfg, converted=False)
 
 
-def timed_steps(model, batch, channels, warmup, steps, report=None):
+def condensenet74_imagenet():
+    """CondenseNet-74 with C = G = 4 on 3x224x224 ImageNet inputs, 1000 classes (what `condense-bench imagenet` trains)."""
+    torch.manual_seed(0)
+    cfg = dict(Stages=[4, 6, 8, 10, 8], Growth=[8, 16, 32, 64, 128], Bottleneck=4, Group1x1=4, Group3x3=4, CondenseFactor=4,
+               InChannels=3, InputSize=224, InitStride=2, NumClasses=1000)
+    return CondenseNet(cfg, converted=False)
+
+
+def timed_steps(model, batch, channels, warmup, steps, report=None, size=32, classes=10):
     """Seconds of each step after the warm-up: forward, cross-entropy, backward, Nesterov SGD with weight decay."""
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    x = torch.randn(batch, channels, 32, 32)
-    y = torch.randint(0, 10, (batch,))
+    x = torch.randn(batch, channels, size, size)
+    y = torch.randint(0, classes, (batch,))
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()

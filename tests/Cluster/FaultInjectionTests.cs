@@ -72,6 +72,30 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
     }
 
     [Fact]
+    public void TheEmbeddedClustersWorkersRefuseADuplicateNameAndExitWithTheirKilledCoordinator()
+    {
+        using var cluster = new Cluster(this, Folder);
+        cluster.StartCoordinator("--local-workers", "2", "--workers", "2");
+        cluster.WaitForSteps(2);
+        // A worker under a name the job has already (as a worker left over from another job would be) is refused and exits.
+        cluster.StartWorker("worker-1");
+        Assert.Equal(1, cluster.WorkerExit("worker-1"));
+        var local = cluster.LocalWorkerProcesses();
+        Assert.Equal(2, local.Length);
+
+        // Killed with SIGKILL, the coordinator cannot stop its workers: they see their input close and leave, none is left behind.
+        cluster.KillCoordinator();
+        var clock = Stopwatch.StartNew();
+        while (cluster.LocalWorkerProcesses().Length > 0)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"workers {string.Join(", ", cluster.LocalWorkerProcesses())} still run after the coordinator's kill");
+            Thread.Sleep(100);
+        }
+        log.WriteLine($"the embedded cluster's workers exited {clock.Elapsed.TotalSeconds:F1} s after the coordinator's kill");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"{clock.Elapsed.TotalSeconds:F1} s");
+    }
+
+    [Fact]
     public void TwoWorkersLostInARowLeaveTheLastToFinish()
     {
         using var cluster = new Cluster(this, Folder);
@@ -177,6 +201,99 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
         Assert.Equal(expected.Checksum, RunEvents.Single<ReplicasAgree>(run.Folder).Checksum);
     }
 
+    [Fact]
+    public void ASigtermedCoordinatorCheckpointsTheStepInFlightExitsAndTheResumedJobMatchesTheFaultFreeRun()
+    {
+        using (var stopped = new Cluster(this, Folder))
+        {
+            stopped.StartCoordinator();
+            for (int i = 1; i <= 3; i++) stopped.StartWorker($"worker-{i}");
+            stopped.WaitForSteps(5);
+            var clock = Stopwatch.StartNew();
+            stopped.SignalCoordinator("TERM");
+            stopped.Finish(countSteps: false);
+            log.WriteLine($"SIGTERM to the coordinator's exit: {clock.Elapsed.TotalSeconds:F2} s");
+            AssertStoppedWithACheckpoint("SIGTERM");
+        }
+        using var resumed = new Cluster(this, Folder);
+        resumed.StartCoordinator("--resume", Path.Combine(Folder, "run"));
+        for (int i = 1; i <= 3; i++) resumed.StartWorker($"worker-{i}");
+        var run = resumed.Finish(); // the two runs' steps together: each once
+        AssertMatchesFaultFreeRun(run, survivors: 3);
+    }
+
+    [Fact]
+    public void ASecondSigtermStopsTheJobAtOnceWithoutTheStopsCheckpoint()
+    {
+        using var cluster = new Cluster(this, Folder);
+        cluster.StartCoordinator();
+        // A 10 s straggler in step 6 holds the graceful stop back long enough for the second signal to come while it
+        // waits (signals sent a moment apart may arrive as one).
+        cluster.StartWorker("worker-1", "--fault", "slow@compute:6");
+        cluster.StartWorker("worker-2");
+        cluster.StartWorker("worker-3");
+        cluster.WaitForSteps(5);
+        cluster.SignalCoordinator("TERM");
+        cluster.WaitFor<StopRequested>(r => r.By == "SIGTERM");
+        cluster.SignalCoordinator("TERM");
+        Assert.Equal(130, cluster.CoordinatorExit());
+        string folder = Path.Combine(Folder, "run");
+        var stopped = RunEvents.Single<JobStopped>(folder);
+        Assert.Equal("SIGTERM", stopped.By);
+        Assert.Null(stopped.Seconds); // at once
+        Assert.Empty(RunEvents.Of<CheckpointWritten>(folder));
+        Assert.StartsWith("no checkpoint had been written yet", stopped.Resume);
+    }
+
+    [Fact]
+    public void ASigtermedWorkerAsksForAGracefulStopAndExitsWithTheJob()
+    {
+        using var cluster = new Cluster(this, Folder);
+        cluster.StartCoordinator();
+        for (int i = 1; i <= 3; i++) cluster.StartWorker($"worker-{i}");
+        TerminateMidRun(cluster, "worker-2");
+        cluster.Finish(countSteps: false);
+        AssertStoppedWithACheckpoint("SIGTERM of worker-2");
+    }
+
+    [Fact]
+    public void ASigtermedWorkerThatLeavesExitsAtOnceAndTheJobFinishesWithout()
+    {
+        using var cluster = new Cluster(this, Folder);
+        cluster.StartCoordinator();
+        cluster.StartWorker("worker-1");
+        cluster.StartWorker("worker-2", "--on-sigterm", "leave");
+        cluster.StartWorker("worker-3");
+        TerminateMidRun(cluster, "worker-2");
+        var run = cluster.Finish();
+        Assert.Contains(RunEvents.Of<WorkerRemoved>(run.Folder), w => w.Worker == "worker-2");
+        AssertMatchesFaultFreeRun(run, survivors: 2);
+    }
+
+    /// <summary>SIGTERM to <paramref name="worker"/> after a few steps: it must exit cleanly (printed: how soon).</summary>
+    void TerminateMidRun(Cluster cluster, string worker)
+    {
+        cluster.WaitForSteps(5);
+        var clock = Stopwatch.StartNew();
+        cluster.SignalWorker(worker, "TERM");
+        Assert.Equal(0, cluster.WorkerExit(worker));
+        log.WriteLine($"SIGTERM to {worker}'s exit: {clock.Elapsed.TotalSeconds:F2} s");
+    }
+
+    /// <summary>The run stopped gracefully: its last checkpoint is of the step it stopped after, written after the request.</summary>
+    void AssertStoppedWithACheckpoint(string by)
+    {
+        string folder = Path.Combine(Folder, "run");
+        var requested = RunEvents.Single<StopRequested>(folder);
+        var stopped = RunEvents.Single<JobStopped>(folder);
+        Assert.Equal(by, stopped.By);
+        Assert.True(stopped.Steps > requested.Steps && stopped.Steps < LastStep, $"{requested}, {stopped}"); // the step in flight completed
+        Assert.Equal(stopped.Steps, RunEvents.Of<CheckpointWritten>(folder).Last().Step);
+        Assert.Equal(stopped.Steps, CheckpointStore.Resolve(folder, _ => { })!.Header.Step);
+        Assert.Contains($"--resume {folder} ", stopped.Resume);
+        log.WriteLine($"{requested.Text()}\n{stopped.Text()}");
+    }
+
     /// <summary>3 workers, one of them with <paramref name="fault"/>; the job must finish with the other two.</summary>
     Run OneFault(string faulty, string fault, params string[] coordinatorArgs)
     {
@@ -240,7 +357,7 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
         readonly ITestOutputHelper log = test.Log;
         static readonly TimeSpan Limit = TimeSpan.FromSeconds(180);
         readonly StringBuilder output = new();
-        readonly List<Process> workers = [];
+        readonly List<(string Name, Process Process)> workers = [];
         Process? coordinator;
         string seed = "";
 
@@ -253,15 +370,53 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
             CoordinatorWaiting[] Announced() => File.Exists(Path.Combine(RunFolder, "metrics.jsonl")) ? RunEvents.Of<CoordinatorWaiting>(RunFolder) : [];
             int before = Announced().Length;
             coordinator = Start("condense-coordinator.dll",
-                ["train", .. Without(Job, args), "--local-workers", "0", "--workers", "3", "--checksum-every", "1", "--bucket-mb", "0.004",
-                    .. (args.Contains("--port") ? [] : new[] { "--port", "0" }), .. ClusterProcesses.FreeControlPorts, "--out", RunFolder, .. args]);
+                ["train", .. Without(Job, args), .. Unless(args, "--local-workers", "0"), .. Unless(args, "--workers", "3"), "--checksum-every", "1",
+                    "--bucket-mb", "0.004", .. Unless(args, "--port", "0"), .. ClusterProcesses.FreeControlPorts, "--out", RunFolder, .. args]);
             Eventually(() => Announced().Length > before, "the coordinator to wait for workers");
             seed = Announced()[^1].Seed;
         }
 
+        /// <summary>The option <paramref name="name"/> with <paramref name="value"/>, unless <paramref name="args"/> give it.</summary>
+        static string[] Unless(string[] args, string name, string value) => args.Contains(name) ? [] : [name, value];
+
+        /// <summary>The processes of the embedded cluster's workers (started by the coordinator, not by this test) that joined the coordinator.</summary>
+        public int[] LocalWorkerProcesses() =>
+            [.. Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(p => p!.All(char.IsDigit)).Select(p => int.Parse(p!)).Where(pid =>
+            {
+                try
+                {
+                    string command = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
+                    return command.Contains("condense-worker.dll") && command.Contains("--exit-with-parent") && command.Contains($"{seed} ");
+                }
+                catch (IOException) { return false; } // ended meanwhile
+                catch (UnauthorizedAccessException) { return false; }
+            })];
+
         public void StartWorker(string name, params string[] args) =>
-            workers.Add(Start("condense-worker.dll",
-                ["--seed", seed, "--name", name, "--threads", "1", .. args]));
+            workers.Add((name, Start("condense-worker.dll",
+                ["--seed", seed, "--name", name, "--threads", "1", .. args])));
+
+        public void SignalCoordinator(string signal) => BackgroundProgram.Signal(coordinator!, signal);
+
+        public void SignalWorker(string name, string signal) => BackgroundProgram.Signal(Worker(name), signal);
+
+        /// <summary>The exit code of the worker <paramref name="name"/>, once it exits (within the cluster's time limit).</summary>
+        public int WorkerExit(string name) => ExitCode(Worker(name), name);
+
+        /// <summary>The coordinator's exit code, once it exits (within the cluster's time limit).</summary>
+        public int CoordinatorExit() => ExitCode(coordinator!, "the coordinator");
+
+        int ExitCode(Process process, string what)
+        {
+            Assert.True(process.WaitForExit(Limit), $"{what} did not exit:\n{Output}");
+            return process.ExitCode;
+        }
+
+        Process Worker(string name) => workers.Last(w => w.Name == name).Process;
+
+        /// <summary>Waits until the run's metrics.jsonl holds <paramref name="count"/> steps.</summary>
+        public void WaitForSteps(int count) => Eventually(() => File.Exists(Path.Combine(RunFolder, "metrics.jsonl")) && RunEvents.Lines(RunFolder, "step").Length >= count,
+            $"{count} steps");
 
         /// <summary>Waits until the output holds <paramref name="text"/>: a worker's own line, which no metrics.jsonl records.</summary>
         public void WaitFor(string text) => Eventually(() => Output.Contains(text), $"'{text}'");
@@ -319,7 +474,7 @@ public class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTests.Faul
 
         public void Dispose()
         {
-            foreach (var process in workers.Append(coordinator).OfType<Process>())
+            foreach (var process in workers.Select(w => w.Process).Append(coordinator).OfType<Process>())
                 BackgroundProgram.End(process, TimeSpan.FromSeconds(10)); // killed: e.g. a stopped worker
         }
     }

@@ -1,5 +1,6 @@
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Training;
+using CondenseCluster.Tests.Training;
 using Xunit;
 
 namespace CondenseCluster.Tests.Cluster;
@@ -28,6 +29,30 @@ public class JobScheduleTests
         for (long from = 0; from < schedule.LastStep; from = ends[^1]) ends.Add(schedule.NextBoundary(from));
         Assert.Equal([3, 4, 6, 7, 8], ends);
         Assert.True(schedule.CheckpointAt(8));
+    }
+
+    [Fact]
+    public void ATimedCheckpointIsDueOnceItsMinutesHavePassedSinceTheLastOne()
+    {
+        var every90Seconds = Schedule with { CheckpointEveryMinutes = 1.5 };
+        Assert.False(every90Seconds.TimedCheckpointDue(TimeSpan.FromSeconds(89.9)));
+        Assert.True(every90Seconds.TimedCheckpointDue(TimeSpan.FromSeconds(90)));
+        Assert.True(every90Seconds.TimedCheckpointDue(TimeSpan.FromHours(3)));
+        Assert.False(Schedule.TimedCheckpointDue(TimeSpan.FromDays(30))); // 0 minutes: none
+        // From the job's options, like the other checkpoint settings.
+        var options = LocalTrainingTests.Tiny() with { CheckpointEveryMinutes = 20 };
+        var schedule = JobSchedule.For(options, new RunSettings { Device = TorchSharp.torch.CPU, OutputFolder = "." }, Schedule.Plan);
+        Assert.Equal(20, schedule.CheckpointEveryMinutes);
+    }
+
+    [Theory]
+    [InlineData(-1.0)]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    public void ANegativeOrNonFiniteCheckpointIntervalInMinutesIsNamed(double minutes)
+    {
+        var error = Assert.Throws<ArgumentException>(() => (LocalTrainingTests.Tiny() with { CheckpointEveryMinutes = minutes }).Validate());
+        Assert.StartsWith($"--checkpoint-every-minutes {minutes} must be a finite number of minutes", error.Message);
     }
 
     [Fact]

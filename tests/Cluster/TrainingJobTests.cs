@@ -21,18 +21,26 @@ public class TrainingJobTests : TempFolderTest
     {
         public List<(string Worker, object Message)> Sent { get; } = [];
         public List<string> Downed { get; } = [];
-        public int Background { get; private set; }
-        public int? ExitCode { get; private set; }
+        public List<Func<Task<object>>> Work { get; } = [];
+        public int Background => Work.Count;
+        public JobEnd? End { get; private set; }
         public void Send(string workerId, object message) => Sent.Add((workerId, message));
-        void IJobHost.Background(Func<Task<object>> work, Func<string, object> failed) => Background++; // never run: probes find no one gone
+        void IJobHost.Background(Func<Task<object>> work, Func<string, object> failed) => Work.Add(work); // run only by RunWork
         public void Down(string workerId) => Downed.Add(workerId);
-        public void Ended(int exitCode, string reason) => ExitCode = exitCode;
+        public void Ended(JobEnd end, string reason) => End = end;
         public T[] All<T>() => Sent.Select(s => s.Message).OfType<T>().ToArray();
+
+        /// <summary>Runs the background work asked for from <paramref name="from"/> on, one by one, and hands each result to the job.</summary>
+        public void RunWork(TrainingJob job, int from)
+        {
+            for (int i = from; i < Work.Count; i++) job.Handle(Work[i]().GetAwaiter().GetResult());
+        }
     }
 
-    sealed class NoStates : IReplicaStates
+    /// <summary>Replica states of the fake workers: a fetch returns a few bytes (what a checkpoint holds does not matter here).</summary>
+    sealed class FetchOnlyStates : IReplicaStates
     {
-        public Task<byte[]> FetchAsync(string endpoint, long step) => throw new InvalidOperationException();
+        public Task<byte[]> FetchAsync(string endpoint, long step) => Task.FromResult(new byte[] { 1, 2, 3 });
         public Task<string> LoadAsync(string endpoint, long step, byte[] state) => throw new InvalidOperationException();
         public Task<bool> GoneAsync(string endpoint) => throw new InvalidOperationException();
     }
@@ -42,11 +50,13 @@ public class TrainingJobTests : TempFolderTest
     readonly RecordingHost host = new();
     readonly RecordingObserver observer = new();
 
-    TrainingJob StartedJob(params string[] workers)
+    TrainingJob StartedJob(params string[] workers) => StartedJob(Options, workers);
+
+    TrainingJob StartedJob(TrainingOptions options, params string[] workers)
     {
         var data = new SyntheticDataset(640);
-        var job = new TrainingJob(Options, new RunSettings { Device = torch.CPU, OutputFolder = Folder }, (data, data), null,
-            new ClusterSettings(new ClusterEndpoint(), 0, workers.Length, 1, "cpu", ChecksumEvery: 1, BucketFloats: 1 << 20), observer, host, new NoStates());
+        var job = new TrainingJob(options, new RunSettings { Device = torch.CPU, OutputFolder = Folder }, (data, data), null,
+            new ClusterSettings(new ClusterEndpoint(), 0, workers.Length, 1, "cpu", ChecksumEvery: 1, BucketFloats: 1 << 20), observer, host, new FetchOnlyStates());
         foreach (var w in workers) job.WorkerRegistered(new RegisterWorker(w, $"http://{w}:1", "cpu", 1));
         foreach (var w in workers) job.Handle(new ReplicaReady(w, 0, "initial"));
         return job;
@@ -99,7 +109,7 @@ public class TrainingJobTests : TempFolderTest
         Assert.Equal(ModelCondensing.Checksum(expected), ModelCondensing.Checksum(installed));
 
         foreach (var w in workers) job.Handle(new MasksApplied(w, 1, ModelCondensing.Checksum(expected), "after-2"));
-        Assert.Null(host.ExitCode);
+        Assert.Null(host.End);
         Assert.Equal(1, job.MaskVersion);
         Assert.Equal(ModelCondensing.Checksum(expected), ModelCondensing.Checksum(job.Masks));
         Assert.Equal(workers.Length, host.All<RunSteps>().Count(r => r.From == 2));
@@ -117,7 +127,7 @@ public class TrainingJobTests : TempFolderTest
 
         job.Handle(new MasksApplied("worker-1", 1, ModelCondensing.Checksum(expected), "after-2"));
         job.Handle(new MasksApplied("worker-2", 1, "0123456789abcdef", "after-2"));
-        Assert.Null(host.ExitCode);
+        Assert.Null(host.End);
         var excluded = Assert.Single(host.Sent, s => s.Message is Excluded);
         Assert.Equal("worker-2", excluded.Worker);
         var removed = Assert.Single(observer.Of<WorkerRemoved>());
@@ -138,7 +148,7 @@ public class TrainingJobTests : TempFolderTest
         job.Handle(new StepReport("worker-1", 0, 2.3 * 32, 3, 32, 10, 1, 0, "same"));
         job.Handle(new StepReport("worker-2", 0, 2.3 * 16, 2, 16, 10, 1, 0, "other"));
         job.Handle(new StepReport("worker-3", 0, 2.3 * 16, 1, 16, 10, 1, 0, "same"));
-        Assert.Null(host.ExitCode);
+        Assert.Null(host.End);
         Assert.Equal(new WorkerRemoved("worker-2", Gone: false, "worker-2 diverged: weights at step 1 differ (worker-2 has other; worker-1, worker-3 have same)"),
             Assert.Single(observer.Of<WorkerRemoved>()));
         Assert.Equal(["worker-1", "worker-3"], host.Sent.Where(s => s.Message is AbortSteps).Select(s => s.Worker));
@@ -150,7 +160,7 @@ public class TrainingJobTests : TempFolderTest
         var job = StartedJob("worker-1", "worker-2");
         job.Handle(new StepsDone("worker-1", 2, "one"));
         job.Handle(new StepsDone("worker-2", 2, "other"));
-        Assert.Equal(1, host.ExitCode);
+        Assert.Equal(JobEnd.Failed, host.End);
         var failed = Assert.Single(observer.Of<JobFailed>());
         Assert.StartsWith("worker-2 diverged", failed.Error);
         Assert.EndsWith("the job stops rather than train replicas that disagree", failed.Error);
@@ -162,7 +172,7 @@ public class TrainingJobTests : TempFolderTest
         var job = StartedJob("worker-1", "worker-2");
         job.Handle(new WorkerFailed("worker-1", "StreamBroken: rank 0, all-reduce 3: receiving from rank 1 (http://worker-2:1): its stream broke", DataPlane: true,
             AllReduceFailure.StreamBroken));
-        Assert.Null(host.ExitCode);
+        Assert.Null(host.End);
         var recovery = Assert.Single(observer.Of<RecoveryStarted>());
         Assert.Equal(AllReduceFailure.StreamBroken, recovery.Failure);
         Assert.Contains("receiving from rank 1 (worker-2 at http://worker-2:1)", recovery.Cause);
@@ -219,7 +229,7 @@ public class TrainingJobTests : TempFolderTest
     {
         if (!alreadyFormed) foreach (var w in survivors) job.Handle(new StepsAborted(w, at));
         foreach (var w in survivors) job.Handle(new ReplicaReady(w, at, $"at-{at}"));
-        Assert.Null(host.ExitCode);
+        Assert.Null(host.End);
     }
 
     [Fact]
@@ -240,7 +250,7 @@ public class TrainingJobTests : TempFolderTest
 
         job.Handle(new RingBroken("worker-2", generation, "connection reset by peer"));
         foreach (var w in workers) job.Handle(new StepsAborted(w, 1));
-        Assert.Equal(1, host.ExitCode);
+        Assert.Equal(JobEnd.Failed, host.End);
         var failed = Assert.Single(observer.Of<JobFailed>());
         Assert.StartsWith($"the ring failed {RecoveryRound.MaxFruitless + 1} times in a row without a step done (at step 1; " +
             "the last: recovered from worker-2's ring broke: connection reset by peer", failed.Error);
@@ -257,7 +267,7 @@ public class TrainingJobTests : TempFolderTest
         Assert.Equal(2.5, step.Loss, 12);
         Assert.Equal(24 / 64.0, step.Accuracy, 12);
         Assert.Equal(64 / 0.122, step.ImagesPerSecond, 6);
-        Assert.Null(host.ExitCode);
+        Assert.Null(host.End);
     }
 
     [Fact]
@@ -275,7 +285,7 @@ public class TrainingJobTests : TempFolderTest
         Assert.False(request.Task.IsCompleted); // answered once the file is written
 
         job.Interrupt("the test");
-        Assert.Equal(130, host.ExitCode);
+        Assert.Equal(JobEnd.Aborted, host.End);
         // No checkpoint was written, so the message does not send the user to --resume a folder that has none.
         var stopped = Assert.Single(observer.Of<JobStopped>());
         Assert.Equal(("the test", 1L), (stopped.By, stopped.Steps));
@@ -284,6 +294,60 @@ public class TrainingJobTests : TempFolderTest
         var late = new TaskCompletionSource<(string Path, long Step)>();
         job.RequestCheckpoint(late);
         Assert.Contains("the job has ended", Assert.Throws<AggregateException>(() => late.Task.Wait()).InnerException!.Message);
+    }
+
+    [Fact]
+    public void ATimedCheckpointCutsTheSegmentAfterAStepThatEndsPastItsMinutes()
+    {
+        string[] workers = ["worker-1", "worker-2"];
+        var job = StartedJob(Options with { CheckpointEveryMinutes = 1e-9 }, workers); // due after the first step
+        Assert.Empty(host.All<Yield>());
+        foreach (var w in workers) job.Handle(new StepReport(w, 0, 2.0 * 32, 8, 32, 100, 5, 1, "same"));
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is Yield).Select(s => s.Worker));
+        foreach (var w in workers) job.Handle(new StepsDone(w, 1, "after-1"));
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is PrepareState { Step: 1 }).Select(s => s.Worker)); // not a scheduled boundary
+    }
+
+    [Fact]
+    public void AGracefulStopEndsTheSegmentAfterTheStepInFlightCheckpointsThatBoundaryAndEndsTheJob()
+    {
+        string[] workers = ["worker-1", "worker-2"];
+        var job = StartedJob(workers);
+        int work = host.Background;
+        job.RequestStop("SIGTERM");
+        Assert.Equal(new StopRequested("SIGTERM", 0), Assert.Single(observer.Of<StopRequested>()));
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is Yield).Select(s => s.Worker));
+        job.RequestStop("SIGTERM"); // a repeated request changes nothing
+        Assert.Equal(2, host.All<Yield>().Length);
+
+        // The replicas agreed to stop after step 1; its state is checkpointed, and nothing runs after it.
+        foreach (var w in workers) job.Handle(new StepsDone(w, 1, "after-1"));
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is PrepareState { Step: 1 }).Select(s => s.Worker));
+        foreach (var w in workers) job.Handle(new StatePrepared(w, 1, "after-1"));
+        host.RunWork(job, work); // the fetch, the write, the wait for it
+        Assert.DoesNotContain(host.All<RunSteps>(), r => r.From == 1);
+        Assert.Equal(JobEnd.Stopped, host.End);
+        string written = Path.Combine(Folder, "checkpoints", "checkpoint-000000001.ccc");
+        Assert.Equal(new CheckpointWritten(written, 1), Assert.Single(observer.Of<CheckpointWritten>()));
+        Assert.Equal(1, Checkpoint.Read(written).Header.Step);
+        var stopped = Assert.Single(observer.Of<JobStopped>());
+        Assert.Equal(("SIGTERM", 1L), (stopped.By, stopped.Steps));
+        Assert.NotNull(stopped.Seconds);
+        Assert.Equal($"resume with --resume {Folder} (from its newest checkpoint, checkpoint-000000001.ccc)", stopped.Resume);
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is JobEnded).Select(s => s.Worker));
+    }
+
+    [Fact]
+    public void AWorkersSigtermAsksForAGracefulStopAndAStopAtOnceOverridesOne()
+    {
+        string[] workers = ["worker-1", "worker-2"];
+        var job = StartedJob(workers);
+        job.Handle(new WorkerTerminating("worker-2", "SIGTERM"));
+        Assert.Equal("SIGTERM of worker-2", Assert.Single(observer.Of<StopRequested>()).By);
+        Assert.Equal(2, host.All<Yield>().Length);
+        job.Interrupt("SIGTERM again"); // while the step in flight completes
+        Assert.Equal(JobEnd.Aborted, host.End);
+        Assert.Null(Assert.Single(observer.Of<JobStopped>()).Seconds);
     }
 
     [Fact]

@@ -97,6 +97,11 @@ public class ControlApiTests(ServingCoordinator coordinator, ITestOutputHelper l
         Assert.Equal("a control API call", jobStopped.By);
         Assert.Contains($"--resume {output} ", jobStopped.Resume);
         Assert.Contains(updates, u => u.Event?.Type == nameof(JobStopped));
+        // The stop was graceful: the step in flight completed, and that boundary is the newest checkpoint.
+        Assert.NotNull(jobStopped.Seconds);
+        Assert.Equal(steps.Length, jobStopped.Steps);
+        Assert.Equal(jobStopped.Steps, RunEvents.Of<CheckpointWritten>(output).Last().Step);
+        Assert.Equal(jobStopped.Steps, CheckpointStore.Resolve(output, _ => { })!.Header.Step);
     }
 
     [Fact]

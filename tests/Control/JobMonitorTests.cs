@@ -1,4 +1,5 @@
 using CondenseCluster.Coordinator.Control;
+using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Control;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Training;
@@ -36,7 +37,7 @@ public class JobMonitorTests
         });
         monitor.Event(new Notice("condensing before step 3", EventKind.Condensing));
         monitor.Step(new StepMetrics(3, 0, 1.9, 0.2, 0.1, 1, 3, 640, 100, 90, 1));
-        monitor.JobEnded(0, "the job completed");
+        monitor.JobEnded(JobEnd.Completed, "the job completed");
         await watching;
 
         Assert.Equal(Enumerable.Range(0, updates.Count).Select(i => seen - 1 + i), updates.Select(u => u.Sequence));

@@ -22,12 +22,15 @@ public sealed class ServingCoordinator : IDisposable
     readonly Process process;
     readonly GrpcChannel channel;
 
-    public ServingCoordinator()
+    public ServingCoordinator() : this([]) { }
+
+    /// <param name="serveArgs">more flags of <c>serve</c></param>
+    internal ServingCoordinator(string[] serveArgs)
     {
         Folder = Directory.CreateTempSubdirectory("cc-control-").FullName;
         var started = new ManualResetEventSlim();
         process = BackgroundProgram.Start("condense-coordinator.dll",
-            ["serve", "--port", "0", "--api-port", "0", "--dashboard-port", "0", "--local-workers", "2", "--worker-threads", "1"], output, line =>
+            ["serve", "--port", "0", "--api-port", "0", "--dashboard-port", "0", "--local-workers", "2", "--worker-threads", "1", .. serveArgs], output, line =>
             {
                 var addresses = Regex.Match(line, @"control API at (\S+) \(gRPC\); dashboard at (\S+)/ ");
                 if (!addresses.Success) return;
@@ -77,7 +80,7 @@ public sealed class ServingCoordinator : IDisposable
     public void Dispose()
     {
         channel.Dispose();
-        using (var term = Process.Start("kill", ["-TERM", process.Id.ToString()])) term.WaitForExit();
+        BackgroundProgram.Signal(process, "TERM");
         BackgroundProgram.End(process, TimeSpan.FromSeconds(30));
         Directory.Delete(Folder, recursive: true);
     }

@@ -57,6 +57,20 @@ public class DatasetsTests : IDisposable
     }
 
     [Fact]
+    public void ImageNetFoldersOpenAtTheModelsSizeWithTheOfficialResizeRatioAndCountTheirClasses()
+    {
+        foreach (string split in new[] { "train", "val" })
+            foreach (string name in new[] { "ant", "bee", "cat" })
+                WriteJpeg(Path.Combine(folder, split, name, "a.JPEG"), 90, 70, (x, y) => new SkiaSharp.SKColor((byte)x, (byte)y, 0));
+        var (train, test) = Datasets.Open("imagenet", folder, _ => { }, imageSize: 64);
+        Assert.Equal((64, 73, 3), (train.Size, ((ImageFolderDataset)train).ResizeSize, train.NumClasses));
+        Assert.Equal((64, 73), (test.Size, ((ImageFolderDataset)test).ResizeSize));
+        Assert.Equal(256, ImageFolderDataset.ResizeFor(224));
+        Assert.Equal(3, ImageFolderDataset.CountClasses(folder));
+        Assert.Equal(0, ImageFolderDataset.CountClasses(Path.Combine(folder, "missing")));
+    }
+
+    [Fact]
     public void AnUnknownNameListsTheKnownOnes()
     {
         var error = Assert.Throws<ArgumentException>(() => Datasets.Open("mnist", null, _ => { }));

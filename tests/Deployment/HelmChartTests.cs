@@ -214,6 +214,9 @@ public class HelmChartTests
     [InlineData("worker.gpu.count=-1", "count")]
     [InlineData("service.type=Ingress", "type")]
     [InlineData("job.configuration.Epoch=3", "Epoch")] // a misspelt job key: the coordinator would refuse it at start
+    [InlineData("job.configuration.CheckpointEveryMinutes=-1", "CheckpointEveryMinutes")]
+    [InlineData("worker.onSigterm=ignore", "onSigterm")]
+    [InlineData("coordinator.terminationGracePeriodSeconds=-5", "terminationGracePeriodSeconds")]
     public void TheSchemaRejectsInvalidValues(string setting, string field)
     {
         var (code, stdout, stderr) = Helm.Run(["template", Release, Helm.Chart, "-n", Namespace, "--set", setting]);
@@ -290,6 +293,7 @@ public class HelmChartTests
         // One micro-batch per worker, and a batch they divide.
         Assert.Equal(manifests.Workload("worker").Int("spec", "replicas"), options.MicroBatches);
         Assert.Equal(0, options.BatchSize % options.MicroBatches);
+        Assert.Equal(30, options.CheckpointEveryMinutes); // a preempted job loses at most about half an hour
 
         // Mounted where `start --config /etc/condense/job.json` (NOTES) finds it.
         var coordinatorSet = manifests.Workload("coordinator");
@@ -422,6 +426,41 @@ public class HelmChartTests
         Assert.Empty(manifests.OfKind("ConfigMap")); // job.json is a serve-mode file, and no cluster.conf was given
 
         Assert.Equal("serve", Manifests.Container(Helm.Template().Workload("coordinator"), "coordinator").Seq("args").Select(a => ((YamlScalarNode)a).Value).First());
+    }
+
+    [Fact]
+    public void PodsHaveTheGracePeriodOfAGracefulStopAndARestartedCoordinatorResumesItsRun()
+    {
+        foreach (var variant in new[] { "default", "train" })
+        {
+            var manifests = Helm.Template(Values(variant));
+            var coordinatorSet = manifests.Workload("coordinator");
+            var workerSet = manifests.Workload("worker");
+            // A step or two, the state fetch and the checkpoint write fit in it (values.yaml says how to size it).
+            Assert.Equal(120, coordinatorSet.Int("spec", "template", "spec", "terminationGracePeriodSeconds"));
+            Assert.Equal(120, workerSet.Int("spec", "template", "spec", "terminationGracePeriodSeconds"));
+            var coordinator = Manifests.Container(coordinatorSet, "coordinator");
+            Assert.Equal("/checkpoints/run", Manifests.Arg(coordinator, "--resume-if-present"));
+            if (variant == "train") Assert.Equal(Manifests.Arg(coordinator, "--out"), Manifests.Arg(coordinator, "--resume-if-present"));
+            Assert.Equal("checkpoint", Manifests.Arg(Manifests.Container(workerSet, "worker"), "--on-sigterm"));
+        }
+
+        var configured = Helm.Template("--set", "coordinator.terminationGracePeriodSeconds=300", "--set", "worker.terminationGracePeriodSeconds=290",
+            "--set", "worker.onSigterm=leave", "--set", "job.output=/checkpoints/imagenet");
+        Assert.Equal(300, configured.Workload("coordinator").Int("spec", "template", "spec", "terminationGracePeriodSeconds"));
+        Assert.Equal(290, configured.Workload("worker").Int("spec", "template", "spec", "terminationGracePeriodSeconds"));
+        Assert.Equal("/checkpoints/imagenet", Manifests.Arg(Manifests.Container(configured.Workload("coordinator"), "coordinator"), "--resume-if-present"));
+        Assert.Equal("leave", Manifests.Arg(Manifests.Container(configured.Workload("worker"), "worker"), "--on-sigterm"));
+
+        // Off, or a train job that names its own --out or --resume: no --resume-if-present.
+        foreach (var values in new string[][]
+                 {
+                     ["--set", "coordinator.resumeOnRestart=false"],
+                     ["--set", "coordinator.mode=train", "--set-json", """job.args=["--out","/checkpoints/mine"]"""],
+                     ["--set", "coordinator.mode=train", "--set-json", """job.args=["--resume","/checkpoints/old"]"""],
+                 })
+            Assert.DoesNotContain("--resume-if-present",
+                Manifests.Container(Helm.Template(values).Workload("coordinator"), "coordinator").Seq("args").Select(a => ((YamlScalarNode)a).Value));
     }
 
     [Fact]

@@ -64,7 +64,7 @@ public class DistributedStepTests
         {
             var step = new DistributedStep(engine, Plan, ring.Member(rank), Exchange);
             using var batches = new BatchPrefetcher(Data, Plan.Requests(0, 2, Job.Seed, rank, 2), Job.Seed, threads: 1, capacity: 2);
-            return Enumerable.Range(0, 2).Select(s => step.Run(s, batches, Data, 0.05, stopAfterThisStep: rank == 1 && s == 1).Stop).ToArray();
+            return Enumerable.Range(0, 2).Select(s => step.Run(s, batches, Data, 0.05, stopAfterThisStep: () => rank == 1 && s == 1).Stop).ToArray();
         })));
         Assert.All(outcomes, o => Assert.Equal([false, true], o));
     }

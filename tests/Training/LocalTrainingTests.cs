@@ -47,6 +47,17 @@ public class LocalTrainingTests : TempFolderTest
     }
 
     [Fact]
+    public void TimedCheckpointsComeAtStepBoundariesAndLeaveTheLossesAsTheyWere()
+    {
+        var plain = new RecordingObserver();
+        LocalTraining.Run(Tiny(), Settings("plain", stopAfter: 3), plain);
+        var timed = new RecordingObserver();
+        LocalTraining.Run(Tiny() with { CheckpointEveryMinutes = 1e-9 }, Settings("timed", stopAfter: 3), timed); // due after every step
+        Assert.Equal([1L, 2, 3], timed.Of<CheckpointWritten>().Select(c => c.Step));
+        Assert.Equal(plain.Steps.Select(s => s.Loss), timed.Steps.Select(s => s.Loss));
+    }
+
+    [Fact]
     public void ResumingFromACheckpointContinuesExactlyAcrossACondensingBoundary()
     {
         // 6,000 samples / 64 = 93 steps; with C = 4 the boundaries are at steps 16, 31 and 47.
