@@ -81,7 +81,7 @@ static class CoordinatorUnderLoad
         var (cpu, seconds) = (self.TotalProcessorTime - cpuStart, Stopwatch.GetElapsedTime(wallStart).TotalSeconds);
         var (heapEnd, residentEnd) = Memory();
 
-        coordinator.Tell(new StopJob("the load bench"));
+        coordinator.Tell(new StopJob("the load bench", Now: true));
         await Task.WhenAny(ended.Task, Task.Delay(TimeSpan.FromSeconds(30)));
         if (!child.WaitForExit(30_000)) child.Kill(entireProcessTree: true);
         await lines;
@@ -128,7 +128,7 @@ static class CoordinatorUnderLoad
     {
         static InvalidOperationException Refused => new("the load bench runs its own job");
         public Task<Task<JobOutcome>> StartAsync(JobRequest request) => throw Refused;
-        public Task<JobOutcome> StopAsync(string by) => throw Refused;
+        public Task<JobOutcome> StopAsync(string by, bool now) => throw Refused;
         public Task<(string Path, long Step)> CheckpointAsync() => throw Refused;
         public Task<(string Path, long Step, Shared.Model.CostRow Cost)> ExportAsync(string? path) => throw Refused;
     }
