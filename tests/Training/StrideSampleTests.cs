@@ -1,3 +1,4 @@
+using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Training;
 using Xunit;
 
@@ -23,7 +24,7 @@ public class StrideSampleTests
     [Fact]
     public void TheMedianOfTheSampleFollowsTheWholeRun()
     {
-        var sample = new StrideSample<double>(StepLedgerCapacity);
+        var sample = new StrideSample<double>(StepLedger.TimingsKept); // the step ledger's per-worker sample
         var random = new Random(7);
         var all = Enumerable.Range(0, 100_000).Select(_ => random.NextDouble() * 100).ToArray();
         foreach (double value in all) sample.Add(value);
@@ -41,6 +42,4 @@ public class StrideSampleTests
         Assert.Equal([9], sample.ItemsWithNewest);
         Assert.Equal(1, sample.Count);
     }
-
-    const int StepLedgerCapacity = 256;
 }
