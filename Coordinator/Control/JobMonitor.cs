@@ -17,13 +17,24 @@ public sealed class JobMonitor : ITrainingObserver
     /// <summary>Updates kept for subscribers that start from the beginning (about two per step); older ones are dropped.</summary>
     const int HistoryLimit = 100_000;
     const int SnapshotSteps = 2_000, EtaWindow = 50;
+    /// <summary>Events kept for the snapshot, the newest: a job of a thousand workers logs a thousand arrivals, a long one its every checkpoint.</summary>
+    const int EventsKept = 1_000;
+
+    /// <summary>
+    /// How often a training worker's step figures are published at most: every worker reports every step, so a
+    /// thousand workers at ten steps a second would put ten thousand updates a second in every watcher's stream. A
+    /// change of state is published at once; the status and snapshot always hold the newest figures.
+    /// </summary>
+    public static readonly TimeSpan WorkerRefresh = TimeSpan.FromSeconds(1);
 
     readonly object gate = new();
     readonly List<JobUpdate> history = [];
-    readonly List<StepPoint> steps = [];
+    // A uniform sample of the curve, so that a long job's memory does not grow with its steps; the snapshot thins it further.
+    readonly StrideSample<StepPoint> steps = new(2 * SnapshotSteps);
     readonly List<EpochPoint> epochs = [];
-    readonly List<JobEvent> events = [];
+    readonly Queue<JobEvent> events = new();
     readonly Dictionary<string, WorkerStatus> workers = [];
+    readonly Dictionary<string, TimeSpan> workerPublished = [];
     readonly Queue<(long Step, double Seconds)> recentSteps = new();
     readonly List<Channel<JobUpdate>> subscribers = [];
     readonly Stopwatch clock = new();
@@ -43,6 +54,7 @@ public sealed class JobMonitor : ITrainingObserver
             epochs.Clear();
             events.Clear();
             workers.Clear();
+            workerPublished.Clear();
             recentSteps.Clear();
             masks = [];
             layers = new LayerList();
@@ -142,7 +154,8 @@ public sealed class JobMonitor : ITrainingObserver
             {
                 TimeUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Kind = kind.ToString().ToLowerInvariant(), Message = e.Text(), Type = e.GetType().Name,
             };
-            events.Add(item);
+            events.Enqueue(item);
+            if (events.Count > EventsKept) events.Dequeue();
             Publish(new JobUpdate { Event = item });
             if (kind == EventKind.Recovery && status.State == "running")
             {
@@ -186,7 +199,8 @@ public sealed class JobMonitor : ITrainingObserver
         lock (gate)
         {
             // A new message per change: the one published before stays as it was for subscribers still reading it.
-            var w = workers.GetValueOrDefault(report.Worker)?.Clone() ?? new WorkerStatus { Id = report.Worker };
+            var before = workers.GetValueOrDefault(report.Worker);
+            var w = before?.Clone() ?? new WorkerStatus { Id = report.Worker };
             w.State = report.State.ToString().ToLowerInvariant();
             if (report.Device != "") (w.Device, w.Threads, w.Endpoint) = (report.Device, report.Threads, report.Endpoint);
             w.Detail = report.Detail;
@@ -199,8 +213,15 @@ public sealed class JobMonitor : ITrainingObserver
                 w.AllReduceBytes = report.AllReduceBytes;
             }
             workers[w.Id] = w;
-            Publish(new JobUpdate { Worker = w });
-            int alive = workers.Values.Count(w => w.State is "registered" or "training");
+            var now = clock.Elapsed;
+            bool changed = before is null || before.State != w.State || before.Detail != w.Detail || before.Endpoint != w.Endpoint;
+            if (changed || !workerPublished.TryGetValue(w.Id, out var published) || now - published >= WorkerRefresh)
+            {
+                workerPublished[w.Id] = now;
+                Publish(new JobUpdate { Worker = w });
+            }
+            // Counted by the change, not by a scan of every worker on each report.
+            int alive = status.WorkersAlive - (Alive(before) ? 1 : 0) + (Alive(w) ? 1 : 0);
             if (alive != status.WorkersAlive)
             {
                 status.WorkersAlive = alive;
@@ -208,6 +229,8 @@ public sealed class JobMonitor : ITrainingObserver
             }
         }
     }
+
+    static bool Alive(WorkerStatus? worker) => worker?.State is "registered" or "training";
 
     /// <summary>The sequence number of the newest update.</summary>
     public long Sequence
@@ -254,8 +277,9 @@ public sealed class JobMonitor : ITrainingObserver
         {
             var snapshot = new JobSnapshot { Sequence = sequence, Status = Status(), Layers = layers };
             snapshot.Workers.Add(Workers());
-            int stride = Math.Max(1, (steps.Count + SnapshotSteps - 1) / SnapshotSteps);
-            snapshot.Steps.Add(steps.Where((_, i) => i % stride == 0 || i == steps.Count - 1));
+            var curve = steps.ItemsWithNewest;
+            int stride = Math.Max(1, (curve.Count + SnapshotSteps - 1) / SnapshotSteps);
+            snapshot.Steps.Add(curve.Where((_, i) => i % stride == 0 || i == curve.Count - 1));
             snapshot.Epochs.Add(epochs);
             snapshot.Events.Add(events);
             return snapshot;

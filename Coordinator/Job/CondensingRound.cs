@@ -49,6 +49,7 @@ sealed class CondensingRound(IReadOnlyList<LayerMask> initial, int condenseFacto
     public int Decide(double progress)
     {
         (Decided, int moved) = ModelCondensing.Decide(Masks, progress, condenseFactor, i => importance[i]);
+        DecidedChecksum = ModelCondensing.Checksum(Decided);
         return moved;
     }
 
@@ -56,8 +57,8 @@ sealed class CondensingRound(IReadOnlyList<LayerMask> initial, int condenseFacto
     public ApplyMasks Broadcast(long step) =>
         new(Version, step, Decided!.Select(m => m.Stage).ToArray(), Decided!.Select(m => MaskWire.Pack(m.Kept)).ToArray());
 
-    /// <summary>The checksum every worker must report after installing the decided masks.</summary>
-    public string DecidedChecksum() => ModelCondensing.Checksum(Decided!);
+    /// <summary>The checksum every worker must report after installing the decided masks (computed once: every acknowledgement is checked against it).</summary>
+    public string DecidedChecksum { get; private set; } = "";
 
     /// <summary>Every worker installed the decided masks: they are in force.</summary>
     public void Commit()

@@ -18,6 +18,8 @@ sealed record JobMember(string Id, string Endpoint, string Device, int Threads, 
 sealed class JobMembership
 {
     readonly List<JobMember> members = [], joiners = [];
+    // Every report asks who sent it: by name, so that a step of N reports costs O(N), not O(N²).
+    readonly Dictionary<string, JobMember> everyone = [];
 
     /// <summary>The ring's members, by rank.</summary>
     public IReadOnlyList<JobMember> Members => members;
@@ -35,14 +37,16 @@ sealed class JobMembership
     public long Generation { get; private set; }
 
     /// <summary>Is the worker part of the job (a member of the ring, or waiting to be admitted)?</summary>
-    public bool Knows(string workerId) => Everyone.Any(m => m.Id == workerId);
+    public bool Knows(string workerId) => everyone.ContainsKey(workerId);
 
-    public JobMember? Member(string workerId) => members.Find(m => m.Id == workerId);
+    /// <summary>The member of that name; null for a joiner (joiners are few, and none while steps run) or a stranger.</summary>
+    public JobMember? Member(string workerId) => everyone.GetValueOrDefault(workerId) is { } m && !joiners.Contains(m) ? m : null;
 
     /// <summary>A worker that registered: it joins the next ring formed.</summary>
     public void Wait(JobMember worker, long generationSeen)
     {
         joiners.Add(worker);
+        everyone[worker.Id] = worker;
         // A restarted coordinator continues the numbering, so that a worker never takes a new ring for an old one.
         Generation = Math.Max(Generation, generationSeen);
     }
@@ -61,6 +65,7 @@ sealed class JobMembership
     {
         joiners.RemoveAll(j => j.Id == workerId);
         members.RemoveAll(m => m.Id == workerId);
+        everyone.Remove(workerId);
     }
 
     /// <summary>Numbers a new ring of the members: (its generation, the members' data-plane endpoints by rank).</summary>

@@ -131,12 +131,12 @@ public sealed partial class TrainingJob
         phase = Phase.Masks;
         AskAll(condensing.Broadcast(step));
         observer.Event(new MasksDecided(condensing.Version, step, progress, moved, condensing.Decided!.Max(m => m.Stage), membership.Count,
-            condensing.DecidedChecksum()));
+            condensing.DecidedChecksum));
     }
 
     void Applied(MasksApplied applied)
     {
-        string expected = condensing.DecidedChecksum();
+        string expected = condensing.DecidedChecksum;
         if (applied.MaskChecksum != expected)
         {
             Exclude(applied.WorkerId, $"{applied.WorkerId} diverged: its masks after version {applied.MaskVersion} have checksum {applied.MaskChecksum}, " +

@@ -71,8 +71,10 @@ public static class ModelCondensing
         {
             hash.AppendData(BitConverter.GetBytes(mask.Stage));
             hash.AppendData(BitConverter.GetBytes(mask.Kept.GetLength(0)));
-            // A byte per column: the digest is the model's, independent of how the wire packs masks (MaskWire).
-            hash.AppendData(mask.Kept.Cast<bool>().Select(k => k ? (byte)1 : (byte)0).ToArray());
+            // A byte per column (a bool is stored as 0 or 1), read in place: the digest is the model's, independent of
+            // how the wire packs masks (MaskWire), and every worker's acknowledgement of a broadcast computes it.
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpan(
+                ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(mask.Kept), mask.Kept.Length));
         }
     });
 }

@@ -19,9 +19,11 @@ public class JobPartsTests : TempFolderTest
         membership.Wait(Worker("worker-2"), generationSeen: 4);
         membership.Wait(Worker("worker-1"), generationSeen: -1);
         Assert.True(membership.Knows("worker-2"));
+        Assert.Null(membership.Member("worker-2")); // a joiner is no member yet
         Assert.Empty(membership.Members);
 
         Assert.Equal(["worker-2", "worker-1"], membership.Admit());
+        Assert.Equal("http://worker-2:1", membership.Member("worker-2")?.Endpoint);
         Assert.Equal(["worker-1", "worker-2"], membership.Ids);
         Assert.Empty(membership.Joiners);
         var (generation, endpoints) = membership.NewRing();
@@ -33,6 +35,7 @@ public class JobPartsTests : TempFolderTest
         membership.Remove("worker-0");
         membership.Remove("worker-1");
         Assert.False(membership.Knows("worker-0"));
+        Assert.Null(membership.Member("worker-1"));
         Assert.Equal(["worker-2"], membership.Ids);
     }
 
@@ -85,7 +88,7 @@ public class JobPartsTests : TempFolderTest
         Assert.Equal((1L, 2L), (broadcast.MaskVersion, broadcast.Step));
         Assert.All(broadcast.Stages, stage => Assert.Equal(1, stage));
         Assert.Same(initial, round.Masks); // in force only once every worker installed them
-        string decided = round.DecidedChecksum();
+        string decided = round.DecidedChecksum;
         round.Commit();
         Assert.Null(round.Decided);
         Assert.Equal(decided, ModelCondensing.Checksum(round.Masks));
@@ -111,6 +114,30 @@ public class JobPartsTests : TempFolderTest
         var timings = ledger.WorkerTimings();
         Assert.Equal(["worker-1", "worker-2"], timings.Select(t => t.Worker));
         Assert.Equal((3L, 20.0, 23.0, 102L), (timings[0].Steps, timings[0].ComputeMs, timings[0].StepMs, timings[0].LastStepBytesSent));
+    }
+
+    [Fact]
+    public void TheStepLedgerHoldsNoReportOfACompleteStepAndABoundedSampleOfEachWorkersTimes()
+    {
+        var ledger = new StepLedger();
+        var early = new List<WeakReference>();
+        for (long step = 0; step < 20_000; step++)
+            for (int w = 0; w < 4; w++)
+            {
+                var report = Report($"worker-{w}", step, computeMs: step % 100);
+                if (step < 100) early.Add(new WeakReference(report));
+                ledger.Record(report, members: 4);
+            }
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        // Reports are held only until their step is complete: a long job's ledger does not grow with its steps.
+        Assert.DoesNotContain(early, r => r.IsAlive);
+
+        var timings = ledger.WorkerTimings();
+        Assert.Equal(4, timings.Count);
+        Assert.All(timings, t => Assert.Equal((20_000L, 20_099L), (t.Steps, t.LastStepBytesSent)));
+        Assert.All(timings, t => Assert.InRange(t.ComputeMs, 45, 55)); // the median of 0..99, from the sample
     }
 
     [Fact]

@@ -78,6 +78,40 @@ public class JobMonitorTests
     }
 
     [Fact]
+    public void AWorkersStepFiguresArePublishedAtMostOncePerRefreshButItsStateChangesAtOnce()
+    {
+        Run(0);
+        long before = monitor.Sequence;
+        for (int s = 0; s < 1_000; s++)
+            monitor.Worker(new WorkerReport("worker-1", WorkerState.Training, "cpu", 1, "http://a:1", Step: s, Samples: 32, ComputeMs: 80));
+        monitor.Worker(new WorkerReport("worker-1", WorkerState.Lost, "", 0, "", "process exited with code 137"));
+
+        // Within one refresh: the first report (a new worker), its status count, and the loss with its count.
+        Assert.InRange(monitor.Sequence - before, 4, 5);
+        Assert.Equal(999, monitor.Workers().Single().Step); // the newest figures are always in the snapshot
+        Assert.Equal(0, monitor.Status().WorkersAlive);
+    }
+
+    [Fact]
+    public void TheSnapshotsSizeIsBoundedHoweverLongTheJob()
+    {
+        Run(20_000);
+        for (int e = 0; e < 1_000; e++) monitor.Event(new Notice($"checkpoint {e}", EventKind.Checkpoint));
+        int shorter = monitor.Snapshot().CalculateSize();
+        for (int s = 20_000; s < 200_000; s++)
+            monitor.Step(new StepMetrics(s, 0, 2.0, 0.1, 0.1, 0, 3, 640, 100, 90, 1));
+        for (int e = 1_000; e < 6_000; e++) monitor.Event(new Notice($"checkpoint {e}", EventKind.Checkpoint));
+
+        // Ten times the steps and six times the events: the curve still holds 1,000 to 2,000 steps, evenly spread, and
+        // the events are the newest 1,000.
+        var longer = monitor.Snapshot();
+        Assert.InRange(longer.CalculateSize(), shorter / 2, shorter * 2);
+        Assert.InRange(longer.Steps.Count, 1_000, 2_001);
+        Assert.Equal(1_000, longer.Events.Count);
+        Assert.Equal("checkpoint 5999", longer.Events[^1].Message);
+    }
+
+    [Fact]
     public void TheSnapshotThinsALongCurveButKeepsItsNewestPoint()
     {
         Run(5_001);
