@@ -9,7 +9,7 @@ namespace CondenseCluster.Tests.Cluster;
 /// <summary>The faults a chaos soak injects, each at a step of the job.</summary>
 public enum Chaos { KillWorker, KillTwoWorkers, StopWorker, KillCoordinator }
 
-/// <summary>A seeded chaos schedule: <paramref name="Faults"/> faults spread over the steps, each kind drawn at random.</summary>
+/// <summary>A seeded chaos schedule: <paramref name="Faults"/> faults spread over the steps, every kind in each run of four, in a random order.</summary>
 public static class ChaosSchedule
 {
     /// <summary>
@@ -20,9 +20,10 @@ public static class ChaosSchedule
     {
         if (faults < 1 || steps - 8 < 2 * faults) throw new ArgumentException($"{faults} faults do not fit in {steps} steps: give at least {8 + 2 * faults}");
         var random = new Random(seed);
+        var kinds = Enum.GetValues<Chaos>();
+        var order = Enumerable.Range(0, (faults + kinds.Length - 1) / kinds.Length).SelectMany(_ => kinds.OrderBy(_ => random.Next())).ToArray();
         double slice = (steps - 8) / (double)faults;
-        return [.. Enumerable.Range(0, faults).Select(i =>
-            (4 + (long)(i * slice) + random.NextInt64((long)slice), (Chaos)random.Next(Enum.GetValues<Chaos>().Length)))];
+        return [.. Enumerable.Range(0, faults).Select(i => (4 + (long)(i * slice) + random.NextInt64((long)slice), order[i]))];
     }
 }
 
@@ -38,9 +39,21 @@ public partial class FaultInjectionTests
     static int Setting(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out int value) ? value : fallback;
 
     [Fact]
+    public void AChaosScheduleIsTheSeedsAndHoldsEveryKindOfFault()
+    {
+        var plan = ChaosSchedule.Plan(seed: 5, steps: 60, faults: 8);
+        Assert.Equal(plan, ChaosSchedule.Plan(seed: 5, steps: 60, faults: 8));
+        Assert.NotEqual(plan, ChaosSchedule.Plan(seed: 6, steps: 60, faults: 8));
+        Assert.All(plan, p => Assert.InRange(p.Step, 4, 55));
+        Assert.Equal(plan.Select(p => p.Step).Order(), plan.Select(p => p.Step));
+        Assert.All(plan.Chunk(4), four => Assert.Equal(Enum.GetValues<Chaos>().Order(), four.Select(p => p.Fault).Order()));
+        Assert.Contains("give at least 18", Assert.Throws<ArgumentException>(() => ChaosSchedule.Plan(1, 12, 5)).Message);
+    }
+
+    [Fact]
     public void AChaosSoakOfOverlappingFaultsLosesNothing()
     {
-        int seed = Setting("CHAOS_SEED", 20), steps = Setting("CHAOS_STEPS", 40), faults = Setting("CHAOS_FAULTS", 4);
+        int seed = Setting("CHAOS_SEED", 20), steps = Setting("CHAOS_STEPS", 60), faults = Setting("CHAOS_FAULTS", 4);
         var plan = ChaosSchedule.Plan(seed, steps, faults);
         log.WriteLine($"chaos seed {seed} (replay: CHAOS_SEED={seed} CHAOS_STEPS={steps} CHAOS_FAULTS={faults}): " +
                       string.Join(", ", plan.Select(p => $"{p.Fault} at step {p.Step}")));
@@ -55,44 +68,58 @@ public partial class FaultInjectionTests
         string[] coordinator = ["--port", $"{FreePort()}", "--workers", "6", .. job];
         cluster.StartCoordinator(coordinator);
         var alive = Enumerable.Range(1, 6).Select(i => $"worker-{i}").ToList();
-        var lost = new List<string>();
+        var victims = new List<string>();
+        var rejoining = new Dictionary<string, int>(); // restarted workers, and the rings formed before they were
+        int injected = 0;
         foreach (var name in alive) cluster.StartWorker(name);
-        string Pick()
-        {
-            string name = alive[random.Next(alive.Count)];
-            alive.Remove(name);
-            lost.Add(name);
-            return name;
-        }
         foreach (var (at, fault) in plan)
         {
-            cluster.WaitForSteps((int)at);
-            // The ones lost before come back under their names and rejoin (a stopped one is killed first).
-            foreach (var name in lost)
+            if (!cluster.WaitForStepOrEnd(at)) break;
+            var rings = cluster.Rings();
+            foreach (var (name, before) in rejoining.ToArray())
+                if (rings.Skip(before).Any(ring => ring.Contains(name)))
+                {
+                    alive.Add(name);
+                    rejoining.Remove(name);
+                }
+            int count = fault switch { Chaos.KillWorker or Chaos.StopWorker => 1, Chaos.KillTwoWorkers => 2, _ => 0 };
+            if (alive.Count - count < 2)
             {
+                log.WriteLine($"step {at}: {fault} passed over: {alive.Count} workers in the job, the soak keeps 2");
+                continue;
+            }
+            log.WriteLine($"step {at}: {fault}");
+            injected++;
+            var hit = alive.OrderBy(_ => random.Next()).Take(count).ToArray();
+            alive.RemoveAll(hit.Contains);
+            victims.AddRange(hit);
+            int removedBefore = cluster.Removals;
+            foreach (var name in hit) cluster.SignalWorker(name, fault == Chaos.StopWorker ? "STOP" : "KILL");
+            if (fault == Chaos.KillCoordinator)
+            {
+                cluster.KillCoordinator();
+                cluster.StartCoordinator([.. coordinator, "--resume", Path.Combine(Folder, "run")]);
+            }
+            if (hit.Length == 0) continue;
+            // Once the job has left them out, they come back under their names (a stopped one killed first) and rejoin meanwhile.
+            if (!cluster.WaitForRemovalsOrEnd(removedBefore + hit.Length)) break;
+            foreach (var name in hit)
+            {
+                rejoining[name] = cluster.Rings().Length;
                 cluster.SignalWorker(name, "KILL");
                 cluster.WorkerExit(name);
                 cluster.StartWorker(name);
             }
-            alive.AddRange(lost);
-            lost.Clear();
-            log.WriteLine($"step {at}: {fault}");
-            switch (fault)
-            {
-                case Chaos.KillWorker: cluster.SignalWorker(Pick(), "KILL"); break;
-                case Chaos.KillTwoWorkers:
-                    var (first, second) = (Pick(), Pick());
-                    cluster.SignalWorker(first, "KILL");
-                    cluster.SignalWorker(second, "KILL");
-                    break;
-                case Chaos.StopWorker: cluster.SignalWorker(Pick(), "STOP"); break;
-                case Chaos.KillCoordinator:
-                    cluster.KillCoordinator();
-                    cluster.StartCoordinator([.. coordinator, "--resume", Path.Combine(Folder, "run")]);
-                    break;
-            }
         }
         var run = cluster.Finish(countSteps: false);
+        log.WriteLine($"{injected} of {plan.Length} faults injected");
+        Assert.True(injected == plan.Length, $"the job ended after {injected} of the {plan.Length} faults: give CHAOS_STEPS more steps");
+
+        // Every fault was seen: each victim left the job as often as it was hit, each coordinator came back.
+        var removed = RunEvents.Of<WorkerRemoved>(run.Folder).Select(w => w.Worker).ToArray();
+        foreach (var victim in victims.GroupBy(v => v))
+            Assert.True(removed.Count(r => r == victim.Key) >= victim.Count(), $"{victim.Key} was hit {victim.Count()} times, removed {removed.Count(r => r == victim.Key)}");
+        Assert.Equal(plan.Count(p => p.Fault == Chaos.KillCoordinator) + 1, RunEvents.Of<CoordinatorWaiting>(run.Folder).Length);
 
         AssertStepsCountedOnce(run.Folder, steps);
         foreach (var checkpoint in new CheckpointStore(Path.Combine(run.Folder, "checkpoints")).List())

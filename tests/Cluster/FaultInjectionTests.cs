@@ -423,6 +423,36 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
 
         Process Worker(string name) => workers.Last(w => w.Name == name).Process;
 
+        /// <summary>The members of every ring the job has formed so far, in order: the first (of each coordinator), recoveries, admissions.</summary>
+        public IReadOnlyList<string>[] Rings() => !Logged ? [] :
+            [.. RunEvents.Lines(RunFolder, "event").Select(e => e.GetProperty("event").GetString() switch
+            {
+                nameof(ClusterFormed) => e.As<ClusterFormed>().Ranks,
+                nameof(TrainingContinues) => e.As<TrainingContinues>().Workers,
+                _ => null,
+            }).OfType<IReadOnlyList<string>>()];
+
+        /// <summary>Waits until the job has left out <paramref name="count"/> workers in all; false if it ended first.</summary>
+        public bool WaitForRemovalsOrEnd(int count) => UnlessEnded(() => Removals >= count, $"{count} workers left out");
+
+        /// <summary>Waits until the run's metrics.jsonl holds step <paramref name="step"/> − 1; false if the job ended first.</summary>
+        public bool WaitForStepOrEnd(long step) => UnlessEnded(() => NewestStep() >= step - 1, $"step {step}");
+
+        /// <summary>How many times the job has left out a worker so far.</summary>
+        public int Removals => Logged ? RunEvents.Of<WorkerRemoved>(RunFolder).Length : 0;
+
+        bool Logged => File.Exists(Path.Combine(RunFolder, "metrics.jsonl"));
+
+        long NewestStep() => Logged ? RunEvents.Lines(RunFolder, "step").Select(l => l.GetProperty("step").GetInt64()).DefaultIfEmpty(-1).Max() : -1;
+
+        /// <summary>Waits for <paramref name="condition"/>; false if the coordinator exited first (the job ended).</summary>
+        bool UnlessEnded(Func<bool> condition, string what)
+        {
+            bool ended = false;
+            Eventually(() => condition() || (ended = coordinator!.HasExited), what);
+            return !ended;
+        }
+
         /// <summary>Waits until the run's metrics.jsonl holds <paramref name="count"/> steps.</summary>
         public void WaitForSteps(int count) => Eventually(() => File.Exists(Path.Combine(RunFolder, "metrics.jsonl")) && RunEvents.Lines(RunFolder, "step").Length >= count,
             $"{count} steps");
