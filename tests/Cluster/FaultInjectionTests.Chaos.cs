@@ -125,7 +125,8 @@ public partial class FaultInjectionTests
         foreach (var checkpoint in new CheckpointStore(Path.Combine(run.Folder, "checkpoints")).List())
             Checkpoint.Read(checkpoint); // verifies its checksum, or throws
         // Summation order alone: a fault-free cluster of 6 workers ends 1.2e-2 from the single process after 40 steps, of 3
-        // workers 4.5e-3 (measured); the soak's rings have 2 to 6 members. Longer soaks drift further: CHAOS_TOLERANCE.
+        // workers 4.5e-3 (measured); the soak's rings have 2 to 6 members, and 60-step soaks measured 1.0e-2 to 1.6e-2.
+        // Longer soaks drift further: CHAOS_TOLERANCE.
         AssertSameModels(faultFree, tolerance: double.TryParse(Environment.GetEnvironmentVariable("CHAOS_TOLERANCE"), out double tolerance) ? tolerance : 3e-2);
         var recoveries = RunEvents.Of<TrainingContinues>(run.Folder).Where(c => c.Change == RingChange.Recovery).Select(c => c.Seconds).ToArray();
         Assert.NotEmpty(recoveries);
