@@ -14,6 +14,6 @@ for seed in $SEEDS; do
   if CHAOS_SEED=$seed CHAOS_STEPS=$STEPS CHAOS_FAULTS=$FAULTS CHAOS_TOLERANCE=$TOLERANCE \
       dotnet test tests --no-build --filter "FullyQualifiedName~AChaosSoakOfOverlappingFaultsLosesNothing" \
       --logger "console;verbosity=detailed" 2>&1 | tee "/tmp/chaos-$seed.log" | grep -E "chaos seed|^ step [0-9]+: |faults injected|max relative|recoveries|Error Message" ; then :; fi
-  if grep -q "Passed!" "/tmp/chaos-$seed.log"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "seed $seed FAILED: /tmp/chaos-$seed.log"; fi
+  if grep -q "Test Run Successful" "/tmp/chaos-$seed.log"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "seed $seed FAILED: /tmp/chaos-$seed.log"; fi
 done
 echo "chaos soaks: $passed passed, $failed failed (replay one with SEEDS=<seed>)"

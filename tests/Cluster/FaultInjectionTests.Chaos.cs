@@ -57,7 +57,8 @@ public partial class FaultInjectionTests
         var plan = ChaosSchedule.Plan(seed, steps, faults);
         log.WriteLine($"chaos seed {seed} (replay: CHAOS_SEED={seed} CHAOS_STEPS={steps} CHAOS_FAULTS={faults}): " +
                       string.Join(", ", plan.Select(p => $"{p.Fault} at step {p.Step}")));
-        string[] job = ["--micro-batches", "6", "--stop-after", $"{steps}", "--checkpoint-every", "10"];
+        // 125 steps an epoch (6,000 samples / 48): a longer soak runs more epochs.
+        string[] job = ["--micro-batches", "6", "--epochs", $"{(steps + 124) / 125}", "--stop-after", $"{steps}", "--checkpoint-every", "10"];
 
         string faultFree = Path.Combine(Folder, "fault-free");
         var (code, output) = CoordinatorProgram.Run(["train", "--local", "--threads", "1", .. Without(Job, job), .. job, "--out", faultFree]);
