@@ -136,6 +136,17 @@ public sealed record JobStopped(string By, long Steps, string Resume, double? Se
         $"stopped by {By} after {Steps} steps{(Seconds is double s ? $", checkpointed {s:F1} s after the request" : ", at once")}; {Resume}";
 }
 
+/// <summary>
+/// The checkpoint of <paramref name="Step"/> could not be written (<paramref name="Error"/>: e.g. the disk is full or
+/// read-only); training goes on, and <paramref name="Newest"/> stays the one to resume from.
+/// </summary>
+public sealed record CheckpointWriteFailed(long Step, string Error, string? Newest) : TrainingEvent
+{
+    public override EventKind Kind => EventKind.Failure;
+    public override string Text() => $"warning: the checkpoint of step {Step} could not be written ({Error}); training goes on and the next " +
+        $"checkpoint is tried as planned; the newest on disk: {Newest ?? "none"}";
+}
+
 /// <summary>The job cannot go on.</summary>
 public sealed record JobFailed(string Error) : TrainingEvent
 {

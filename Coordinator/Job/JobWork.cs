@@ -13,7 +13,7 @@ sealed record StateFetched(byte[] State);
 sealed record MasksRead(IReadOnlyList<LayerMask> Masks);
 sealed record WorkersGone(IReadOnlyList<string> Workers);
 sealed record CheckpointSaved(string Path, long Step);
-sealed record CheckpointFailed(string Error);
+sealed record CheckpointFailed(string Error, long Step);
 /// <summary>The checkpoint a graceful stop waits for is on disk.</summary>
 sealed record StopCheckpointed(string Path, long Step);
 sealed record JobCompleted(TrainingSummary Summary);

@@ -173,7 +173,7 @@ public sealed partial class TrainingJob
         sinceCheckpoint.Restart();
         if (current == JobBoundary.Checkpoint || stopping is not null) // a stop's checkpoint is written as any other; Next then ends the job
         {
-            host.Background(async () => new CheckpointSaved(await writing, at), error => new CheckpointFailed(error));
+            host.Background(async () => new CheckpointSaved(await writing, at), error => new CheckpointFailed(error, at));
             Next();
             return;
         }

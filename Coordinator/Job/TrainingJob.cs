@@ -246,7 +246,8 @@ public sealed partial class TrainingJob
                 Stop(JobEnd.Stopped, stopping!.Value.By, stopping.Value.Clock.Elapsed.TotalSeconds);
                 break;
             case WorkerTerminating terminating: RequestStop($"{terminating.Signal} of {terminating.WorkerId}"); break;
-            case CheckpointFailed failed: Fail($"writing a checkpoint failed: {failed.Error}"); break;
+            // A full or read-only disk costs this checkpoint, not the job: the workers hold the state, the next boundary tries again.
+            case CheckpointFailed failed: observer.Event(new CheckpointWriteFailed(failed.Step, failed.Error, checkpoints.Newest)); break;
             case JobCompleted when phase == Phase.Finishing: End(JobEnd.Completed, "the job completed"); break;
             case StepsDone or StepsAborted or ReplicaReady or MasksApplied or LayerImportance when phase == Phase.Recovering:
                 break; // answers to what the recovery cut short

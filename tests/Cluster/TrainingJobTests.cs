@@ -297,6 +297,18 @@ public class TrainingJobTests : TempFolderTest
     }
 
     [Fact]
+    public void ACheckpointThatCannotBeWrittenIsReportedAndTrainingGoesOn()
+    {
+        string[] workers = ["worker-1", "worker-2"];
+        var job = StartedJob(workers);
+        job.Handle(new CheckpointFailed("No space left on device", 0)); // a full disk, as the writer reports it
+        Assert.Null(host.End);
+        Assert.Equal(new CheckpointWriteFailed(0, "No space left on device", null), Assert.Single(observer.Of<CheckpointWriteFailed>()));
+        BroadcastFirstMasks(job, workers); // the job goes on to its next boundary
+        Assert.Equal(workers, host.Sent.Where(s => s.Message is ApplyMasks).Select(s => s.Worker));
+    }
+
+    [Fact]
     public void ATimedCheckpointCutsTheSegmentAfterAStepThatEndsPastItsMinutes()
     {
         string[] workers = ["worker-1", "worker-2"];
