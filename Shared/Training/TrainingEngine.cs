@@ -155,9 +155,9 @@ public sealed class TrainingEngine : IDisposable
     /// <summary>
     /// Finishes a step whose gradients hold the sum over all M micro-batches: average (unless the exchange already
     /// divided by M, <paramref name="gradientsAveraged"/>), guard and apply the update. Every replica holds the same
-    /// sum, so all decide alike: a gradient whose norm is not finite (it holds NaN or ±∞) leaves weights and momentum as
-    /// they are (and the weight average) and returns false, more than --max-skipped-steps such steps in a row stop the run, and --clip-grad-norm
-    /// scales a larger gradient down to that norm (as torch.nn.utils.clip_grad_norm_).
+    /// sum, so all decide alike: a gradient whose norm is not finite (it holds NaN or ±∞) leaves weights, momentum and
+    /// the weight average as they are and returns false, more than --max-skipped-steps such steps in a row stop the run,
+    /// and --clip-grad-norm scales a larger gradient down to that norm (as torch.nn.utils.clip_grad_norm_).
     /// </summary>
     public bool ApplyUpdate(double learningRate, bool gradientsAveraged = false)
     {
@@ -188,7 +188,7 @@ public sealed class TrainingEngine : IDisposable
         if (stage == checkedStage) return 0;
         checkedStage = stage;
         int moved = ModelCondensing.Apply(Model, progress);
-        if (moved > 0) Average?.FollowMasks();
+        if (moved > 0) Average?.FollowMasks(ModelCondensing.Masks(Model));
         return moved;
     }
 
@@ -196,7 +196,7 @@ public sealed class TrainingEngine : IDisposable
     public void InstallMasks(IReadOnlyList<LayerMask> masks)
     {
         ModelCondensing.Install(Model, masks);
-        Average?.FollowMasks();
+        Average?.FollowMasks(masks);
     }
 
     /// <summary>Starts from the weights and masks of <paramref name="path"/> (--init-from); returns whether the classifier was left new.</summary>

@@ -54,11 +54,11 @@ public sealed class WeightAverage : IDisposable
     {
         using var _ = torch.no_grad();
         foreach (var (average, current) in pairs) average.copy_(current);
-        FollowMasks();
+        FollowMasks(ModelCondensing.Masks(trained));
     }
 
-    /// <summary>Gives the average the trained model's masks, after condensing changed them.</summary>
-    public void FollowMasks() => ModelCondensing.Install(Model, ModelCondensing.Masks(trained));
+    /// <summary>Gives the average the trained model's masks (<paramref name="masks"/>), after condensing changed them.</summary>
+    public void FollowMasks(IReadOnlyList<LayerMask> masks) => ModelCondensing.Install(Model, masks);
 
     public void Dispose()
     {
