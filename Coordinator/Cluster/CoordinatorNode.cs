@@ -157,7 +157,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
     {
         string job = Path.Combine(runFolder, "job.json");
         if (resumeFrom is null || !Directory.Exists(resumeFrom) || !File.Exists(job)) return null;
-        if (new CheckpointStore(Path.Combine(runFolder, "checkpoints")).List().Count > 0) return null;
+        if (CheckpointStore.OfRun(runFolder).Any) return null;
         try
         {
             return JsonSerializer.Deserialize<TrainingOptions>(File.ReadAllText(job)) ?? throw new JsonException("it is null");
@@ -254,7 +254,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         if (request.Output is { } output && Path.GetFullPath(output) != Path.GetFullPath(folder))
             throw new ArgumentException($"--out {output} is not --resume-if-present {folder}: a run resumes in its own folder");
         if (File.Exists(Path.Combine(folder, "model-trained.ccm"))) return null;
-        bool started = new CheckpointStore(Path.Combine(folder, "checkpoints")).List().Count > 0 || File.Exists(Path.Combine(folder, "job.json"));
+        bool started = CheckpointStore.OfRun(folder).Any || File.Exists(Path.Combine(folder, "job.json"));
         return request with { Output = folder, Resume = started ? folder : null };
     }
 

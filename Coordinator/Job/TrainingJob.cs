@@ -73,7 +73,7 @@ public sealed partial class TrainingJob
         plan.Validate();
         schedule = JobSchedule.For(options, run, plan);
         metrics = new RunMetrics(options, plan);
-        checkpoints = new CheckpointWriter(new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints")), options);
+        checkpoints = new CheckpointWriter(CheckpointStore.OfRun(run.OutputFolder), options);
         starting = startFrom;
         if (startFrom is not null)
         {

@@ -69,6 +69,12 @@ public sealed class CheckpointStore(string folder, int keep = 2)
 {
     public string Folder { get; } = folder;
 
+    /// <summary>The checkpoints of the run whose output folder is <paramref name="runFolder"/>: its <c>checkpoints/</c>.</summary>
+    public static CheckpointStore OfRun(string runFolder) => new(System.IO.Path.Combine(runFolder, "checkpoints"));
+
+    /// <summary>Does the store hold a checkpoint file (verified or not)?</summary>
+    public bool Any => List().Count > 0;
+
     public string PathFor(long step) => Path.Combine(Folder, $"checkpoint-{step:D9}.ccc");
 
     public string Save(TrainingOptions options, long step, Action<BinaryWriter> writeState)
@@ -89,7 +95,8 @@ public sealed class CheckpointStore(string folder, int keep = 2)
         if (File.Exists(from)) return Checkpoint.Read(from);
         if (Directory.Exists(from))
         {
-            var store = new CheckpointStore(Directory.Exists(System.IO.Path.Combine(from, "checkpoints")) ? System.IO.Path.Combine(from, "checkpoints") : from);
+            var run = OfRun(from);
+            var store = Directory.Exists(run.Folder) ? run : new CheckpointStore(from);
             return store.Latest(warn) ?? throw new FileNotFoundException($"no valid checkpoint in '{store.Folder}' to resume from");
         }
         throw new FileNotFoundException($"--resume '{from}' is neither a checkpoint file nor a folder");

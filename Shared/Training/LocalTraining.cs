@@ -17,7 +17,7 @@ public static class LocalTraining
     public static TrainingSummary Run(TrainingOptions requested, RunSettings run, ITrainingObserver observer, CancellationToken cancel = default)
     {
         var clock = Stopwatch.StartNew();
-        var store = new CheckpointStore(Path.Combine(run.OutputFolder, "checkpoints"));
+        var store = CheckpointStore.OfRun(run.OutputFolder);
         var resume = CheckpointStore.Resolve(run.ResumeFrom, observer.Event);
         var options = resume?.Header.Options ?? requested;
         options.Validate();

@@ -123,7 +123,7 @@ public partial class FaultInjectionTests
         Assert.Equal(plan.Count(p => p.Fault == Chaos.KillCoordinator) + 1, RunEvents.Of<CoordinatorWaiting>(run.Folder).Length);
 
         AssertStepsCountedOnce(run.Folder, steps);
-        foreach (var checkpoint in new CheckpointStore(Path.Combine(run.Folder, "checkpoints")).List())
+        foreach (var checkpoint in CheckpointStore.OfRun(run.Folder).List())
             Checkpoint.Read(checkpoint); // verifies its checksum, or throws
         // Summation order alone: a fault-free cluster of 6 workers ends 1.2e-2 from the single process after 40 steps, of 3
         // workers 4.5e-3 (measured); the soak's rings have 2 to 6 members, and 60-step soaks measured 1.0e-2 to 1.6e-2.

@@ -29,7 +29,7 @@ public class ResumeIfPresentTests : TempFolderTest
     public void AFolderWithACheckpointIsResumedAndAFinishedRunIsLeftAlone()
     {
         string run = Path.Combine(Folder, "run");
-        new CheckpointStore(Path.Combine(run, "checkpoints")).Save(Fresh.Options!, 6, writer => writer.Write(new byte[] { 1, 2, 3 }));
+        CheckpointStore.OfRun(run).Save(Fresh.Options!, 6, writer => writer.Write(new byte[] { 1, 2, 3 }));
         Assert.Equal(Fresh with { Output = run, Resume = run }, CoordinatorNode.ResumeIfPresent(Fresh, run));
         Assert.Equal(Fresh with { Output = run, Resume = run }, CoordinatorNode.ResumeIfPresent(Fresh with { Output = run }, run)); // --out the same folder
 

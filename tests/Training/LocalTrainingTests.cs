@@ -116,7 +116,7 @@ public class LocalTrainingTests : TempFolderTest
     {
         var options = Tiny() with { CheckpointEverySteps = 5 };
         LocalTraining.Run(options, Settings("run", stopAfter: 10), new RecordingObserver());
-        var store = new CheckpointStore(Path.Combine(Folder, "run", "checkpoints"));
+        var store = CheckpointStore.OfRun(Path.Combine(Folder, "run"));
         Assert.Equal([store.PathFor(10), store.PathFor(5)], store.List());
 
         var bytes = File.ReadAllBytes(store.PathFor(10));
