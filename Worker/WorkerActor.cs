@@ -91,6 +91,7 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
             }
             // The ring's neighbours see the connection close at once, and the job goes on without this worker.
             Log($"{signal.Signal}: leaving at once");
+            if (accepted) Coordinator.Tell(new WorkerLeaving(id, signal.Signal));
             replica.Abort(replica.Generation);
             exit.TrySetResult(new WorkerExit(0));
         });
@@ -156,6 +157,7 @@ sealed class WorkerActor : ReceiveActor, IWithTimers
     /// </summary>
     void Reply<T>(Func<T> command)
     {
+        if (exit.Task.IsCompleted) return; // leaving: a command sent before the coordinator knew must not run (nor rejoin a ring)
         var coordinator = Sender;
         replica.Run(command).ContinueWith(done =>
         {

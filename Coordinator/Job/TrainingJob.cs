@@ -246,6 +246,7 @@ public sealed partial class TrainingJob
                 Stop(JobEnd.Stopped, stopping!.Value.By, stopping.Value.Clock.Elapsed.TotalSeconds);
                 break;
             case WorkerTerminating terminating: RequestStop($"{terminating.Signal} of {terminating.WorkerId}"); break;
+            case WorkerLeaving leaving: Lose(leaving.WorkerId, $"it left at once on {leaving.Signal}", gone: true); break;
             // A full or read-only disk costs this checkpoint, not the job: the workers hold the state, the next boundary tries again.
             case CheckpointFailed failed: observer.Event(new CheckpointWriteFailed(failed.Step, failed.Error, checkpoints.Newest)); break;
             case JobCompleted when phase == Phase.Finishing: End(JobEnd.Completed, "the job completed"); break;

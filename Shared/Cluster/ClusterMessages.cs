@@ -129,6 +129,12 @@ public sealed record RingBroken(string WorkerId, long RingGeneration, string Err
 /// </summary>
 public sealed record WorkerTerminating(string WorkerId, string Signal) : IWorkerReply;
 
+/// <summary>
+/// The worker leaves at once (<paramref name="Signal"/> with <c>--on-sigterm leave</c>, or a second signal): the job goes
+/// on without it. Told before its ring closes, so a recovery that the closing starts does not count on it.
+/// </summary>
+public sealed record WorkerLeaving(string WorkerId, string Signal) : IWorkerReply;
+
 /// <summary>The job is over: the worker leaves the cluster and exits.</summary>
 public sealed record JobEnded(string Reason);
 

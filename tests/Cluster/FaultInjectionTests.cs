@@ -75,7 +75,8 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
     public void TheEmbeddedClustersWorkersRefuseADuplicateNameAndExitWithTheirKilledCoordinator()
     {
         using var cluster = new Cluster(this, Folder);
-        cluster.StartCoordinator("--local-workers", "2", "--workers", "2");
+        // Long enough (1,250 steps, 80 ms each on a quiet machine) to be still running when the coordinator is killed.
+        cluster.StartCoordinator("--local-workers", "2", "--workers", "2", "--epochs", "10", "--stop-after", "1250");
         cluster.WaitForSteps(2);
         // A worker under a name the job has already (as a worker left over from another job would be) is refused and exits.
         cluster.StartWorker("worker-1");

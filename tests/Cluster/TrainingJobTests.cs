@@ -210,6 +210,23 @@ public class TrainingJobTests : TempFolderTest
     }
 
     [Fact]
+    public void AWorkerLeavingAtOnceIsLeftOutEvenWhenItsRingClosingStartedARecoveryThatCountedOnIt()
+    {
+        var job = StartedJob("worker-1", "worker-2", "worker-3");
+        // worker-2's neighbour reports the closed ring before worker-2's own word arrives: the recovery asks all three.
+        job.Handle(new RingBroken("worker-1", 1, "rank 1 closed its connection"));
+        Assert.Equal(["worker-1", "worker-2", "worker-3"], host.Sent.Where(s => s.Message is AbortSteps).Select(s => s.Worker));
+        job.Handle(new StepsAborted("worker-1", 1));
+        job.Handle(new StepsAborted("worker-3", 1));
+        Assert.Empty(observer.Of<RecoveryPlanned>()); // still waiting for worker-2, which will never answer
+
+        job.Handle(new WorkerLeaving("worker-2", "SIGTERM"));
+        Assert.Equal(new WorkerRemoved("worker-2", Gone: true, "it left at once on SIGTERM"), Assert.Single(observer.Of<WorkerRemoved>()));
+        Assert.Equal(["worker-2"], host.Downed);
+        Assert.Equal(["worker-1", "worker-3"], Assert.Single(observer.Of<RecoveryPlanned>()).Workers);
+    }
+
+    [Fact]
     public void AWorkerThatRegistersMidJobIsAdmittedAtTheNextStepWithAPeersState()
     {
         var job = StartedJob("worker-1", "worker-2");
