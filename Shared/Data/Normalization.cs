@@ -11,11 +11,22 @@ public sealed class Normalization
     public static Normalization Cifar100 { get; } = new([0.5071f, 0.4867f, 0.4408f], [0.2675f, 0.2565f, 0.2761f]);
     public static Normalization ImageNet { get; } = new([0.485f, 0.456f, 0.406f], [0.229f, 0.224f, 0.225f]);
 
+    /// <summary>The normalisation the loader of a dataset (by its command-line name) applies.</summary>
+    public static Normalization Of(string dataset) => dataset switch
+    {
+        "fashion-mnist" => FashionMnist,
+        "cifar10" => Cifar10,
+        "cifar100" => Cifar100,
+        "imagenet" => ImageNet,
+        _ => throw new ArgumentException($"unknown dataset '{dataset}'; choose one of {string.Join(", ", Datasets.Names)}", nameof(dataset)),
+    };
+
     readonly float[] table;
 
     public Normalization(float[] mean, float[] std)
     {
         if (mean.Length == 0 || mean.Length != std.Length) throw new ArgumentException("mean and std need one value per channel");
+        (Mean, Std) = (mean, std);
         Channels = mean.Length;
         table = new float[Channels * 256];
         for (int c = 0; c < Channels; c++)
@@ -24,6 +35,8 @@ public sealed class Normalization
     }
 
     public int Channels { get; }
+    public IReadOnlyList<float> Mean { get; }
+    public IReadOnlyList<float> Std { get; }
 
     public float Apply(int channel, byte value) => table[channel * 256 + value];
 }

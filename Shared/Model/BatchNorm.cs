@@ -31,6 +31,18 @@ public sealed class BatchNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>
+    /// Eval-mode BatchNorm as <c>x·Scale + Shift</c> per channel, from a state dict's <c>weight</c>, <c>bias</c> and
+    /// running statistics (<paramref name="state"/> maps those keys to tensors).
+    /// </summary>
+    public static (Tensor Scale, Tensor Shift) EvalScaleShift(Func<string, Tensor> state)
+    {
+        using var scope = torch.NewDisposeScope();
+        var scale = state("weight").div(state("running_var").add(Eps).sqrt());
+        var shift = state("bias").sub(state("running_mean").mul(scale));
+        return (scale.MoveToOuterDisposeScope(), shift.MoveToOuterDisposeScope());
+    }
+
     public Parameter Weight => weight;
     public Parameter Bias => bias;
     public Tensor RunningMean => running_mean;

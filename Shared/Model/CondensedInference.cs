@@ -119,10 +119,8 @@ public sealed class CondensedInference : IDisposable
     {
         public static Norm Of(Func<string, Tensor> state)
         {
-            using var scope = torch.NewDisposeScope();
-            var scale = state("weight").div(state("running_var").add(BatchNorm.Eps).sqrt());
-            var shift = state("bias").sub(state("running_mean").mul(scale));
-            return new(scale.MoveToOuterDisposeScope(), shift.MoveToOuterDisposeScope());
+            var (scale, shift) = BatchNorm.EvalScaleShift(state);
+            return new(scale, shift);
         }
 
         /// <summary>
@@ -185,9 +183,8 @@ public sealed class CondensedInference : IDisposable
             // Row g·(out/G) + k of the grouped weight feeds channel k·G + g after the shuffle, whose BatchNorm it absorbs.
             var weight = state("conv_1.conv.weight");
             long outChannels = weight.shape[0], outPerGroup = outChannels / groups, perGroup = weight.shape[1];
-            using var channelOfRow = torch.arange(outPerGroup, device: weight.device).unsqueeze(0).mul(groups).add(torch.arange(groups, device: weight.device).unsqueeze(1)).flatten();
-            var groupedWeight = weight.mul(scale2.index_select(0, channelOfRow).view(-1, 1, 1, 1));
-            var groupedBias = shift2.index_select(0, channelOfRow);
+            using var channelOfRow = CondensedConv.ShuffledChannelOfRow(outChannels, groups, weight.device);
+            var (groupedWeight, groupedBias) = CondensedConv.FoldNormAfterShuffle(weight, scale2, shift2, groups);
 
             // The dense form: each row moved to its channel, its group's kept columns scattered back to their inputs.
             // Inputs no group keeps get scale and shift 0: they are read as zeros, which their zero weights ignore.

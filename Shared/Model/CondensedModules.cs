@@ -36,6 +36,23 @@ public sealed class CondensedConv : nn.Module<Tensor, Tensor>
         return ChannelShuffle(conv.forward(x), Groups);
     }
 
+    /// <summary>
+    /// The channel each output row of the grouped convolution becomes after <see cref="ChannelShuffle"/>: row
+    /// g·(out/G) + k is channel k·G + g.
+    /// </summary>
+    public static Tensor ShuffledChannelOfRow(long outChannels, int groups, Device device) =>
+        torch.arange(outChannels / groups, device: device).unsqueeze(0).mul(groups).add(torch.arange(groups, device: device).unsqueeze(1)).flatten();
+
+    /// <summary>
+    /// The grouped weight [out, in/C, 1, 1] and a bias that compute, before the shuffle, what the eval BatchNorm
+    /// <c>x·scale + shift</c> of the shuffled channels computes after it: each row takes its channel's scale and shift.
+    /// </summary>
+    public static (Tensor Weight, Tensor Bias) FoldNormAfterShuffle(Tensor weight, Tensor scale, Tensor shift, int groups)
+    {
+        using var channelOfRow = ShuffledChannelOfRow(weight.shape[0], groups, weight.device);
+        return (weight.mul(scale.index_select(0, channelOfRow).view(-1, 1, 1, 1)), shift.index_select(0, channelOfRow));
+    }
+
     /// <summary>View channels as (G, C/G), transpose, flatten.</summary>
     public static Tensor ChannelShuffle(Tensor x, int groups)
     {
