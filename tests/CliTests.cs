@@ -1,4 +1,6 @@
 using System.Text.Json;
+using CondenseCluster.Bench;
+using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 using CondenseCluster.Shared.Training;
@@ -159,6 +161,8 @@ public class CliTests : TempFolderTest
         Assert.Equal(1000, trained[0].GetProperty("Samples").GetInt32());
         foreach (var converted in new[] { "model-converted.ccm", "model-converted.pt" })
             Assert.Equal(summary.Recovered!.Value.Top1, Assert.Single(Evaluate(converted)).GetProperty("Top1").GetDouble(), 6);
+        // ... and from the ONNX graph written beside them, run by ONNX Runtime.
+        Assert.Equal(summary.Recovered!.Value.Top1, OnnxTop1(Path.Combine(output, "model-converted.onnx")), 6);
         // The weight average (--ema) was evaluated and exported beside them, masked and converted.
         var average = Evaluate("model-ema-trained.ccm", "--convert");
         Assert.Equal(summary.Average!.Masked.Top1, average[0].GetProperty("Top1").GetDouble(), 6);
@@ -182,4 +186,25 @@ public class CliTests : TempFolderTest
     }
 
     static (int Code, string Output) Coordinator(params string[] args) => CoordinatorProgram.Run(args);
+
+    /// <summary>Top-1 of an exported ONNX model on the bundled Fashion-MNIST test images, in batches of 100.</summary>
+    static double OnnxTop1(string path)
+    {
+        var test = FashionMnist.Open(BundledData.FashionMnistSubset, _ => { }).Test;
+        using var onnx = new OnnxRuntimeModel(path, Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL, threads: 1);
+        int pixels = test.Size * test.Size, batch = 100, correct = 0;
+        var images = new float[batch * pixels];
+        for (int start = 0; start < test.Count; start += batch)
+        {
+            for (int i = 0; i < batch; i++) test.Read(start + i, images.AsSpan(i * pixels, pixels), augmentation: null);
+            var logits = onnx.Run(images, [batch, 1, test.Size, test.Size]).Logits;
+            int classes = logits.Length / batch;
+            for (int i = 0; i < batch; i++)
+            {
+                var row = logits.AsSpan(i * classes, classes);
+                if (row.IndexOf(row.ToArray().Max()) == test.Label(start + i)) correct++;
+            }
+        }
+        return correct / (double)test.Count;
+    }
 }

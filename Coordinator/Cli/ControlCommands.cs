@@ -64,7 +64,7 @@ static class ControlCommands
             Console.WriteLine($"checkpoint of step {reply.Step}: {reply.Path}");
             return 0;
         });
-        var path = new Option<string?>("--path") { Description = "file to write on the coordinator's machine: .ccm, or .pt/.pth for PyTorch (default: <output>/exports/)" };
+        var path = new Option<string?>("--path") { Description = "file to write on the coordinator's machine: .ccm, .pt/.pth for PyTorch or .onnx for ONNX (default: <output>/exports/)" };
         yield return Client("export", "convert the newest state into the deployable condensed model", [path], async (control, headers, result) =>
         {
             var reply = await control.ExportAsync(new ExportRequest { Path = result.GetValue(path) ?? "" }, headers);

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using CondenseCluster.Shared.Data;
+using CondenseCluster.Shared.Export;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Storage;
@@ -11,7 +12,7 @@ using TorchSharp;
 
 namespace CondenseCluster.Coordinator.Cli;
 
-/// <summary><c>model info</c>, <c>model convert</c> and <c>model eval</c>.</summary>
+/// <summary><c>model info</c>, <c>model convert</c>, <c>model eval</c> and <c>model export</c>.</summary>
 static class ModelCommands
 {
     public static Command Create()
@@ -20,6 +21,7 @@ static class ModelCommands
         model.Subcommands.Add(Info());
         model.Subcommands.Add(Convert());
         model.Subcommands.Add(Evaluate());
+        model.Subcommands.Add(Export());
         return model;
     }
 
@@ -46,7 +48,7 @@ static class ModelCommands
     {
         var options = new ModelOptions();
         var input = new Option<FileInfo>("--in") { Description = "training-form model: a native .ccm file, or a PyTorch state dict (.pt/.pth, with --arch/--dataset)", Required = true };
-        var output = new Option<FileInfo>("--out") { Description = "converted model: native .ccm, or a PyTorch state dict when it ends with .pt/.pth", Required = true };
+        var output = new Option<FileInfo>("--out") { Description = "converted model: native .ccm, a PyTorch state dict when it ends with .pt/.pth, ONNX when it ends with .onnx", Required = true };
         var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
         var command = new Command("convert", "convert a fully condensed training-form model into the deployable condensed model");
         foreach (var option in options.All) command.Options.Add(option);
@@ -66,8 +68,7 @@ static class ModelCommands
 
             using var converted = Conversion.Convert(trained);
             double difference = FeatureDifference(trained, converted, target);
-            if (PyTorchStateDict.IsPyTorchFile(to)) PyTorchStateDict.Export(converted, to);
-            else ModelFile.Save(converted, to);
+            ConvertedModelFile.Save(converted, to, new OnnxExportOptions(Dataset: ExplicitDataset(result, options)));
 
             var console = AnsiConsole.Console;
             var before = ModelCost.Total(trained.Config, ModelForm.Training);
@@ -131,6 +132,39 @@ static class ModelCommands
         });
         return command;
     }
+
+    static Command Export()
+    {
+        var options = new ModelOptions();
+        var input = new Option<FileInfo>("--in") { Description = "model: a native .ccm file or a PyTorch state dict (.pt/.pth, with --arch/--dataset); a fully condensed training-form model is converted first", Required = true };
+        var output = new Option<FileInfo>("--out") { Description = "file to write", Required = true };
+        var format = new Option<string>("--format") { Description = "onnx (ONNX graph), pytorch (state dict) or ccm (native)", DefaultValueFactory = _ => "onnx" };
+        format.AcceptOnlyFromAmong("onnx", "pytorch", "ccm");
+        var opset = new Option<int>("--opset") { Description = $"onnx: ONNX operator set, {OnnxExport.MinOpset} to {OnnxExport.MaxOpset}", DefaultValueFactory = _ => OnnxExport.DefaultOpset };
+        var batch = new Option<string>("--batch") { Description = "onnx: 'dynamic' (any batch size at run time) or a fixed batch size", DefaultValueFactory = _ => "dynamic" };
+        var command = new Command("export", "write the deployable condensed model as an ONNX graph (or a PyTorch state dict, or native)");
+        foreach (var option in options.All.Concat<Option>([input, output, format, opset, batch])) command.Options.Add(option);
+        command.SetAction(result =>
+        {
+            string from = result.GetValue(input)!.FullName, to = result.GetValue(output)!.FullName;
+            string extension = result.GetValue(format) switch { "onnx" => ".onnx", "pytorch" => ".pt", _ => ".ccm" };
+            if (Path.GetExtension(to) != extension && !(extension == ".pt" && PyTorchStateDict.IsPyTorchFile(to)))
+                throw new ArgumentException($"--out '{to}' does not end with {extension}, the extension of --format {result.GetValue(format)}");
+            var onnx = new OnnxExportOptions(result.GetValue(opset), OnnxExport.ParseBatch(result.GetValue(batch)!), ExplicitDataset(result, options));
+            OnnxExport.CheckOpset(onnx.Opset);
+            using var model = PyTorchStateDict.IsPyTorchFile(from) ? PyTorchStateDict.Import(from, options.Build(result)) : ModelFile.Load(from);
+            using var converted = model.Form == ModelForm.Converted ? null : Conversion.Convert(model);
+            ConvertedModelFile.Save(converted ?? model, to, onnx);
+            AnsiConsole.Console.MarkupLine($"wrote [bold]{Markup.Escape(to)}[/] ({new FileInfo(to).Length / 1e6:F2} MB)" +
+                (extension == ".onnx" ? $": opset {onnx.Opset}, batch {onnx.Batch?.ToString() ?? "dynamic"}, input '{OnnxExport.InputName}', outputs '{OnnxExport.LogitsName}', '{OnnxExport.FeaturesName}'" : ""));
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>--dataset when given on the command line; otherwise the ONNX export infers it from the model's shape.</summary>
+    static string? ExplicitDataset(ParseResult result, ModelOptions options) =>
+        result.GetResult(options.Dataset) is { Implicit: false } ? result.GetValue(options.Dataset) : null;
 
     /// <summary>Largest feature difference between the two forms on a random batch, relative to the feature scale.</summary>
     static double FeatureDifference(CondenseNet trained, CondenseNet converted, torch.Device device)

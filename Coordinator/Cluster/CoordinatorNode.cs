@@ -4,6 +4,7 @@ using CondenseCluster.Coordinator.Control;
 using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Cluster;
 using CondenseCluster.Shared.Data;
+using CondenseCluster.Shared.Export;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 using CondenseCluster.Shared.Training;
@@ -204,8 +205,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
     /// </summary>
     public async Task<(string Path, long Step, CostRow Cost)> ExportAsync(string? path)
     {
-        if (path is not null && Path.GetExtension(path) is not (".ccm" or ".pt" or ".pth"))
-            throw new JobRequestException("path", $"'{path}' must end with .ccm (native) or .pt/.pth (PyTorch state dict)");
+        if (path is not null && ConvertedModelFile.Refusal(path) is { } refusal) throw new JobRequestException("path", refusal);
         string output;
         LoadedCheckpoint? checkpoint;
         if (Current() is { } current)

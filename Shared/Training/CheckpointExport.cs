@@ -1,5 +1,5 @@
+using CondenseCluster.Shared.Export;
 using CondenseCluster.Shared.Model;
-using CondenseCluster.Shared.Storage;
 
 namespace CondenseCluster.Shared.Training;
 
@@ -11,8 +11,8 @@ public static class CheckpointExport
         $"the model of step {step} is at condensing stage {stage} of {finalStage}; it can be converted once condensing is complete, halfway through training";
 
     /// <summary>
-    /// Converts the model <paramref name="checkpoint"/> holds and writes it to <paramref name="path"/>: native .ccm, or a
-    /// PyTorch state dict for .pt/.pth. Returns the converted model's parameters and FLOPs.
+    /// Converts the model <paramref name="checkpoint"/> holds and writes it to <paramref name="path"/>: native .ccm, a
+    /// PyTorch state dict for .pt/.pth, or an ONNX graph for .onnx (dynamic batch, default opset). Returns the converted model's parameters and FLOPs.
     /// </summary>
     public static CostRow Export(LoadedCheckpoint checkpoint, string path)
     {
@@ -23,8 +23,7 @@ public static class CheckpointExport
         if (stage < final) throw new InvalidOperationException(NotCondensed(checkpoint.Header.Step, stage, final));
         using var converted = Conversion.Convert(trained);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        if (Path.GetExtension(path) is ".pt" or ".pth") PyTorchStateDict.Export(converted, path);
-        else ModelFile.Save(converted, path);
+        ConvertedModelFile.Save(converted, path, new OnnxExportOptions(Dataset: checkpoint.Header.Options.Dataset));
         return ModelCost.Total(options.Model, ModelForm.Converted);
     }
 }

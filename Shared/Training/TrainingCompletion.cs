@@ -1,4 +1,5 @@
 using CondenseCluster.Shared.Data;
+using CondenseCluster.Shared.Export;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Storage;
 
@@ -9,7 +10,7 @@ public sealed record RunTotals(long Steps, double Seconds, IReadOnlyList<double>
 
 /// <summary>
 /// The end of a job, the same on one node and on the coordinator: save the trained model; when the schedule is
-/// complete, convert it, evaluate the official conversion, recover the pruned classifier, export both forms; the same
+/// complete, convert it, evaluate the official conversion, recover the pruned classifier, export both forms (the converted one as ONNX too); the same
 /// for the weight average (--ema), without the recovery; then the summary.
 /// </summary>
 public static class TrainingCompletion
@@ -58,6 +59,7 @@ public static class TrainingCompletion
         {
             Save($"{prefix}-converted.ccm", p => ModelFile.Save(convertedForm, p));
             Save($"{prefix}-converted.pt", p => PyTorchStateDict.Export(convertedForm, p));
+            Save($"{prefix}-converted.onnx", p => OnnxExport.Save(convertedForm, p, new OnnxExportOptions(Dataset: options.Dataset)));
             Save($"{prefix}-trained.pt", p => PyTorchStateDict.Export(trainedForm, p));
         }
         Export("model", trained, converted);

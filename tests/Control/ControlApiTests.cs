@@ -1,3 +1,4 @@
+using CondenseCluster.Bench;
 using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Control;
 using CondenseCluster.Shared.Model;
@@ -63,6 +64,13 @@ public class ControlApiTests(ServingCoordinator coordinator, ITestOutputHelper l
         Assert.Equal(exported, export.Path);
         using (var converted = ModelFile.Load(exported)) Assert.Equal(ModelForm.Converted, converted.Form);
         Assert.Equal(ModelCost.Total(ServingCoordinator.TinyModel, ModelForm.Converted).Parameters, export.Parameters);
+        string onnx = Path.Combine(coordinator.Folder, "deploy.onnx");
+        Assert.Equal(onnx, (await client.ExportAsync(new ExportRequest { Path = onnx }, ServingCoordinator.Bearer())).Path);
+        using (var session = new OnnxRuntimeModel(onnx, Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL, threads: 1))
+        {
+            var model = ServingCoordinator.TinyModel;
+            Assert.Equal(model.NumClasses, session.Run(new float[model.InChannels * model.InputSize * model.InputSize], [1, model.InChannels, model.InputSize, model.InputSize]).Logits.Length);
+        }
 
         var stopped = await client.StopJobAsync(new StopJobRequest(), ServingCoordinator.Bearer());
         Assert.Equal("stopped", stopped.State);

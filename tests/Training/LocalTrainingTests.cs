@@ -143,7 +143,7 @@ public class LocalTrainingTests : TempFolderTest
         Assert.True(summary.Masked!.Value.Top1 > 0.35, $"masked test accuracy {summary.Masked.Value.Top1:P1}");
         Assert.True(summary.Recovered!.Value.Top1 > summary.Masked.Value.Top1 - 0.05, $"recovered {summary.Recovered.Value.Top1:P1}");
         Assert.Equal(0.75, summary.Sparsity, 3);
-        Assert.Equal(["model-trained.ccm", "model-converted.ccm", "model-converted.pt", "model-trained.pt"], summary.Files.Select(Path.GetFileName));
+        Assert.Equal(["model-trained.ccm", "model-converted.ccm", "model-converted.pt", "model-converted.onnx", "model-trained.pt"], summary.Files.Select(Path.GetFileName));
         Assert.All(summary.Files, f => Assert.True(File.Exists(f), f));
         Assert.Single(observer.Of<ClassifierRecovered>());
     }
