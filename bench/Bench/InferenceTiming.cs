@@ -1,19 +1,23 @@
 using System.CommandLine;
 using System.Diagnostics;
 using CondenseCluster.Bench.MicroBenchmarks;
+using CondenseCluster.Shared.Export;
 using CondenseCluster.Shared.Model;
 using CondenseCluster.Shared.Runtime;
 using CondenseCluster.Shared.Training;
+using Microsoft.ML.OnnxRuntime;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace CondenseCluster.Bench;
 
 /// <summary>
-/// <c>inference</c>: the masked model (training form, eval), the converted model as the official code runs it and
-/// the compiled converted model (<see cref="CondensedInference"/>), timed in turn: each round runs one forward of
-/// each, so that the machine's changing load falls on all three alike. BenchmarkDotNet's <c>InferenceBenchmark</c>
-/// runs them one after the other, and on these shared machines its batch-64 figures spread too much to compare.
+/// <c>inference</c>: the masked model (training form, eval), the converted model as the official code runs it, the
+/// compiled converted model (<see cref="CondensedInference"/>) and the converted model exported to ONNX
+/// (<see cref="OnnxExport"/>) in ONNX Runtime, once with no graph optimisation (the graph as exported) and once with
+/// all of them (ONNX Runtime's default), timed in turn: each round runs one forward of each, so that the machine's
+/// changing load falls on all alike. BenchmarkDotNet's <c>InferenceBenchmark</c> runs them one after the other, and on
+/// these shared machines its batch-64 figures spread too much to compare.
 /// </summary>
 static class InferenceTiming
 {
@@ -22,7 +26,7 @@ static class InferenceTiming
         var batches = new Option<int[]>("--batch-sizes") { Description = "batch sizes to time, e.g. 1,64", CustomParser = a => Cli.PositiveIntegers(a, "1,64") ?? [], DefaultValueFactory = _ => [1, 64] };
         var rounds = new Option<int>("--rounds") { Description = "timed rounds per batch size (one forward of each model per round)", DefaultValueFactory = _ => 21 };
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads (the kernels of the compiled model use as many)", DefaultValueFactory = _ => MicroSuite.TorchThreads };
-        var command = new Command("inference", "masked vs converted vs compiled CondenseNet-86 inference on 1x32x32, interleaved, medians") { batches, rounds, threads };
+        var command = new Command("inference", "masked vs converted vs compiled CondenseNet-86 vs ONNX Runtime inference on 1x32x32, interleaved, medians") { batches, rounds, threads };
         command.SetAction(result => Run(result.GetValue(batches)!, result.GetValue(rounds), result.GetValue(threads), allocator));
         return command;
     }
@@ -39,42 +43,50 @@ static class InferenceTiming
         using var _ = masked;
         using var __ = converted;
         using var compiled = CondensedInference.Compile(converted);
+        string onnxFile = Path.Combine(Directory.CreateTempSubdirectory("condense-bench").FullName, "condensenet-86.onnx");
+        OnnxExport.Save(converted, onnxFile, new OnnxExportOptions());
+        using var onnxPlain = new OnnxRuntimeModel(onnxFile, GraphOptimizationLevel.ORT_DISABLE_ALL, threads);
+        using var onnxOptimized = new OnnxRuntimeModel(onnxFile, GraphOptimizationLevel.ORT_ENABLE_ALL, threads);
+        Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()}, {threads} intra-op threads, opset {OnnxExport.DefaultOpset}, {onnxFile}");
         var config = masked.Config;
-        var rows = new List<(int Batch, double Masked, double Converted, double Compiled)>();
+        var rows = new List<(int Batch, double[] Medians)>();
         foreach (int batch in batchSizes)
         {
             using var images = torch.randn(batch, config.InChannels, config.InputSize, config.InputSize);
-            (string Name, Func<Tensor, Tensor> Forward)[] models = [("masked", masked.forward), ("converted", converted.forward), ("compiled", compiled.Forward)];
+            var pixels = images.data<float>().ToArray();
+            (string Name, Action Forward)[] models = [("masked", () => masked.forward(images)), ("converted", () => converted.forward(images)),
+                ("compiled", () => compiled.Forward(images)), ("ORT plain", () => onnxPlain.Run(pixels, images.shape)),
+                ("ORT optimised", () => onnxOptimized.Run(pixels, images.shape))];
             var times = models.Select(_ => new List<double>()).ToArray();
             for (int round = -WarmupRounds; round < rounds; round++) // the compiled model measures its forms in its first round
             {
                 for (int m = 0; m < models.Length; m++)
                 {
-                    double ms = Milliseconds(models[m].Forward, images);
+                    double ms = Milliseconds(models[m].Forward);
                     if (round >= 0) times[m].Add(ms);
                 }
                 if (round >= 0 && (round + 1) % 5 == 0 || round == rounds - 1)
                     Console.WriteLine($"batch {batch}: round {round + 1}/{rounds}, medians so far " +
                         string.Join(", ", models.Select((model, m) => $"{model.Name} {Statistics.Median(times[m]):F1} ms")));
             }
-            rows.Add((batch, Statistics.Median(times[0]), Statistics.Median(times[1]), Statistics.Median(times[2])));
+            rows.Add((batch, times.Select(Statistics.Median).ToArray()));
         }
 
         Console.WriteLine();
         Console.WriteLine($"CondenseNet-86, 1x32x32, fully condensed, random weights; medians of {rounds} interleaved rounds");
-        Console.WriteLine("| batch | masked | converted | compiled | converted / masked | compiled / masked |");
-        Console.WriteLine("|---|---|---|---|---|---|");
-        foreach (var r in rows)
-            Console.WriteLine($"| {r.Batch} | {r.Masked:F1} ms | {r.Converted:F1} ms | {r.Compiled:F1} ms | {r.Converted / r.Masked:F2} | {r.Compiled / r.Masked:F2} |");
+        Console.WriteLine("| batch | masked | converted | compiled | ONNX Runtime, no graph optimisation | ONNX Runtime, all optimisations (default) | compiled / masked | compiled / ORT optimised |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|");
+        foreach (var (batch, m) in rows)
+            Console.WriteLine($"| {batch} | {m[0]:F1} ms | {m[1]:F1} ms | {m[2]:F1} ms | {m[3]:F1} ms | {m[4]:F1} ms | {m[2] / m[0]:F2} | {m[2] / m[4]:F2} |");
         return 0;
     }
 
-    static double Milliseconds(Func<Tensor, Tensor> forward, Tensor images)
+    static double Milliseconds(Action forward)
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var clock = Stopwatch.StartNew();
-        forward(images);
+        forward();
         return clock.Elapsed.TotalMilliseconds;
     }
 }
