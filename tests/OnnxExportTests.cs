@@ -39,8 +39,7 @@ public class OnnxExportTests(ITestOutputHelper log)
         masked.eval();
         converted.eval();
         using var compiled = CondensedInference.Compile(converted, new(CondensedInference.Pointwise.GroupedConv, CondensedInference.Spatial.Grouped));
-        string path = Path.Combine(Directory.CreateTempSubdirectory("onnx").FullName, "model.onnx");
-        OnnxExport.Save(converted, path, new OnnxExportOptions());
+        string path = Exported(converted, new OnnxExportOptions());
         var (images, labels) = RealImages(config, count);
         using var onnx = new OnnxRuntimeModel(path, GraphOptimizationLevel.ORT_ENABLE_ALL, threads: torch.get_num_threads());
         using var _ = torch.no_grad();
@@ -85,8 +84,7 @@ public class OnnxExportTests(ITestOutputHelper log)
     public void TheOnnxCheckerAcceptsTheGraphInFullCheck(int opset)
     {
         using var converted = TinyConverted();
-        string path = Path.Combine(Directory.CreateTempSubdirectory("onnx").FullName, "model.onnx");
-        OnnxExport.Save(converted, path, new OnnxExportOptions(opset));
+        string path = Exported(converted, new OnnxExportOptions(opset));
         // Debian's python3-onnx (1.12): .ci/run installs it; the pyenv python has no onnx.
         var check = Process.Start(new ProcessStartInfo("/usr/bin/python3",
             ["-c", "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print(m.ir_version, m.opset_import[0].version)", path])
@@ -103,8 +101,7 @@ public class OnnxExportTests(ITestOutputHelper log)
     public void EverySupportedOpsetRunsInOnnxRuntime(int opset)
     {
         using var converted = TinyConverted();
-        string path = Path.Combine(Directory.CreateTempSubdirectory("onnx").FullName, "model.onnx");
-        OnnxExport.Save(converted, path, new OnnxExportOptions(opset));
+        string path = Exported(converted, new OnnxExportOptions(opset));
         using var onnx = new OnnxRuntimeModel(path, GraphOptimizationLevel.ORT_DISABLE_ALL, threads: 1);
         using var x = torch.randn(3, 3, 16, 16);
         using var expected = converted.forward(x);
@@ -115,8 +112,7 @@ public class OnnxExportTests(ITestOutputHelper log)
     public void AFixedBatchIsInTheGraphAndTheMetadataNamesInputsNormalisationAndClasses()
     {
         using var converted = TinyConverted();
-        string path = Path.Combine(Directory.CreateTempSubdirectory("onnx").FullName, "model.onnx");
-        OnnxExport.Save(converted, path, new OnnxExportOptions(Batch: 2));
+        string path = Exported(converted, new OnnxExportOptions(Batch: 2));
         using var session = new InferenceSession(path);
         Assert.Equal([2, 3, 16, 16], session.InputMetadata[OnnxExport.InputName].Dimensions);
         Assert.Equal([2, 10], session.OutputMetadata[OnnxExport.LogitsName].Dimensions);
@@ -179,6 +175,14 @@ public class OnnxExportTests(ITestOutputHelper log)
         Assert.NotEqual(0, notCondensed);
         Assert.Contains("only a model trained past progress 0.5", notCondensedText);
         Assert.False(File.Exists(Path.Combine(folder, "halfway.onnx")));
+    }
+
+    /// <summary>The model exported to a new temporary file; its path.</summary>
+    static string Exported(CondenseNet converted, OnnxExportOptions options)
+    {
+        string path = Path.Combine(Directory.CreateTempSubdirectory("onnx").FullName, "model.onnx");
+        OnnxExport.Save(converted, path, options);
+        return path;
     }
 
     static CondenseNet TinyConverted()
