@@ -143,7 +143,7 @@ public sealed partial class TrainingJob
     }
 
     // Steps complete one by one after `first` (each once, also across a recovery); `step` is only the last boundary.
-    long CompletedSteps => Math.Max(step, first + metrics.StepMs.Count);
+    long CompletedSteps => Math.Max(step, first + metrics.Steps);
 
     /// <summary>
     /// Asks for a checkpoint at the next step boundary (the running segment is cut short, as for a join); the request
