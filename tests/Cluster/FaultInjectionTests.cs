@@ -152,6 +152,28 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
     }
 
     [Fact]
+    public void ANewRunOfTheSameConfigurationDropsWhatItsWorkersTrainedForAnotherRun()
+    {
+        // The workers of a run whose coordinator was killed wait for it at its address, holding that run's replicas ...
+        using var orphaned = new Cluster(this, Folder);
+        int port = FreePort();
+        orphaned.StartCoordinator("--port", $"{port}");
+        for (int i = 1; i <= 3; i++) orphaned.StartWorker($"worker-{i}");
+        orphaned.WaitForSteps(5);
+        orphaned.KillCoordinator();
+
+        // ... where a new run of the same configuration starts (no --resume): it takes the workers, not their training.
+        using var cluster = new Cluster(this, Path.Combine(Folder, "new"));
+        cluster.StartCoordinator("--port", $"{port}");
+        var run = cluster.Finish(); // every step of the new run once, from its first
+        Assert.Empty(RunEvents.Of<ContinuingFromWorkers>(run.Folder));
+        var arrived = RunEvents.Of<WorkerArrived>(run.Folder);
+        Assert.Equal(3, arrived.Length);
+        Assert.All(arrived, w => Assert.True(w is { HeldStep: null, OtherRunStep: >= 5 }, $"{w}"));
+        AssertMatchesFaultFreeRun(run, survivors: 3);
+    }
+
+    [Fact]
     public void ATruncatedLatestCheckpointIsPassedOverForThePreviousOne()
     {
         using (var first = new Cluster(this, Folder))
@@ -318,18 +340,19 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
     void AssertMatchesFaultFreeRun(Run run, int survivors)
     {
         Assert.Contains(RunEvents.Of<ReplicasAgree>(run.Folder), r => r.Workers == survivors && r.Step == LastStep);
-        AssertSameModels(reference.Run);
+        AssertSameModels(reference.Run, run: run.Folder);
     }
 
     /// <summary>
-    /// The run's final weights (and weight average) and masks are those of the fault-free run in <paramref name="faultFree"/>,
-    /// the weights to <paramref name="tolerance"/> of each parameter's largest value.
+    /// The final weights (and weight average) and masks of the run in <paramref name="run"/> (the test's run/ folder by
+    /// default) are those of the fault-free run in <paramref name="faultFree"/>, the weights to <paramref name="tolerance"/>
+    /// of each parameter's largest value.
     /// </summary>
-    void AssertSameModels(string faultFree, double tolerance = 5e-3)
+    void AssertSameModels(string faultFree, double tolerance = 5e-3, string? run = null)
     {
         foreach (var file in new[] { "model-trained.ccm", "model-ema-trained.ccm" })
         {
-            var (worst, faultFreeMasks, recoveredMasks) = SavedModels.Compare(Path.Combine(faultFree, file), Path.Combine(Folder, "run", file));
+            var (worst, faultFreeMasks, recoveredMasks) = SavedModels.Compare(Path.Combine(faultFree, file), Path.Combine(run ?? Path.Combine(Folder, "run"), file));
             Assert.Equal(faultFreeMasks, recoveredMasks);
             log.WriteLine($"{file}: max relative weight difference from the fault-free run: {worst:E2}");
             // Float summation order (the ring's sum of N partial sums vs one process's), amplified over 24 steps; a cluster of
