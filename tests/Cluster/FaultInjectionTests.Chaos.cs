@@ -111,6 +111,7 @@ public partial class FaultInjectionTests
                 cluster.KillCoordinator();
                 cluster.StartCoordinator([.. coordinator, "--resume", Path.Combine(Folder, "run")]);
             }
+            // A full disk, then a read-only one, in turn.
             if (fault == Chaos.RefuseCheckpoints && !RefuseCheckpoints(cluster, full: injected.Count(f => f.Fault == fault) % 2 == 1)) break;
             if (hit.Length == 0) continue;
             // Once the job has left them out, they come back under their names (a stopped or cut-off one killed first,
@@ -182,11 +183,13 @@ public partial class FaultInjectionTests
         {
             var recovered = Fault switch
             {
-                Chaos.KillCoordinator => After(run, nameof(ClusterFormed)).First(),
-                Chaos.RefuseCheckpoints => After(run, nameof(CheckpointWritten)).First(w => w.Time() > After(run, nameof(CheckpointWriteFailed)).First().Time()),
-                _ => After(run, nameof(TrainingContinues)).First(e => e.As<TrainingContinues>() is { Change: RingChange.Recovery } c && !c.Workers.Intersect(Hit).Any()),
+                Chaos.KillCoordinator => After(run, nameof(ClusterFormed)),
+                Chaos.RefuseCheckpoints => After(run, nameof(CheckpointWritten)).Where(w => w.Time() > After(run, nameof(CheckpointWriteFailed)).First().Time()),
+                _ => After(run, nameof(TrainingContinues)).Where(e => e.As<TrainingContinues>() is { Change: RingChange.Recovery } c && !c.Workers.Intersect(Hit).Any()),
             };
-            return (recovered.Time() - At).TotalSeconds;
+            var first = recovered.Take(1).ToArray();
+            Assert.True(first.Length == 1, $"no recovery from {Fault} ({string.Join(", ", Hit)}) at {At:O} in the run's events");
+            return (first[0].Time() - At).TotalSeconds;
         }
 
         IEnumerable<JsonElement> After(string run, string record) => RunEvents.Events(run, record).Where(e => e.Time() >= At);
