@@ -16,11 +16,11 @@ static class RootCommand
         {
             var (code, stdout, stderr) = ChildProcess.Run(program, args, limit: TimeSpan.FromSeconds(30));
             return code == 0 ? stdout
-                : throw new InvalidOperationException($"'{command}' failed ({stderr.Trim()}): this fault needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)");
+                : throw new InvalidOperationException($"'{command}' failed ({stderr.Trim()}): the faults it injects need root (CAP_NET_ADMIN for ip, CAP_SYS_ADMIN for mount and ip netns)");
         }
         catch (Win32Exception e)
         {
-            throw new InvalidOperationException($"'{command}' could not start ({e.Message}): this fault needs {program} installed", e);
+            throw new InvalidOperationException($"'{command}' could not start ({e.Message}): the faults it injects need {program} installed", e);
         }
     }
 
