@@ -90,8 +90,8 @@ sealed class Replica : IAsyncDisposable
     {
         var jobOptions = JsonSerializer.Deserialize<TrainingOptions>(job.OptionsJson)
             ?? throw new ArgumentException("the job configuration is empty");
-        string key = HeldReplica.KeyOf(job.OptionsJson);
-        if (engine is null || jobKey != key) // by the configuration's text: its arrays make record equality reference equality
+        string key = job.JobKey;
+        if (engine is null || jobKey != key)
         {
             engine?.Dispose();
             engine = null;

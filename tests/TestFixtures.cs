@@ -114,12 +114,13 @@ static class CoordinatorProgram
 /// <summary>A program of this build started in the background through dotnet, each line it prints gathered and passed on.</summary>
 static class BackgroundProgram
 {
+    /// <param name="launcher">a command that runs dotnet for us by replacing itself with it (e.g. ip netns exec NS), so the process is still dotnet's</param>
     public static Process Start(string dll, IEnumerable<string> args, StringBuilder output, Action<string> onLine,
-        IReadOnlyDictionary<string, string>? environment = null)
+        IReadOnlyDictionary<string, string>? environment = null, IReadOnlyList<string>? launcher = null)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, dll));
-        foreach (var a in args) start.ArgumentList.Add(a);
+        string[] command = [.. launcher ?? [], "dotnet", Path.Combine(AppContext.BaseDirectory, dll), .. args];
+        var start = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in command[1..]) start.ArgumentList.Add(a);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         var process = Process.Start(start)!;
         DataReceivedEventHandler gather = (_, e) =>

@@ -16,12 +16,17 @@ public sealed record CoordinatorWaiting(string Address, int Workers, bool MoreTo
         (MoreToStart ? $"; start more with: dotnet run --project Worker -- --seed {Seed}" : "");
 }
 
-/// <summary>A worker offered itself: it is member <paramref name="Registered"/> of <paramref name="Expected"/>, or (Expected null) joins at the next step boundary.</summary>
-public sealed record WorkerArrived(string Worker, string Device, int Threads, string Endpoint, long? HeldStep, int Registered, int? Expected) : TrainingEvent
+/// <summary>
+/// A worker offered itself: it is member <paramref name="Registered"/> of <paramref name="Expected"/>, or (Expected null)
+/// joins at the next step boundary. It may hold this job at <paramref name="HeldStep"/> (it outlived a coordinator), or
+/// a replica of another run at <paramref name="OtherRunStep"/>, which it drops.
+/// </summary>
+public sealed record WorkerArrived(string Worker, string Device, int Threads, string Endpoint, long? HeldStep, int Registered, int? Expected, long? OtherRunStep = null) : TrainingEvent
 {
     public override EventKind Kind => EventKind.Worker;
     public override string Text() =>
-        $"{Worker} registered ({Device}, {Threads} threads, data plane {Endpoint}{(HeldStep is long held ? $", holding this job at step {held}" : "")})"
+        $"{Worker} registered ({Device}, {Threads} threads, data plane {Endpoint}{(HeldStep is long held ? $", holding this job at step {held}" : "")}" +
+        $"{(OtherRunStep is long other ? $", holding another run's replica at step {other}, which it drops for this job's" : "")})"
         + (Expected is int expected ? $"; {Registered} of {expected} workers" : "; it joins at the next step boundary");
 }
 

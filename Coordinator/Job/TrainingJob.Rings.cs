@@ -34,7 +34,7 @@ public sealed partial class TrainingJob
         var (generation, endpoints) = membership.NewRing();
         replies.Clear();
         for (int rank = 0; rank < membership.Count; rank++)
-            Ask(membership.Members[rank].Id, new JoinJob(optionsJson, rank, endpoints, generation, cluster.ChecksumEvery, cluster.BucketFloats,
+            Ask(membership.Members[rank].Id, new JoinJob(optionsJson, jobKey, rank, endpoints, generation, cluster.ChecksumEvery, cluster.BucketFloats,
                 cluster.SendMaskedGradients, cluster.GradientPrecision, from, cluster.Topology));
     }
 

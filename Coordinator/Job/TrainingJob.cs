@@ -68,7 +68,7 @@ public sealed partial class TrainingJob
     {
         (this.options, this.run, this.data, this.observer, this.host, this.states, this.cluster) = (options, run, data, observer, host, states, cluster);
         optionsJson = JsonSerializer.Serialize(options);
-        jobKey = HeldReplica.KeyOf(optionsJson);
+        jobKey = HeldReplica.KeyOf(run.RunId, optionsJson);
         plan = new MicroBatchPlan(options.BatchSize, options.MicroBatches, data.Train.Count, options.Epochs);
         plan.Validate();
         schedule = JobSchedule.For(options, run, plan);
@@ -100,8 +100,9 @@ public sealed partial class TrainingJob
         membership.Wait(member, worker.RingGeneration);
         observer.Worker(member.Report(WorkerState.Registered));
         bool forming = phase == Phase.WaitingForWorkers;
-        observer.Event(new WorkerArrived(member.Id, member.Device, member.Threads, member.Endpoint,
-            worker.Held is { } held && held.JobKey == jobKey ? held.Step : null, membership.Joiners.Count, forming ? cluster.ExpectedWorkers : null));
+        bool ours = worker.Held?.JobKey == jobKey;
+        observer.Event(new WorkerArrived(member.Id, member.Device, member.Threads, member.Endpoint, ours ? worker.Held!.Step : null,
+            membership.Joiners.Count, forming ? cluster.ExpectedWorkers : null, OtherRunStep: ours ? null : worker.Held?.Step));
         if (!forming) EndSegmentEarly();
         else if (membership.Joiners.Count == cluster.ExpectedWorkers) Join();
     }
@@ -142,7 +143,7 @@ public sealed partial class TrainingJob
     }
 
     // Steps complete one by one after `first` (each once, also across a recovery); `step` is only the last boundary.
-    long CompletedSteps => Math.Max(step, first + metrics.StepMs.Count);
+    long CompletedSteps => Math.Max(step, first + metrics.Steps);
 
     /// <summary>
     /// Asks for a checkpoint at the next step boundary (the running segment is cut short, as for a join); the request

@@ -21,12 +21,15 @@ public interface IWorkerReply
 /// </summary>
 public sealed record RegisterWorker(string WorkerId, string DataEndpoint, string Device, int Threads, HeldReplica? Held = null, long RingGeneration = -1);
 
-/// <summary>A replica of the job whose configuration hashes to <paramref name="JobKey"/>, standing at <paramref name="Step"/>.</summary>
+/// <summary>A replica of the job <paramref name="JobKey"/> (<see cref="KeyOf"/>), standing at <paramref name="Step"/>.</summary>
 public sealed record HeldReplica(string JobKey, long Step)
 {
-    /// <summary>A job's identity: a hash of its configuration as the coordinator sends it in <see cref="JoinJob.OptionsJson"/>.</summary>
-    public static string KeyOf(string optionsJson) =>
-        ShortDigest.Of(hash => hash.AppendData(System.Text.Encoding.UTF8.GetBytes(optionsJson)));
+    /// <summary>
+    /// A job's identity: a hash of its run's identity and of its configuration as the coordinator sends it in
+    /// <see cref="JoinJob.OptionsJson"/>. Two runs of one configuration are two jobs: neither continues the other's replicas.
+    /// </summary>
+    public static string KeyOf(string runId, string optionsJson) =>
+        ShortDigest.Of(hash => hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{runId}\n{optionsJson}")));
 }
 
 /// <summary>The coordinator knows the worker; it will be sent <see cref="JoinJob"/> when a job needs it.</summary>
@@ -38,13 +41,13 @@ public sealed record WorkerRefused(string WorkerId, string Reason);
 /// <summary>
 /// Makes a registered worker rank <paramref name="Rank"/> of the job's ring of generation <paramref name="RingGeneration"/>;
 /// sent at the start and again whenever membership changes. The worker builds its replica from the options (same seed,
-/// same initial weights everywhere) or keeps the one it has; a replica not at <see cref="StateSource.Step"/> of
+/// same initial weights everywhere) or keeps the one it has of job <paramref name="JobKey"/>; a replica not at <see cref="StateSource.Step"/> of
 /// <paramref name="From"/> first copies the whole state from that peer. It answers <see cref="ReplicaReady"/>.
 /// Gradients cross the ring in buckets of <paramref name="BucketFloats"/> values, as <paramref name="GradientPrecision"/>;
 /// only the entries the masks keep unless <paramref name="SendMaskedGradients"/>; in one ring or hierarchically, as
 /// <paramref name="Topology"/> and the workers' hosts allow (the same on every worker).
 /// </summary>
-public sealed record JoinJob(string OptionsJson, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery, long BucketFloats,
+public sealed record JoinJob(string OptionsJson, string JobKey, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery, long BucketFloats,
     bool SendMaskedGradients, WirePrecision GradientPrecision, StateSource? From = null, RingTopology Topology = RingTopology.Auto);
 
 /// <summary>A peer's replica-state service (its data endpoint) holding the job's state at <paramref name="Step"/>.</summary>

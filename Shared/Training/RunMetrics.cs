@@ -5,16 +5,20 @@ namespace CondenseCluster.Shared.Training;
 /// <summary>
 /// The step and epoch metrics of a run, the same on one node and on the coordinator: a step's sums (over its
 /// micro-batches, and over workers in a cluster) become its <see cref="StepMetrics"/> and add to the epoch; an epoch's
-/// evaluation closes the epoch. Step times are kept for the run's medians.
+/// evaluation closes the epoch. A uniform sample of the step times (at most 4,096, so a job of any length keeps the
+/// same memory) gives the run's medians.
 /// </summary>
 public sealed class RunMetrics(TrainingOptions options, MicroBatchPlan plan)
 {
-    readonly List<double> times = [];
+    readonly StrideSample<double> times = new(4096);
     readonly Stopwatch epochClock = new();
     double epochLoss, epochCorrect, epochSamples;
 
-    /// <summary>The whole-step times of the steps recorded so far, in milliseconds, in order.</summary>
-    public IReadOnlyList<double> StepMs => times;
+    /// <summary>The whole-step times, in milliseconds and in order, of every step recorded so far up to 4,096 of them, then of a uniform sample.</summary>
+    public IReadOnlyList<double> StepMs => times.Items;
+
+    /// <summary>How many steps were recorded.</summary>
+    public long Steps => times.Count;
 
     /// <summary>Starts the first epoch's clock (a cluster job starts it once its workers are there).</summary>
     public void Start() => epochClock.Start();

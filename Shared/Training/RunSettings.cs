@@ -15,5 +15,7 @@ public sealed record RunSettings
     public long? StopAfterStep { get; init; }
     /// <summary>A training-form model whose weights and masks a new run starts from (<see cref="InitialWeights"/>); a resumed run ignores it.</summary>
     public string? InitFrom { get; init; }
+    /// <summary>The run's identity across coordinator restarts (<c>RunIdentity</c>): workers' memory of another run is never taken for this one's.</summary>
+    public string RunId { get; init; } = "";
     public string Allocator { get; init; } = "not configured";
 }

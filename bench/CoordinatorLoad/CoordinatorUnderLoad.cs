@@ -16,13 +16,14 @@ namespace CondenseCluster.Bench.CoordinatorLoad;
 sealed record LoadResult(
     int Workers, int Steps, double Seconds, double CpuSeconds, long ResidentStart, long ResidentEnd, long HeapStart, long HeapEnd,
     double[] StepLatencies, double[] ImportanceRounds, double[] Broadcasts, (long Step, long Bytes)[] Snapshots,
-    (long Step, double LagMs, long Bytes)[] Stream, string? Failure);
+    (long Step, double LagMs, long Bytes)[] Stream, (double Started, double Continued)? Recovery, string? Failure);
 
 /// <summary>
 /// One job against the real coordinator: its actor and <see cref="TrainingJob"/> in this process, with the control
-/// plane (dashboard, stream, /metrics) observing it as in <c>serve</c>; the simulated workers in a child process. The
-/// job is stopped once the last condensing round is in force, before a checkpoint or the finish would fetch a replica
-/// state, which simulated workers do not hold: the state fetch, conversion and export are not part of this load.
+/// plane (dashboard, stream, /metrics) observing it as in <c>serve</c>; the simulated workers in a child process. After
+/// the last condensing round one worker fails and the job recovers with the others; it is stopped once they train on,
+/// before a checkpoint or the finish would fetch a replica state, which simulated workers do not hold: the state fetch,
+/// conversion and export are not part of this load.
 /// </summary>
 static class CoordinatorUnderLoad
 {
@@ -62,6 +63,8 @@ static class CoordinatorUnderLoad
         var (heapStart, residentStart) = Memory();
         var self = Process.GetCurrentProcess();
         var (cpuStart, wallStart) = (self.TotalProcessorTime, Stopwatch.GetTimestamp());
+        // Measured up to the last condensing round, the load of steady training; the recovery is timed apart.
+        var (cpu, seconds, heapEnd, residentEnd) = (TimeSpan.Zero, 0.0, heapStart, residentStart);
         string? failure = null;
         try
         {
@@ -71,15 +74,16 @@ static class CoordinatorUnderLoad
             using (new Timer(_ => Console.WriteLine($"N = {workers}: {probe.StepsDone} of {settings.Steps} steps, coordinator CPU " +
                        $"{(self.TotalProcessorTime - cpuStart).TotalSeconds:F1} s, resident {Environment.WorkingSet >> 20} MB"), null, 5000, 5000))
                 await Wait(probe.Condensed, ended.Task, TimeSpan.FromSeconds(60 + 20 * settings.Steps / settings.Rate), "the last condensing round");
+            self.Refresh();
+            (cpu, seconds) = (self.TotalProcessorTime - cpuStart, Stopwatch.GetElapsedTime(wallStart).TotalSeconds);
+            (heapEnd, residentEnd) = Memory();
+            await Wait(probe.Recovered, ended.Task, TimeSpan.FromSeconds(120), "the recovery from a failed worker");
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException)
         {
             failure = e.Message;
             Console.WriteLine($"N = {workers}: {failure}");
         }
-        self.Refresh();
-        var (cpu, seconds) = (self.TotalProcessorTime - cpuStart, Stopwatch.GetElapsedTime(wallStart).TotalSeconds);
-        var (heapEnd, residentEnd) = Memory();
 
         coordinator.Tell(new StopJob("the load bench", Now: true));
         await Task.WhenAny(ended.Task, Task.Delay(TimeSpan.FromSeconds(30)));
@@ -156,7 +160,9 @@ static class CoordinatorUnderLoad
 /// </summary>
 sealed class LoadProbe(int rounds) : ITrainingObserver
 {
-    readonly TaskCompletionSource started = new(TaskCreationOptions.RunContinuationsAsynchronously), condensed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    readonly TaskCompletionSource started = new(TaskCreationOptions.RunContinuationsAsynchronously), condensed = new(TaskCreationOptions.RunContinuationsAsynchronously),
+        recovered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    long failedAt, recoveryStartedAt, continuedAt;
     readonly ConcurrentDictionary<long, long> completed = [], sent = [], asked = [], decided = [], inForce = [];
     readonly ConcurrentQueue<(long Step, long At, long Bytes)> stream = [];
     readonly ConcurrentQueue<(long Step, long Bytes)> snapshots = [];
@@ -165,6 +171,8 @@ sealed class LoadProbe(int rounds) : ITrainingObserver
     public Task Training => started.Task;
     /// <summary>The last condensing round's masks are in force.</summary>
     public Task Condensed => condensed.Task;
+    /// <summary>Training goes on without the worker that failed.</summary>
+    public Task Recovered => recovered.Task;
     public int StepsDone => completed.Count;
 
     public void Started(RunStarted run) => started.TrySetResult();
@@ -181,6 +189,11 @@ sealed class LoadProbe(int rounds) : ITrainingObserver
                 inForce[f.Version] = Stopwatch.GetTimestamp();
                 if (f.Version == rounds) condensed.TrySetResult();
                 break;
+            case RecoveryStarted: Interlocked.CompareExchange(ref recoveryStartedAt, Stopwatch.GetTimestamp(), 0); break;
+            case TrainingContinues { Change: RingChange.Recovery }:
+                Interlocked.CompareExchange(ref continuedAt, Stopwatch.GetTimestamp(), 0);
+                recovered.TrySetResult();
+                break;
         }
     }
 
@@ -193,6 +206,7 @@ sealed class LoadProbe(int rounds) : ITrainingObserver
             case ChildLine.Importance: asked[numbers[0]] = numbers[1]; break;
             case ChildLine.Stream: stream.Enqueue((numbers[0], numbers[1], numbers[2])); break;
             case ChildLine.Snapshot: snapshots.Enqueue((numbers[0], numbers[1])); break;
+            case ChildLine.Failed: Interlocked.Exchange(ref failedAt, numbers[1]); break;
         }
     }
 
@@ -200,7 +214,8 @@ sealed class LoadProbe(int rounds) : ITrainingObserver
         string? failure) =>
         new(workers, failure is null ? steps : StepsDone, seconds, cpuSeconds, resident.Start, resident.End, heap.Start, heap.End,
             Between(sent, completed), Between(asked, decided), Between(decided, inForce), [.. snapshots],
-            stream.Where(s => completed.ContainsKey(s.Step)).Select(s => (s.Step, Milliseconds(completed[s.Step], s.At), s.Bytes)).ToArray(), failure);
+            stream.Where(s => completed.ContainsKey(s.Step)).Select(s => (s.Step, Milliseconds(completed[s.Step], s.At), s.Bytes)).ToArray(),
+            failedAt > 0 && continuedAt > 0 ? (Milliseconds(failedAt, recoveryStartedAt), Milliseconds(failedAt, continuedAt)) : null, failure);
 
     /// <summary>Milliseconds from each key's time in <paramref name="from"/> to its time in <paramref name="to"/>.</summary>
     static double[] Between(ConcurrentDictionary<long, long> from, ConcurrentDictionary<long, long> to) =>

@@ -19,6 +19,13 @@ static class LoadReport
                               $"{Median(r.StepLatencies):F1} / {Percentile(r.StepLatencies, 0.99):F1} | {Median(r.ImportanceRounds):F0} | {Median(r.Broadcasts):F0} |" +
                               (r.Failure is null ? "" : $" failed after {r.Steps} steps: {r.Failure}"));
         Console.WriteLine();
+        Console.WriteLine();
+        Console.WriteLine($"one worker fails before step {settings.FailureStep}: the job leaves it out and the others train on");
+        Console.WriteLine("| N | failure → recovery started ms | failure → training continues ms |");
+        Console.WriteLine("|---|---|---|");
+        foreach (var r in results)
+            Console.WriteLine(r.Recovery is var (started, continued) ? $"| {r.Workers} | {started:F0} | {continued:F0} |" : $"| {r.Workers} | no recovery | |");
+        Console.WriteLine();
         Console.WriteLine("| N | snapshot bytes (first → last poll, at step) | stream bytes / step (first half → second half) | page behind the coordinator ms (median / max) |");
         Console.WriteLine("|---|---|---|---|");
         foreach (var r in results)

@@ -12,8 +12,8 @@ sealed record LoadSettings
         coordinator-load-bench [--workers 64,256,1024] [--steps 60] [--rate 10] [--checksum-every 10] [--workers-per-system 256]
           --workers             numbers of simulated workers, one job each, run one after the other
           --steps               steps per job; its schedule spans twice as many, so that the three condensing rounds of
-                                CondenseNet-74 (C = 4) fall after a third, two thirds and all of them, and the job is
-                                stopped once the last round's masks are in force
+                                CondenseNet-74 (C = 4) fall after a third, two thirds and all of them; 5 steps after
+                                them one worker fails, and the job is stopped once the others train on
           --rate                steps per second every simulated worker reports
           --checksum-every      steps between weight checksums in the workers' reports (the job's --checksum-every)
           --workers-per-system  simulated workers per actor system (cluster member) in the workers' process
@@ -28,6 +28,9 @@ sealed record LoadSettings
     public double Rate { get; init; } = 10;
     public int ChecksumEvery { get; init; } = 10;
     public int WorkersPerSystem { get; init; } = 256;
+
+    /// <summary>The step before which one simulated worker fails: after the last condensing round, so the recovery runs with every mask in force.</summary>
+    public long FailureStep => Steps + 5;
 
     public static LoadSettings Parse(IReadOnlyList<string> args)
     {

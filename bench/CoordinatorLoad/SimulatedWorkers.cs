@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
 using Akka.Actor;
 using CondenseCluster.Shared.Cluster;
@@ -19,9 +21,11 @@ static class SimulatedWorkers
     public static async Task<int> RunAsync(LoadSettings settings, int workers, string seed, string dashboard)
     {
         var shapes = LayerMasks.Initial(LoadSettings.Model).Select(m => (Groups: m.Kept.GetLength(0), Inputs: m.Kept.GetLength(1))).ToArray();
-        var ring = new SimulatedRing(settings.Rate, settings.ChecksumEvery);
+        var ring = new SimulatedRing(settings.Rate, settings.ChecksumEvery, settings.FailureStep);
         var ended = new CountdownEvent(workers);
         var systems = new List<ActorSystem>();
+        using var stop = new CancellationTokenSource();
+        var endpoints = Enumerable.Range(0, workers).Select(_ => DataEndpoint(stop.Token)).ToArray();
         for (int first = 0; first < workers; first += settings.WorkersPerSystem)
         {
             var system = ClusterNode.Start("worker", new ClusterEndpoint("127.0.0.1", 0, [seed]));
@@ -33,13 +37,11 @@ static class SimulatedWorkers
                 for (int i = from; i < to; i++)
                 {
                     string id = $"sim-{i:D4}";
-                    // Nothing listens there: a data endpoint is only dialled for state copies, which this bench never asks for.
-                    var registration = new RegisterWorker(id, $"http://127.0.0.1:{20_000 + i}", "simulated", 1);
+                    var registration = new RegisterWorker(id, endpoints[i], "simulated", 1);
                     system.ActorOf(Props.Create(() => new SimulatedWorker(registration, shapes, ring, coordinator, ended)), id);
                 }
             });
         }
-        using var stop = new CancellationTokenSource();
         var page = Task.WhenAll(DashboardPage.FollowStreamAsync(dashboard, stop.Token), DashboardPage.PollSnapshotsAsync(dashboard, stop.Token));
         await Task.Run(ended.Wait);
         stop.Cancel();
@@ -48,6 +50,26 @@ static class SimulatedWorkers
         Console.Out.Flush();
         foreach (var system in systems) await system.Terminate();
         return 0;
+    }
+
+    /// <summary>
+    /// A worker's data endpoint: it takes connections, which is all a recovery's probe asks of a live worker (one that
+    /// refuses them is gone); the state copies that a real one would serve there this bench never asks for.
+    /// </summary>
+    static string DataEndpoint(CancellationToken stop)
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        _ = Task.Run(async () =>
+        {
+            using var _ = stop.Register(listener.Stop);
+            try
+            {
+                while (true) (await listener.AcceptTcpClientAsync(stop)).Dispose();
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
+        });
+        return $"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
     }
 }
 
@@ -62,6 +84,8 @@ static class ChildLine
     public const string Stream = "stream";
     /// <summary>The page's snapshot at status step S was B bytes: "snapshot S B".</summary>
     public const string Snapshot = "snapshot";
+    /// <summary>A worker failed before step S, at T: "failed S T".</summary>
+    public const string Failed = "failed";
 
     public static void Write(string kind, params long[] numbers) => Console.WriteLine($"{kind} {string.Join(' ', numbers)}");
 }
@@ -69,7 +93,7 @@ static class ChildLine
 /// <summary>
 /// One simulated worker: registers until accepted, joins rings, hands its segments to the shared <see cref="SimulatedRing"/>,
 /// answers importance (rank 0, every learned layer at its real shape) and mask broadcasts (the masks unpacked and
-/// checksummed as a replica installs them).
+/// checksummed as a replica installs them), and stops its steps when a recovery asks it to.
 /// </summary>
 sealed class SimulatedWorker : ReceiveActor, IWithTimers
 {
@@ -85,6 +109,7 @@ sealed class SimulatedWorker : ReceiveActor, IWithTimers
         Receive<JoinJob>(join =>
         {
             rank = join.Rank;
+            if (join.From is { } source) step = source.Step; // a real replica behind the source would copy its state
             ring.Form(join.Endpoints.Count);
             Sender.Tell(new ReplicaReady(id, step, SimulatedRing.Weights(step)));
         });
@@ -92,6 +117,12 @@ sealed class SimulatedWorker : ReceiveActor, IWithTimers
         {
             ring.Arrive(new RingMember(id, Self, Sender), segment);
             step = segment.To; // where the replica stands when the coordinator next asks (it waits for StepsDone; no yields here)
+        });
+        Receive<AbortSteps>(_ =>
+        {
+            ring.Abort();
+            step = ring.Completed;
+            Sender.Tell(new StepsAborted(id, step));
         });
         Receive<ComputeImportance>(request =>
         {
@@ -117,6 +148,9 @@ sealed class SimulatedWorker : ReceiveActor, IWithTimers
             ended.Signal();
             Context.Stop(Self);
         });
+        // Left idle, not stopped: the coordinator takes a watched worker actor's end for its node's, which here holds
+        // hundreds of simulated workers (a real worker's process is a node of its own).
+        Receive<Excluded>(_ => ended.Signal());
         coordinator.Tell(registration);
         Timers.StartPeriodicTimer("register", new Retry(), TimeSpan.FromSeconds(2));
     }
@@ -130,13 +164,22 @@ sealed record RingMember(string Id, IActorRef Self, IActorRef Coordinator);
 /// <summary>
 /// Stands in for the ring all-reduce: once every member has been asked to run a segment, one thread runs its steps at
 /// the set rate for all of them, sending each worker's <see cref="StepReport"/> as its replica would (the weight checksum
-/// every <c>checksum-every</c> steps), then each one's <see cref="StepsDone"/>.
+/// every <c>checksum-every</c> steps), then each one's <see cref="StepsDone"/>. Before step <paramref name="failureStep"/>
+/// (once: the step is redone after the recovery) the ring's last rank fails (as a worker whose data or device broke: excluded, not gone) and the segment stops there,
+/// as a broken ring stops, until the coordinator's recovery aborts it and forms the next ring.
 /// </summary>
-sealed class SimulatedRing(double rate, int checksumEvery)
+sealed class SimulatedRing(double rate, int checksumEvery, long failureStep)
 {
     readonly object gate = new();
     readonly List<RingMember> arrived = [];
-    int size;
+    int size, running;  // which segment may go on running: an abort moves it on
+    long completed, failAt = failureStep;
+
+    /// <summary>The steps every member's report was sent for.</summary>
+    public long Completed => Interlocked.Read(ref completed);
+
+    /// <summary>Stops the running segment after the step it is sending, as an abort cuts a real ring.</summary>
+    public void Abort() => Interlocked.Increment(ref running);
 
     /// <summary>All replicas agree: the checksum only says which step their weights are at.</summary>
     public static string Weights(long step) => $"simulated@{step}";
@@ -156,20 +199,30 @@ sealed class SimulatedRing(double rate, int checksumEvery)
             ring = [.. arrived];
             arrived.Clear();
         }
-        new Thread(() => Run(ring, segment)) { IsBackground = true, Name = "simulated ring" }.Start();
+        int current = Volatile.Read(ref running);
+        new Thread(() => Run(ring, segment, current)) { IsBackground = true, Name = "simulated ring" }.Start();
     }
 
-    void Run(RingMember[] ring, RunSteps segment)
+    void Run(RingMember[] ring, RunSteps segment, int current)
     {
         long interval = (long)(Stopwatch.Frequency / rate), next = Stopwatch.GetTimestamp();
         for (long s = segment.From; s < segment.To; s++)
         {
+            if (Volatile.Read(ref running) != current) return;
+            if (s == failAt && Interlocked.Exchange(ref failAt, -1) == s)
+            {
+                var failing = ring[^1];
+                ChildLine.Write(ChildLine.Failed, s, Stopwatch.GetTimestamp());
+                failing.Coordinator.Tell(new WorkerFailed(failing.Id, "a simulated failure"), failing.Self);
+                return;
+            }
             next += interval;
             if (Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), next) is { Ticks: > 0 } wait) Thread.Sleep(wait);
             string? checksum = (s + 1) % checksumEvery == 0 ? Weights(s + 1) : null;
             foreach (var m in ring)
                 m.Coordinator.Tell(new StepReport(m.Id, s, LossSum: 6.9, Correct: 0, Samples: 1, ComputeMs: 1000 / rate - 5, AllReduceMs: 4, DataWaitMs: 1,
                     checksum, AllReduceBytes: 47_690_720, ResidentBytes: 400L << 20), m.Self);
+            Interlocked.Exchange(ref completed, s + 1);
             ChildLine.Write(ChildLine.Sent, s, Stopwatch.GetTimestamp());
         }
         foreach (var m in ring) m.Coordinator.Tell(new StepsDone(m.Id, segment.To, Weights(segment.To)), m.Self);

@@ -152,6 +152,28 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
     }
 
     [Fact]
+    public void ANewRunOfTheSameConfigurationDropsWhatItsWorkersTrainedForAnotherRun()
+    {
+        // The workers of a run whose coordinator was killed wait for it at its address, holding that run's replicas ...
+        using var orphaned = new Cluster(this, Folder);
+        int port = FreePort();
+        orphaned.StartCoordinator("--port", $"{port}");
+        for (int i = 1; i <= 3; i++) orphaned.StartWorker($"worker-{i}");
+        orphaned.WaitForSteps(5);
+        orphaned.KillCoordinator();
+
+        // ... where a new run of the same configuration starts (no --resume): it takes the workers, not their training.
+        using var cluster = new Cluster(this, Path.Combine(Folder, "new"));
+        cluster.StartCoordinator("--port", $"{port}");
+        var run = cluster.Finish(); // every step of the new run once, from its first
+        Assert.Empty(RunEvents.Of<ContinuingFromWorkers>(run.Folder));
+        var arrived = RunEvents.Of<WorkerArrived>(run.Folder);
+        Assert.Equal(3, arrived.Length);
+        Assert.All(arrived, w => Assert.True(w is { HeldStep: null, OtherRunStep: >= 5 }, $"{w}"));
+        AssertMatchesFaultFreeRun(run, survivors: 3);
+    }
+
+    [Fact]
     public void ATruncatedLatestCheckpointIsPassedOverForThePreviousOne()
     {
         using (var first = new Cluster(this, Folder))
@@ -318,18 +340,19 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
     void AssertMatchesFaultFreeRun(Run run, int survivors)
     {
         Assert.Contains(RunEvents.Of<ReplicasAgree>(run.Folder), r => r.Workers == survivors && r.Step == LastStep);
-        AssertSameModels(reference.Run);
+        AssertSameModels(reference.Run, run: run.Folder);
     }
 
     /// <summary>
-    /// The run's final weights (and weight average) and masks are those of the fault-free run in <paramref name="faultFree"/>,
-    /// the weights to <paramref name="tolerance"/> of each parameter's largest value.
+    /// The final weights (and weight average) and masks of the run in <paramref name="run"/> (the test's run/ folder by
+    /// default) are those of the fault-free run in <paramref name="faultFree"/>, the weights to <paramref name="tolerance"/>
+    /// of each parameter's largest value.
     /// </summary>
-    void AssertSameModels(string faultFree, double tolerance = 5e-3)
+    void AssertSameModels(string faultFree, double tolerance = 5e-3, string? run = null)
     {
         foreach (var file in new[] { "model-trained.ccm", "model-ema-trained.ccm" })
         {
-            var (worst, faultFreeMasks, recoveredMasks) = SavedModels.Compare(Path.Combine(faultFree, file), Path.Combine(Folder, "run", file));
+            var (worst, faultFreeMasks, recoveredMasks) = SavedModels.Compare(Path.Combine(faultFree, file), Path.Combine(run ?? Path.Combine(Folder, "run"), file));
             Assert.Equal(faultFreeMasks, recoveredMasks);
             log.WriteLine($"{file}: max relative weight difference from the fault-free run: {worst:E2}");
             // Float summation order (the ring's sum of N partial sums vs one process's), amplified over 24 steps; a cluster of
@@ -361,8 +384,11 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
     /// <summary>Where a finished run wrote (its metrics.jsonl), and how long its recovery took after the planted fault (if any).</summary>
     sealed record Run(string Folder, TimeSpan Detected, TimeSpan Resumed);
 
-    /// <summary>A coordinator on a free port and worker processes that join it, with their output gathered in one place.</summary>
-    sealed class Cluster(FaultInjectionTests test, string folder) : IDisposable
+    /// <summary>
+    /// A coordinator on a free port and worker processes that join it, with their output gathered in one place; with a
+    /// <paramref name="network"/>, the coordinator on its host address and each worker in its own namespace.
+    /// </summary>
+    sealed class Cluster(FaultInjectionTests test, string folder, WorkerNetwork? network = null) : IDisposable
     {
         readonly ITestOutputHelper log = test.Log;
         static readonly TimeSpan Limit = TimeSpan.FromSeconds(180);
@@ -381,7 +407,8 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
             int before = Announced().Length;
             coordinator = Start("condense-coordinator.dll",
                 ["train", .. Without(Job, args), .. Unless(args, "--local-workers", "0"), .. Unless(args, "--workers", "3"), "--checksum-every", "1",
-                    "--bucket-mb", "0.004", .. Unless(args, "--port", "0"), .. ClusterProcesses.FreeControlPorts, "--out", RunFolder, .. args]);
+                    "--bucket-mb", "0.004", .. Unless(args, "--port", "0"), .. ClusterProcesses.FreeControlPorts, "--out", RunFolder,
+                    .. network is null ? [] : new[] { "--host", network.HostAddress }, .. args]);
             Eventually(() => Announced().Length > before, "the coordinator to wait for workers");
             seed = Announced()[^1].Seed;
         }
@@ -404,7 +431,8 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
 
         public void StartWorker(string name, params string[] args) =>
             workers.Add((name, Start("condense-worker.dll",
-                ["--seed", seed, "--name", name, "--threads", "1", .. args])));
+                ["--seed", seed, "--name", name, "--threads", "1", .. network is null ? [] : new[] { "--host", network.Address(name) }, .. args],
+                network?.Launcher(name))));
 
         public void SignalCoordinator(string signal) => BackgroundProgram.Signal(coordinator!, signal);
 
@@ -433,14 +461,14 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
                 _ => null,
             }).OfType<IReadOnlyList<string>>()];
 
-        /// <summary>Waits until the job has left out <paramref name="count"/> workers in all; false if it ended first.</summary>
-        public bool WaitForRemovalsOrEnd(int count) => UnlessEnded(() => Removals >= count, $"{count} workers left out");
+        /// <summary>Waits until the run has logged <paramref name="count"/> events of record <typeparamref name="T"/> in all; false if the job ended first.</summary>
+        public bool WaitForEventsOrEnd<T>(int count) where T : TrainingEvent => UnlessEnded(() => Count<T>() >= count, $"{count} {typeof(T).Name} events");
 
         /// <summary>Waits until the run's metrics.jsonl holds step <paramref name="step"/> − 1; false if the job ended first.</summary>
         public bool WaitForStepOrEnd(long step) => UnlessEnded(() => NewestStep() >= step - 1, $"step {step}");
 
-        /// <summary>How many times the job has left out a worker so far.</summary>
-        public int Removals => Logged ? RunEvents.Of<WorkerRemoved>(RunFolder).Length : 0;
+        /// <summary>How many events of record <typeparamref name="T"/> the run has logged so far.</summary>
+        public int Count<T>() where T : TrainingEvent => Logged ? RunEvents.Of<T>(RunFolder).Length : 0;
 
         bool Logged => File.Exists(Path.Combine(RunFolder, "metrics.jsonl"));
 
@@ -510,7 +538,8 @@ public partial class FaultInjectionTests(ITestOutputHelper log, FaultInjectionTe
             return run;
         }
 
-        Process Start(string program, IEnumerable<string> args) => BackgroundProgram.Start(program, args, output, _ => { });
+        Process Start(string program, IEnumerable<string> args, IReadOnlyList<string>? launcher = null) =>
+            BackgroundProgram.Start(program, args, output, _ => { }, launcher: launcher);
 
         public void Dispose()
         {

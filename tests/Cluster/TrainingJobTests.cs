@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Runtime.InteropServices;
 using CondenseCluster.Coordinator.Job;
 using CondenseCluster.Shared.Cluster;
@@ -207,6 +208,27 @@ public class TrainingJobTests : TempFolderTest
         var continued = Assert.Single(observer.Of<TrainingContinues>());
         Assert.Equal((RingChange.Recovery, "recovered from the loss of worker-3", 1L), (continued.Change, continued.Why, continued.Step));
         Assert.Equal(["worker-1", "worker-2"], continued.Workers);
+    }
+
+    [Theory]
+    [InlineData("run-a", true)]   // a restarted coordinator of the same run: it continues from the workers' memory
+    [InlineData("run-b", false)]  // a new run of the same configuration: the replica another run trained is dropped
+    public void OnlyTheSameRunContinuesFromAWorkersMemory(string runId, bool sameRun)
+    {
+        var data = new SyntheticDataset(640);
+        var job = new TrainingJob(Options, new RunSettings { Device = torch.CPU, OutputFolder = Folder, RunId = runId }, (data, data), null,
+            new ClusterSettings(new ClusterEndpoint(), 0, 2, 1, "cpu", ChecksumEvery: 1, BucketFloats: 1 << 20), observer, host, new FetchOnlyStates());
+        var held = new HeldReplica(HeldReplica.KeyOf("run-a", JsonSerializer.Serialize(Options)), 7);
+        job.WorkerRegistered(new RegisterWorker("worker-1", "http://worker-1:1", "cpu", 1));
+        job.WorkerRegistered(new RegisterWorker("worker-2", "http://worker-2:1", "cpu", 1, held));
+
+        var arrived = observer.Of<WorkerArrived>().Single(w => w.Worker == "worker-2");
+        Assert.Equal(sameRun ? (7L, (long?)null) : (null, 7L), (arrived.HeldStep, arrived.OtherRunStep));
+        var joins = host.All<JoinJob>();
+        Assert.Equal(2, joins.Length);
+        Assert.All(joins, j => Assert.Equal(HeldReplica.KeyOf(runId, JsonSerializer.Serialize(Options)), j.JobKey)); // what a worker keeps its replica by
+        Assert.All(joins, j => Assert.Equal(sameRun ? new StateSource("http://worker-2:1", 7) : null, j.From));
+        Assert.Equal(sameRun ? 1 : 0, observer.Of<ContinuingFromWorkers>().Length);
     }
 
     [Fact]

@@ -39,6 +39,18 @@ public class RunMetricsTests
     }
 
     [Fact]
+    public void ALongRunKeepsABoundedSampleOfStepTimesWhoseMedianIsTheRunsMedian()
+    {
+        var metrics = new RunMetrics(Options, Plan);
+        var random = new Random(4);
+        var all = Enumerable.Range(0, 100_000).Select(_ => 50 + 100 * random.NextDouble()).ToArray(); // uniform in [50, 150) ms
+        for (int i = 0; i < all.Length; i++) metrics.Step(i, 0, lossSum: 1, correct: 1, samples: 64, all[i], 1, 0);
+        Assert.Equal(100_000, metrics.Steps);
+        Assert.InRange(metrics.StepMs.Count, 2048, 4096);
+        Assert.InRange(Statistics.Median(metrics.StepMs), Statistics.Median(all) - 2, Statistics.Median(all) + 2);
+    }
+
+    [Fact]
     public void AnEpochWithoutStepsHasNoLoss()
     {
         // A run resumed at an epoch's last step evaluates without having trained in that epoch.
