@@ -22,9 +22,8 @@ public class OnnxExportTests(ITestOutputHelper log)
 
     /// <summary>
     /// condensenet-86 on the whole bundled Fashion-MNIST test subset (1,000 images, 1 channel; about 15 s on 2 cores),
-    /// on a CIFAR-shaped batch (the same
-    /// real images in 3 channels), and a CondenseNet-74 with ImageNet's stem at 64x64 (the images in 3 channels, each
-    /// pixel doubled). Batch 1, then the dynamic batch.
+    /// on a CIFAR-shaped batch (the same real images in 3 channels), and a CondenseNet-74 with ImageNet's stem at 64x64
+    /// (the images in 3 channels, each pixel doubled). Batch 1, then the dynamic batch.
     /// </summary>
     [Theory]
     [InlineData("condensenet-86", "fashion-mnist", 1000)]
