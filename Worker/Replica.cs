@@ -106,9 +106,9 @@ sealed class Replica : IAsyncDisposable
             options = jobOptions;
             Interlocked.Exchange(ref step, 0);
         }
-        (rank, size, checksumEvery) = (job.Rank, job.Endpoints.Count, Math.Max(1, job.ChecksumEvery));
-        var layout = dataPlane.ConfigureRing(job.Rank, job.Endpoints, job.RingGeneration, job.Topology);
-        if (layout.Hierarchical) log($"ring generation {job.RingGeneration}: {layout}");
+        (rank, size, checksumEvery) = (job.Rank, job.Members, Math.Max(1, job.ChecksumEvery));
+        dataPlane.ConfigureRing(job.Rank, job.Members, job.Layout, job.RingGeneration);
+        if (job.Layout.Hierarchical) log($"ring generation {job.RingGeneration}: {job.Layout}");
         Interlocked.Exchange(ref generation, job.RingGeneration);
         distributed = new DistributedStep(Engine, plan!, dataPlane, new GradientExchange(job.BucketFloats, job.SendMaskedGradients, job.GradientPrecision))
         {

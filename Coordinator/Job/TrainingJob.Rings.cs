@@ -32,10 +32,11 @@ public sealed partial class TrainingJob
     {
         phase = Phase.Joining;
         var (generation, endpoints) = membership.NewRing();
+        var layouts = RingLayout.All(endpoints, cluster.Topology);
         replies.Clear();
         for (int rank = 0; rank < membership.Count; rank++)
-            Ask(membership.Members[rank].Id, new JoinJob(optionsJson, jobKey, rank, endpoints, generation, cluster.ChecksumEvery, cluster.BucketFloats,
-                cluster.SendMaskedGradients, cluster.GradientPrecision, from, cluster.Topology));
+            Ask(membership.Members[rank].Id, new JoinJob(optionsJson, jobKey, rank, endpoints.Length, layouts[rank], generation, cluster.ChecksumEvery,
+                cluster.BucketFloats, cluster.SendMaskedGradients, cluster.GradientPrecision, from));
     }
 
     /// <summary>Every member stands in the new ring at the same step with identical weights.</summary>

@@ -43,12 +43,13 @@ public sealed record WorkerRefused(string WorkerId, string Reason);
 /// sent at the start and again whenever membership changes. The worker builds its replica from the options (same seed,
 /// same initial weights everywhere) or keeps the one it has of job <paramref name="JobKey"/>; a replica not at <see cref="StateSource.Step"/> of
 /// <paramref name="From"/> first copies the whole state from that peer. It answers <see cref="ReplicaReady"/>.
-/// Gradients cross the ring in buckets of <paramref name="BucketFloats"/> values, as <paramref name="GradientPrecision"/>;
-/// only the entries the masks keep unless <paramref name="SendMaskedGradients"/>; in one ring or hierarchically, as
-/// <paramref name="Topology"/> and the workers' hosts allow (the same on every worker).
+/// The ring has <paramref name="Members"/> ranks; <paramref name="Layout"/> gives this one its places in them (one ring,
+/// or hierarchically as the topology and the workers' hosts allow), not every member's endpoint, so a ring formed for
+/// N workers costs N messages of a fixed size. Gradients cross the ring in buckets of <paramref name="BucketFloats"/>
+/// values, as <paramref name="GradientPrecision"/>; only the entries the masks keep unless <paramref name="SendMaskedGradients"/>.
 /// </summary>
-public sealed record JoinJob(string OptionsJson, string JobKey, int Rank, IReadOnlyList<string> Endpoints, long RingGeneration, int ChecksumEvery, long BucketFloats,
-    bool SendMaskedGradients, WirePrecision GradientPrecision, StateSource? From = null, RingTopology Topology = RingTopology.Auto);
+public sealed record JoinJob(string OptionsJson, string JobKey, int Rank, int Members, RingLayout Layout, long RingGeneration, int ChecksumEvery, long BucketFloats,
+    bool SendMaskedGradients, WirePrecision GradientPrecision, StateSource? From = null);
 
 /// <summary>A peer's replica-state service (its data endpoint) holding the job's state at <paramref name="Step"/>.</summary>
 public sealed record StateSource(string Endpoint, long Step);

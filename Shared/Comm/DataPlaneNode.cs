@@ -85,6 +85,16 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
     public RingLayout ConfigureRing(int rank, IReadOnlyList<string> endpoints, long generation, RingTopology topology = RingTopology.Auto)
     {
         var layout = RingLayout.Of(endpoints, rank, topology);
+        ConfigureRing(rank, endpoints.Count, layout, generation);
+        return layout;
+    }
+
+    /// <summary>
+    /// Makes this node rank <paramref name="rank"/> of a job of <paramref name="size"/> ranks, in the rings of
+    /// <paramref name="layout"/> (as a coordinator computes it for every rank: <see cref="RingLayout.All"/>).
+    /// </summary>
+    public void ConfigureRing(int rank, int size, RingLayout layout, long generation)
+    {
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
@@ -93,17 +103,12 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
             this.generation = generation;
             foreach (var link in links) link.Retire("the ring was reconfigured");
             sentByRetired += collective?.BytesSent ?? 0;
-            var rings = new[] { (Endpoints: layout.Ring, Rank: layout.Rank), (Endpoints: layout.Across!, Rank: layout.AcrossRank) }
-                .Take(layout.Hierarchical ? 2 : 1).Where(r => r.Endpoints.Count > 1).ToArray();
-            var accepting = listener.Expect(generation, [.. rings.Select(r => (RingDigest.Of(r.Endpoints), r.Endpoints.Count, r.Rank))]);
-            links = [.. rings.Select((r, i) => new SocketRingLink(generation, r.Rank, r.Endpoints, accepting[i], connector,
-                lost => NeighbourLost?.Invoke(generation, lost)))];
-            RingAllReduce Ring(int i, int rank, int size) => new(rank, size, i < links.Length ? links[i] : null, options, sender, receiver);
-            collective = layout.Hierarchical
-                ? new HierarchicalAllReduce(Ring(0, layout.Rank, layout.Ring.Count), Ring(1, layout.AcrossRank, layout.Across!.Count), layout)
-                : Ring(0, rank, endpoints.Count);
-            (place, host) = ((rank, endpoints.Count), RingLayout.HostOf(endpoints[rank]));
-            return layout;
+            RingPlace[] rings = [.. new[] { layout.Ring, layout.Across }.OfType<RingPlace>().Where(r => r.Size > 1)];
+            var accepting = listener.Expect(generation, [.. rings.Select(r => (r.Digest, r.Size, r.Rank))]);
+            links = [.. rings.Select((r, i) => new SocketRingLink(generation, r, accepting[i], connector, lost => NeighbourLost?.Invoke(generation, lost)))];
+            RingAllReduce Ring(int i, RingPlace ring) => new(ring.Rank, ring.Size, i < links.Length ? links[i] : null, options, sender, receiver);
+            collective = layout.Hierarchical ? new HierarchicalAllReduce(Ring(0, layout.Ring), Ring(1, layout.Across!), layout) : Ring(0, layout.Ring);
+            (place, host) = ((rank, size), RingLayout.HostOf(layout.Ring.Self));
         }
     }
 

@@ -24,15 +24,14 @@ sealed class SocketRingLink : IRingLink
 
     /// <param name="accepting">the connection from the left neighbour, as this rank's listener accepts it (<see cref="RingListener.Expect"/>)</param>
     /// <param name="neighbourLost">called once, on the watching thread, when the right neighbour's connection ends before this generation did</param>
-    public SocketRingLink(long generation, int rank, IReadOnlyList<string> endpoints, Task<Socket> accepting, RingConnector connector,
-        Action<AllReduceException> neighbourLost)
+    public SocketRingLink(long generation, RingPlace place, Task<Socket> accepting, RingConnector connector, Action<AllReduceException> neighbourLost)
     {
         this.neighbourLost = neighbourLost;
-        int size = endpoints.Count;
-        RingNeighbour Member(int r) => new((r + size) % size, endpoints[(r + size) % size]);
-        (Generation, Left, Right, this.accepting) = (generation, Member(rank - 1), Member(rank + 1), accepting);
-        var hello = new RingHello(RingConnectionKind.Ring, generation, RingDigest.Of(endpoints), size, rank);
-        string host = RingLayout.HostOf(endpoints[rank]);
+        int size = place.Size;
+        (Generation, Left, Right, this.accepting) =
+            (generation, new RingNeighbour((place.Rank + size - 1) % size, place.Left), new RingNeighbour((place.Rank + 1) % size, place.Right), accepting);
+        var hello = new RingHello(RingConnectionKind.Ring, generation, place.Digest, size, place.Rank);
+        string host = RingLayout.HostOf(place.Self);
         var opened = new TaskCompletionSource<(Socket, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
         connecting = opened.Task;
         new Thread(() => ConnectAndWatch(connector, hello, host, opened)) { Name = "ring-connect", IsBackground = true }.Start();

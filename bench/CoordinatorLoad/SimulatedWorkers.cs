@@ -110,7 +110,7 @@ sealed class SimulatedWorker : ReceiveActor, IWithTimers
         {
             rank = join.Rank;
             if (join.From is { } source) step = source.Step; // a real replica behind the source would copy its state
-            ring.Form(join.Endpoints.Count);
+            ring.Form(join.Members);
             Sender.Tell(new ReplicaReady(id, step, SimulatedRing.Weights(step)));
         });
         Receive<RunSteps>(segment =>
