@@ -65,6 +65,7 @@ public sealed class CoordinatorNode : IJobControl, IDisposable
         try
         {
             var (run, workers, options, data, start, events) = Prepare(request);
+            Directory.CreateDirectory(run.OutputFolder);
             run = run with { RunId = RunIdentity.Of(run.OutputFolder, resuming: run.ResumeFrom is not null) };
             File.WriteAllText(Path.Combine(run.OutputFolder, "job.json"), JsonSerializer.Serialize(options, new JsonSerializerOptions { WriteIndented = true }));
             logs = new RunLogs(run.OutputFolder);

@@ -3,6 +3,7 @@ using System.Text.Json;
 using CondenseCluster.Shared.Data;
 using CondenseCluster.Shared.Export.Onnx;
 using CondenseCluster.Shared.Model;
+using CondenseCluster.Shared.Storage;
 using Google.Protobuf;
 using TorchSharp;
 using Sequential = TorchSharp.Modules.Sequential;
@@ -43,10 +44,11 @@ public static class OnnxExport
     public static void Save(CondenseNet converted, string path, OnnxExportOptions options)
     {
         var model = Build(converted, options);
-        string fullPath = Path.GetFullPath(path), temp = fullPath + ".tmp";
-        Directory.CreateDirectory(Path.GetDirectoryName(fullPath)!);
-        using (var file = File.Create(temp)) model.WriteTo(file);
-        File.Move(temp, fullPath, overwrite: true);
+        AtomicFile.Write(path, temp =>
+        {
+            using var file = File.Create(temp);
+            model.WriteTo(file);
+        });
     }
 
     public static ModelProto Build(CondenseNet converted, OnnxExportOptions options)

@@ -8,7 +8,7 @@ public sealed class CorruptFileException(string message) : Exception(message);
 
 /// <summary>
 /// Container for model files and checkpoints: an 8-byte magic, the body length, the body, and its SHA-256.
-/// Written atomically (temporary file in the same folder, fsync, rename), so a crash mid-write never replaces a good file;
+/// Written atomically (<see cref="AtomicFile"/>, fsynced before the rename), so a crash mid-write never replaces a good file;
 /// verified on read, so a corrupt or truncated file is refused with the reason and the path.
 /// </summary>
 public static class ChecksummedFile
@@ -18,34 +18,25 @@ public static class ChecksummedFile
     public static void Write(string path, ReadOnlySpan<byte> magic, Action<Stream> writeBody)
     {
         if (magic.Length != 8) throw new ArgumentException("magic must be 8 bytes", nameof(magic));
-        string fullPath = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(fullPath)!);
-        string temp = $"{fullPath}.{Environment.ProcessId}.tmp";
-        try
+        byte[] magicBytes = magic.ToArray();
+        AtomicFile.Write(path, temp =>
         {
-            using (var file = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None))
-            {
-                Span<byte> header = stackalloc byte[HeaderLength];
-                magic.CopyTo(header);
-                file.Write(header);
-                writeBody(file);
-                long bodyLength = file.Length - HeaderLength;
-                BinaryPrimitives.WriteInt64LittleEndian(header[8..], bodyLength);
-                file.Position = 0;
-                file.Write(header);
+            using var file = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None);
+            Span<byte> header = stackalloc byte[HeaderLength];
+            magicBytes.CopyTo(header);
+            file.Write(header);
+            writeBody(file);
+            long bodyLength = file.Length - HeaderLength;
+            BinaryPrimitives.WriteInt64LittleEndian(header[8..], bodyLength);
+            file.Position = 0;
+            file.Write(header);
 
-                file.Position = HeaderLength;
-                byte[] hash = SHA256.HashData(new BoundedStream(file, bodyLength));
-                file.Position = file.Length;
-                file.Write(hash);
-                file.Flush(flushToDisk: true);
-            }
-            File.Move(temp, fullPath, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
+            file.Position = HeaderLength;
+            byte[] hash = SHA256.HashData(new BoundedStream(file, bodyLength));
+            file.Position = file.Length;
+            file.Write(hash);
+            file.Flush(flushToDisk: true);
+        });
     }
 
     /// <summary>Verifies the file and returns its body.</summary>

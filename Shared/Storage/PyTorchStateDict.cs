@@ -14,14 +14,7 @@ public static class PyTorchStateDict
     /// <summary>Is <paramref name="path"/> a file torch.save wrote (.pt, .pth, or the official checkpoints' .pth.tar), not a native one?</summary>
     public static bool IsPyTorchFile(string path) => Path.GetExtension(path) is ".pt" or ".pth" or ".tar";
 
-    public static void Export(CondenseNet model, string path)
-    {
-        string fullPath = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(fullPath)!);
-        string temp = fullPath + ".tmp";
-        model.save_py(temp);
-        File.Move(temp, fullPath, overwrite: true);
-    }
+    public static void Export(CondenseNet model, string path) => AtomicFile.Write(path, temp => model.save_py(temp));
 
     /// <summary>A model of <paramref name="config"/> in whichever form the file holds: the training form, else the converted one.</summary>
     public static CondenseNet Import(string path, CondenseNetConfig config)

@@ -17,10 +17,7 @@ public static class RunIdentity
         // A resumed run without a readable identity (written before identities, or damaged) gets a new one: its workers'
         // memory is then not trusted, and it continues from its checkpoint.
         string fresh = Guid.NewGuid().ToString("N");
-        Directory.CreateDirectory(runFolder);
-        string temp = $"{path}.{Environment.ProcessId}.tmp";
-        File.WriteAllText(temp, fresh + "\n");
-        File.Move(temp, path, overwrite: true);
+        AtomicFile.Write(path, temp => File.WriteAllText(temp, fresh + "\n"));
         return fresh;
     }
 }
