@@ -22,7 +22,6 @@ public static class CheckpointExport
         int stage = trained.LearnedLayers.Min(l => l.Layer.Stage), final = options.Model.CondenseFactor - 1;
         if (stage < final) throw new InvalidOperationException(NotCondensed(checkpoint.Header.Step, stage, final));
         using var converted = Conversion.Convert(trained);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         ConvertedModelFile.Save(converted, path, new OnnxExportOptions(Dataset: checkpoint.Header.Options.Dataset));
         return ModelCost.Total(options.Model, ModelForm.Converted);
     }
