@@ -25,16 +25,16 @@ sealed partial class WorkerNetwork : IDisposable
         subnet = FreeSubnet();
         try
         {
-            RootCommand.Run("ip", "link", "add", Bridge, "type", "bridge");
-            RootCommand.Run("ip", "address", "add", $"{HostAddress}/24", "dev", Bridge);
-            RootCommand.Run("ip", "link", "set", Bridge, "up");
+            RootCommand.Run("ip", "link", "add", Bridge(stem), "type", "bridge");
+            RootCommand.Run("ip", "address", "add", $"{HostAddress}/24", "dev", Bridge(stem));
+            RootCommand.Run("ip", "link", "set", Bridge(stem), "up");
             for (int slot = 0; slot < workers.Count; slot++)
             {
-                string space = Namespace(stem, slot), link = $"{stem}h{slot}";
+                string space = Namespace(stem, slot), link = HostLink(stem, slot);
                 RootCommand.Run("ip", "netns", "add", space);
                 // The namespace's end is created inside it, where it is the only interface besides lo.
                 RootCommand.Run("ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", space);
-                RootCommand.Run("ip", "link", "set", link, "master", Bridge, "up");
+                RootCommand.Run("ip", "link", "set", link, "master", Bridge(stem), "up");
                 RootCommand.Run("ip", "netns", "exec", space, "ip", "address", "add", $"{Address(workers[slot])}/24", "dev", "eth0");
                 RootCommand.Run("ip", "netns", "exec", space, "ip", "link", "set", "eth0", "up");
                 RootCommand.Run("ip", "netns", "exec", space, "ip", "link", "set", "lo", "up");
@@ -57,11 +57,14 @@ sealed partial class WorkerNetwork : IDisposable
     public string[] Launcher(string worker) => ["ip", "netns", "exec", Namespace(stem, Slot(worker))];
 
     /// <summary>Cuts <paramref name="worker"/> off: nothing crosses its link either way until <see cref="Restore"/>.</summary>
-    public void Cut(string worker) => RootCommand.Run("ip", "link", "set", $"{stem}h{Slot(worker)}", "down");
+    public void Cut(string worker) => RootCommand.Run("ip", "link", "set", HostLink(stem, Slot(worker)), "down");
 
-    public void Restore(string worker) => RootCommand.Run("ip", "link", "set", $"{stem}h{Slot(worker)}", "up");
+    public void Restore(string worker) => RootCommand.Run("ip", "link", "set", HostLink(stem, Slot(worker)), "up");
 
-    string Bridge => $"{stem}b";
+    static string Bridge(string stem) => $"{stem}b";
+
+    /// <summary>The host-side end of a slot's veth pair, on the bridge: setting it down cuts the worker off.</summary>
+    static string HostLink(string stem, int slot) => $"{stem}h{slot}";
 
     int Slot(string worker) => Array.IndexOf(workers, worker) is >= 0 and var slot ? slot : throw new ArgumentException($"{worker} has no namespace");
 
@@ -73,7 +76,7 @@ sealed partial class WorkerNetwork : IDisposable
     static void Remove(string stem, IEnumerable<string> namespaces)
     {
         foreach (string space in namespaces) RootCommand.TryRun("ip", "netns", "delete", space);
-        RootCommand.TryRun("ip", "link", "delete", $"{stem}b");
+        RootCommand.TryRun("ip", "link", "delete", Bridge(stem));
     }
 
     /// <summary>Removes the namespaces and bridges of runs whose process no longer exists.</summary>
