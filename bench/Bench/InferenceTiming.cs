@@ -43,11 +43,13 @@ static class InferenceTiming
         using var _ = masked;
         using var __ = converted;
         using var compiled = CondensedInference.Compile(converted);
-        string onnxFile = Path.Combine(Directory.CreateTempSubdirectory("condense-bench").FullName, "condensenet-86.onnx");
+        var scratch = Directory.CreateTempSubdirectory("condense-bench");
+        string onnxFile = Path.Combine(scratch.FullName, "condensenet-86.onnx");
         OnnxExport.Save(converted, onnxFile, new OnnxExportOptions());
         using var onnxPlain = new OnnxRuntimeModel(onnxFile, GraphOptimizationLevel.ORT_DISABLE_ALL, threads);
         using var onnxOptimized = new OnnxRuntimeModel(onnxFile, GraphOptimizationLevel.ORT_ENABLE_ALL, threads);
-        Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()}, {threads} intra-op threads, opset {OnnxExport.DefaultOpset}, {onnxFile}");
+        scratch.Delete(recursive: true); // the sessions have read the graph
+        Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()}, {threads} intra-op threads, opset {OnnxExport.DefaultOpset}");
         var config = masked.Config;
         var rows = new List<(int Batch, double[] Medians)>();
         foreach (int batch in batchSizes)
