@@ -7,11 +7,11 @@ namespace CondenseCluster.Shared.Model;
 /// <summary>
 /// BatchNorm2d (momentum 0.1, eps 1e-5) with PyTorch's parameter and buffer names. TorchSharp's own BatchNorm passes a
 /// temporary <see cref="Scalar"/> to native code when it counts batches; under GC pressure (data loader threads) the
-/// finalizer can free that scalar during the call and the native add reads garbage. This one keeps its scalar alive.
+/// finalizer can free that scalar during the call and the native add reads garbage. This one passes kept scalars
+/// (<see cref="KeptScalars"/>), the add's alpha included.
 /// </summary>
 public sealed class BatchNorm : nn.Module<Tensor, Tensor>
 {
-    static readonly Scalar One = 1L.ToScalar();
     /// <summary>PyTorch's BatchNorm2d defaults, which the official model uses.</summary>
     public const double Momentum = 0.1, Eps = 1e-5;
 
@@ -70,6 +70,6 @@ public sealed class BatchNorm : nn.Module<Tensor, Tensor>
     {
         if (!training) return;
         using var _ = torch.no_grad();
-        num_batches_tracked.add_(One);
+        num_batches_tracked.add_(KeptScalars.One, KeptScalars.One);
     }
 }

@@ -36,8 +36,9 @@ public sealed class BatchNormReluFunction : autograd.SingleTensorFunction<BatchN
         using (torch.no_grad())
         {
             double unbiased = layout.PerChannel / (layout.PerChannel - 1.0);
-            running.Mean.mul_(1 - BatchNorm.Momentum).add_(stats[0], alpha: BatchNorm.Momentum);
-            running.Variance.mul_(1 - BatchNorm.Momentum).add_(stats[2], alpha: BatchNorm.Momentum * unbiased);
+            using var varianceRate = (BatchNorm.Momentum * unbiased).ToScalar();
+            running.Mean.mul_(KeptScalars.BatchNormKeep).add_(stats[0], alpha: KeptScalars.BatchNormRate);
+            running.Variance.mul_(KeptScalars.BatchNormKeep).add_(stats[2], alpha: varianceRate);
         }
         ctx.save_for_backward([x, weight, bias, stats]);
         return y;

@@ -1,4 +1,5 @@
 using TorchSharp;
+using CondenseCluster.Shared.Model;
 using static TorchSharp.torch;
 
 namespace CondenseCluster.Shared.Training;
@@ -39,7 +40,7 @@ public sealed class NesterovSgd : IDisposable
         {
             var p = parameters[i];
             var d = p.grad!.add(p, alpha: weightDecay);
-            Buffers[i].mul_(momentum).add_(d);
+            Buffers[i].mul_(momentum).add_(d, alpha: KeptScalars.One);
             d.add_(Buffers[i], alpha: momentum);
             p.add_(d, alpha: step);
         }
