@@ -22,10 +22,11 @@ static class WorkerCommand
         var ringPort = new Option<int>("--ring-port") { Description = "ring listener's TCP port, where the left neighbour sends gradients (0: a free one)" };
         var ringTransport = new Option<string>("--ring-transport")
         {
-            Description = "auto: Unix sockets to ring neighbours on this host, TCP to others; tcp: TCP to every neighbour",
+            Description = "auto: shared memory (and a Unix socket for the frame headers) to ring neighbours on this host, TCP to others; "
+                + "unix: Unix sockets to neighbours on this host; tcp: TCP to every neighbour",
             DefaultValueFactory = _ => "auto",
         };
-        ringTransport.AcceptOnlyFromAmong("auto", "tcp");
+        ringTransport.AcceptOnlyFromAmong("auto", "unix", "tcp");
         var name = new Option<string?>("--name") { Description = "worker name in logs and the summary (default: host-pid)" };
         var config = new Option<string?>("--config") { Description = "HOCON file overriding the cluster defaults" };
         var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
@@ -66,7 +67,7 @@ static class WorkerCommand
                 ListenAddress = IPAddress.TryParse(address, out _) ? address : "0.0.0.0",
                 Port = result.GetValue(dataPort),
                 RingPort = result.GetValue(ringPort),
-                Transport = result.GetValue(ringTransport) == "tcp" ? RingTransportKind.Tcp : RingTransportKind.Auto,
+                Transport = Enum.Parse<RingTransportKind>(result.GetValue(ringTransport)!, ignoreCase: true),
             };
             bool checkpointOnSigterm = result.GetValue(onSigterm) == "checkpoint";
             return RunAsync(settings, endpoint, dataPlane, TimeSpan.FromSeconds(coordinatorTimeout), checkpointOnSigterm, result.GetValue(exitWithParent))

@@ -5,8 +5,13 @@ namespace CondenseCluster.Shared.Comm;
 /// <summary>Which sockets ring connections take.</summary>
 public enum RingTransportKind
 {
-    /// <summary>A Unix domain socket to a neighbour on the same host, TCP to any other.</summary>
+    /// <summary>
+    /// To a neighbour on the same host a Unix domain socket for the frame headers, and their payloads through a
+    /// shared-memory file in /dev/shm (on a Unix socket alone where /dev/shm cannot hold one); TCP to any other.
+    /// </summary>
     Auto,
+    /// <summary>A Unix domain socket, payloads included, to a neighbour on the same host; TCP to any other.</summary>
+    Unix,
     /// <summary>TCP to every neighbour (to measure it, or where Unix sockets do not reach).</summary>
     Tcp,
 }

@@ -43,4 +43,7 @@ interface IRingLink
 
     /// <summary>The payload of the frame last received, straight into <paramref name="into"/>.</summary>
     void ReceivePayload(Span<byte> into, CancellationToken cancellationToken);
+
+    /// <summary>Adds the float32 payload of the frame last received to <paramref name="target"/>; <paramref name="scratch"/> may hold it on the way.</summary>
+    void ReceiveAdding(Span<float> target, Span<float> scratch, CancellationToken cancellationToken);
 }

@@ -129,14 +129,15 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
                         + "do all ranks run the same all-reduces on buffers of the same length?");
                 var target = buffer.Span.Slice(slice.Offset, slice.Length);
                 bool reduce = slice.Phase == RingPhase.ReduceScatter;
-                var values = reduce ? segment.AsSpan(0, slice.Length) : target;
                 if (half)
                 {
+                    var values = reduce ? segment.AsSpan(0, slice.Length) : target;
                     link.ReceivePayload(MemoryMarshal.AsBytes(halves.AsSpan(0, slice.Length)), stop.Token);
                     FloatPayload.FromHalf(halves.AsSpan(0, slice.Length), frame.HalfExponent, values);
+                    if (reduce) FloatPayload.AddTo(values, target);
                 }
-                else link.ReceivePayload(MemoryMarshal.AsBytes(values), stop.Token);
-                if (reduce) FloatPayload.AddTo(values, target);
+                else if (reduce) link.ReceiveAdding(target, segment, stop.Token);
+                else link.ReceivePayload(MemoryMarshal.AsBytes(target), stop.Token);
                 Interlocked.Increment(ref receivedCount);
                 Moved();
                 received.Add();

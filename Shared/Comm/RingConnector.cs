@@ -16,6 +16,11 @@ namespace CondenseCluster.Shared.Comm;
 /// </summary>
 sealed class RingConnector(DataPlaneOptions options)
 {
+    /// <summary>Whether a ring connection over a Unix socket sends its payloads through shared memory (<see cref="SharedPayloadRing"/>).</summary>
+    public bool SharedMemory => options.Transport == RingTransportKind.Auto;
+
+    public int SegmentBytes => options.SegmentBytes;
+
     /// <summary>A ring connection for <paramref name="hello"/>, once the neighbour has accepted it (it may first wait to be configured for that generation).</summary>
     /// <param name="host">the host this rank is advertised at</param>
     public (Socket Socket, string Transport) ConnectRing(RingNeighbour right, RingHello hello, string host, CancellationToken cancellationToken)

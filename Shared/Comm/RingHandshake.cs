@@ -22,7 +22,7 @@ public enum RingConnectionKind : byte
 public readonly record struct RingHello(RingConnectionKind Kind, long Generation, ulong Digest, int Size, int SenderRank)
 {
     public const int Bytes = 32;
-    public const byte Version = 1;
+    public const byte Version = 2;
     static ReadOnlySpan<byte> Magic => "CCRING"u8;
 
     public static RingHello Probe => new(RingConnectionKind.Probe, 0, 0, 0, 0);
@@ -104,6 +104,45 @@ public readonly record struct RingWelcome(RingVerdict Verdict, long Generation)
         RingVerdict.Closing => "it is shutting down",
         _ => "accepted",
     };
+}
+
+/// <summary>
+/// What the sender of a ring connection says right after the welcome: where its frames' payloads travel, after each
+/// header on the socket, or through a shared-memory file (<see cref="SharedPayloadRing"/>).
+/// </summary>
+/// <remarks>Layout: "CCPR" · route u8 (0: on the socket, 1: shared memory) · path length u16 · the path in UTF-8.</remarks>
+public static class RingPayloadRoute
+{
+    public const int HeaderBytes = 7, MaxPathBytes = 255;
+    const byte OnSocket = 0, SharedMemory = 1;
+    static ReadOnlySpan<byte> Magic => "CCPR"u8;
+
+    /// <summary>The route for payloads through the file at <paramref name="sharedPath"/>, or on the socket when null.</summary>
+    public static byte[] Encode(string? sharedPath)
+    {
+        byte[] path = sharedPath is null ? [] : Encoding.UTF8.GetBytes(sharedPath);
+        if (path.Length > MaxPathBytes) throw new ArgumentException($"the path {sharedPath} is longer than {MaxPathBytes} bytes");
+        var bytes = new byte[HeaderBytes + path.Length];
+        Magic.CopyTo(bytes);
+        bytes[4] = sharedPath is null ? OnSocket : SharedMemory;
+        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(5), (ushort)path.Length);
+        path.CopyTo(bytes, HeaderBytes);
+        return bytes;
+    }
+
+    /// <summary>How many path bytes follow <paramref name="header"/>; <see cref="InvalidDataException"/> when it is no route.</summary>
+    public static int PathBytes(ReadOnlySpan<byte> header)
+    {
+        if (!header[..Magic.Length].SequenceEqual(Magic)) throw new InvalidDataException("the connection did not say where its payloads travel");
+        int length = BinaryPrimitives.ReadUInt16LittleEndian(header[5..]);
+        bool valid = header[4] switch
+        {
+            OnSocket => length == 0,
+            SharedMemory => length is > 0 and <= MaxPathBytes,
+            _ => false,
+        };
+        return valid ? length : throw new InvalidDataException($"the payload route {header[4]} with a path of {length} bytes is not one this version speaks");
+    }
 }
 
 /// <summary>Identifies a ring by its members in order: ranks configured with other endpoint lists do not connect.</summary>

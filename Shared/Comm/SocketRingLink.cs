@@ -1,12 +1,16 @@
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
 
 namespace CondenseCluster.Shared.Comm;
 
 /// <summary>
 /// One ring generation over sockets (DESIGN.md §2): one connection to the right neighbour, opened when the generation
 /// is configured, and one from the left neighbour, which this rank's <see cref="RingListener"/> accepts. Each frame is
-/// its fixed header, then the raw payload, written from and read into the caller's buffers. When the generation ends
-/// both connections close: a neighbour blocked on either one fails at once, so a failure travels round the ring.
+/// its fixed header, then the raw payload, written from and read into the caller's buffers; between ranks on one host
+/// the payloads go through a shared-memory file instead (<see cref="SharedPayloadRing"/>) and the socket carries the
+/// headers. When the generation ends both connections close: a neighbour blocked on either one fails at once, so a
+/// failure travels round the ring.
 /// </summary>
 sealed class SocketRingLink : IRingLink
 {
@@ -21,6 +25,10 @@ sealed class SocketRingLink : IRingLink
     (AllReduceFailure Reason, string Why)? end;
     volatile AllReduceException? broken; // why the right neighbour's connection ended, when that ended the generation
     readonly Action<AllReduceException> neighbourLost;
+    // Payloads through shared memory, each way: mapped while an all-reduce may use them, unmapped once the generation
+    // ended and none runs (a thread still copying must never find its memory gone).
+    SharedPayloadRing? outgoing, incoming;
+    bool routeRead; // the left neighbour's payload route, read before its first frame
 
     /// <param name="accepting">the connection from the left neighbour, as this rank's listener accepts it (<see cref="RingListener.Expect"/>)</param>
     /// <param name="neighbourLost">called once, on the watching thread, when the right neighbour's connection ends before this generation did</param>
@@ -48,11 +56,25 @@ sealed class SocketRingLink : IRingLink
     void ConnectAndWatch(RingConnector connector, RingHello hello, string host, TaskCompletionSource<(Socket, string)> opened)
     {
         Socket socket;
+        SharedPayloadRing? shared = null;
         try
         {
-            var connection = connector.ConnectRing(Right, hello, host, ended.Token);
-            socket = connection.Socket;
-            opened.SetResult(connection);
+            var (connected, transport) = connector.ConnectRing(Right, hello, host, ended.Token);
+            socket = connected;
+            try
+            {
+                if (transport == "unix" && connector.SharedMemory) shared = SharedPayloadRing.TryCreate(connector.SegmentBytes);
+                RingSockets.SendAll(socket, RingPayloadRoute.Encode(shared?.Path));
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                shared?.Dispose();
+                socket.Dispose();
+                throw new AllReduceException(AllReduceFailure.StreamBroken, $"{Right} closed the connection during the handshake", e);
+            }
+            lock (gate)
+                if (end is null) outgoing = shared;
+            opened.SetResult((socket, shared is null ? transport : "shm"));
         }
         catch (Exception e)
         {
@@ -63,10 +85,16 @@ sealed class SocketRingLink : IRingLink
             if (end is not null)
             {
                 socket.Dispose();
+                if (outgoing is null) shared?.Dispose();
                 return;
             }
+        // The neighbour writes nothing but wake-ups for a sender waiting for room in the shared ring.
         Span<byte> one = stackalloc byte[1];
-        try { RingSockets.Receive(socket, one); }
+        try
+        {
+            while (RingSockets.Receive(socket, one) == 1 && one[0] == SharedPayloadRing.RoomMade && shared is not null)
+                shared.RoomWasMade();
+        }
         catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
         AllReduceException lost;
         lock (gate)
@@ -101,6 +129,7 @@ sealed class SocketRingLink : IRingLink
         {
             busy = false;
             if (!succeeded) Close(AllReduceFailure.Aborted, "an all-reduce failed on this generation", cut: true);
+            else if (end is not null) ReleaseSharedMemory();
         }
     }
 
@@ -134,7 +163,12 @@ sealed class SocketRingLink : IRingLink
         frame.Write(bytes);
         try
         {
-            if (payload.Length <= SmallPayloadBytes)
+            if (outgoing is not null)
+            {
+                outgoing.Write(payload, ended.Token);
+                RingSockets.SendAll(socket, bytes[..RingFrame.HeaderBytes]);
+            }
+            else if (payload.Length <= SmallPayloadBytes)
             {
                 payload.CopyTo(bytes[RingFrame.HeaderBytes..]);
                 RingSockets.SendAll(socket, bytes[..(RingFrame.HeaderBytes + payload.Length)]);
@@ -145,7 +179,7 @@ sealed class SocketRingLink : IRingLink
                 RingSockets.SendAll(socket, payload);
             }
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
         {
             throw broken ?? new AllReduceException(AllReduceFailure.StreamBroken, $"sending to {Right}: {e.Message}", e);
         }
@@ -153,6 +187,7 @@ sealed class SocketRingLink : IRingLink
 
     public RingFrame ReceiveFrame(CancellationToken cancellationToken)
     {
+        if (!routeRead) ReadRoute(cancellationToken);
         Span<byte> header = stackalloc byte[RingFrame.HeaderBytes];
         int received = ReceiveFromLeft(header, cancellationToken);
         if (received == 0) throw new AllReduceException(AllReduceFailure.StreamBroken, $"{Left} closed its connection");
@@ -162,11 +197,74 @@ sealed class SocketRingLink : IRingLink
         catch (InvalidDataException e) { throw new AllReduceException(AllReduceFailure.Malformed, $"from {Left}: {e.Message}", e); }
     }
 
+    /// <summary>Where the left neighbour's payloads travel, as it said after the welcome; maps its shared ring.</summary>
+    void ReadRoute(CancellationToken cancellationToken)
+    {
+        Span<byte> header = stackalloc byte[RingPayloadRoute.HeaderBytes];
+        ReceiveWhole(header, "its payload route", cancellationToken);
+        try
+        {
+            int length = RingPayloadRoute.PathBytes(header);
+            if (length > 0)
+            {
+                Span<byte> path = stackalloc byte[length];
+                ReceiveWhole(path, "its payload route", cancellationToken);
+                var shared = SharedPayloadRing.Open(Encoding.UTF8.GetString(path));
+                lock (gate) incoming = shared; // an all-reduce runs: the generation's end releases it afterwards
+            }
+        }
+        catch (InvalidDataException e) { throw new AllReduceException(AllReduceFailure.Malformed, $"from {Left}: {e.Message}", e); }
+        routeRead = true;
+    }
+
     public void ReceivePayload(Span<byte> into, CancellationToken cancellationToken)
+    {
+        if (incoming is null)
+        {
+            ReceiveWhole(into, "a frame's payload", cancellationToken);
+            return;
+        }
+        SharedPayload(incoming, into.Length).CopyTo(into);
+        Release(incoming, into.Length, cancellationToken);
+    }
+
+    public void ReceiveAdding(Span<float> target, Span<float> scratch, CancellationToken cancellationToken)
+    {
+        if (incoming is null)
+        {
+            var values = scratch[..target.Length];
+            ReceiveWhole(MemoryMarshal.AsBytes(values), "a frame's payload", cancellationToken);
+            FloatPayload.AddTo(values, target);
+            return;
+        }
+        FloatPayload.AddTo(MemoryMarshal.Cast<byte, float>(SharedPayload(incoming, target.Length * sizeof(float))), target);
+        Release(incoming, target.Length * sizeof(float), cancellationToken);
+    }
+
+    /// <summary>The next payload where it lies in the shared ring.</summary>
+    ReadOnlySpan<byte> SharedPayload(SharedPayloadRing shared, int length)
+    {
+        try { return shared.Next(length); }
+        catch (InvalidDataException e) { throw new AllReduceException(AllReduceFailure.Malformed, $"from {Left}: {e.Message}", e); }
+    }
+
+    /// <summary>Frees the room of the payload used, and wakes the sender if it waits for room.</summary>
+    void Release(SharedPayloadRing shared, int length, CancellationToken cancellationToken)
+    {
+        if (!shared.Release(length)) return;
+        var socket = Opened(accepting, cancellationToken);
+        try { RingSockets.SendAll(socket, [SharedPayloadRing.RoomMade]); }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            throw broken ?? new AllReduceException(AllReduceFailure.StreamBroken, $"waking {Left}: {e.Message}", e);
+        }
+    }
+
+    void ReceiveWhole(Span<byte> into, string what, CancellationToken cancellationToken)
     {
         int received = ReceiveFromLeft(into, cancellationToken);
         if (received < into.Length)
-            throw new AllReduceException(AllReduceFailure.StreamBroken, $"the connection from {Left} ended inside a frame's payload ({received} of {into.Length} bytes)");
+            throw new AllReduceException(AllReduceFailure.StreamBroken, $"the connection from {Left} ended inside {what} ({received} of {into.Length} bytes)");
     }
 
     int ReceiveFromLeft(Span<byte> into, CancellationToken cancellationToken)
@@ -196,5 +294,15 @@ sealed class SocketRingLink : IRingLink
         foreach (var socket in sockets.OfType<Socket>())
             if (cut) RingSockets.Cut(socket);
             else socket.Dispose(); // every frame was read and written: the kernel still delivers what it holds
+        outgoing?.RoomWasMade(); // a sender waiting for room sees the end
+        if (!busy) ReleaseSharedMemory();
+    }
+
+    // Callers hold the gate; no all-reduce runs.
+    void ReleaseSharedMemory()
+    {
+        outgoing?.Dispose();
+        incoming?.Dispose();
+        (outgoing, incoming) = (null, null);
     }
 }

@@ -41,7 +41,7 @@ sealed record AlphaBeta(string Method, double AlphaUs, double BetaGBps, string F
 /// <summary>
 /// What the fitted model predicts for a cluster: nodes joined by links of a given speed, each hop across nodes
 /// costing the measured software latency α plus the wire's, and <see cref="RanksPerNode"/> ranks per node for the
-/// hierarchical form, whose ring within a node runs at the Unix-socket fit.
+/// hierarchical form, whose ring within a node runs at the fit of the same-host transport (shared memory).
 /// </summary>
 static class Prediction
 {

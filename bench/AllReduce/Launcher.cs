@@ -98,7 +98,7 @@ static class Launcher
                         }
                     foreach (var run in runs)
                     {
-                        string rawOf = run.m is Method.Unix ? "unix" : "tcp";
+                        string rawOf = run.m is Method.Unix or Method.Shm ? "unix" : "tcp"; // the raw socket between the same two ranks
                         var result = new Result(workers, mb, floats, run.m, transports[run], run.Item2, [.. times[run]], [.. slowest[run]],
                             probes.Single(p => p.Workers == workers && p.Transport == rawOf).GBps);
                         Console.Error.WriteLine($"N={workers} {mb} MB {run.m} ({result.Transport}) {run.Item2}: median {result.MedianMs:0.00} ms, bus {result.BusGBps:0.000} GB/s");

@@ -32,16 +32,17 @@ namespace CondenseCluster.Bench.AllReduce
     sealed class UsageException(string message) : Exception(message);
 
     /// <summary>
-    /// What is all-reduced: our ring over TCP, over Unix sockets (the same-host default), gloo's all_reduce; with
-    /// --hosts, our ring over simulated hosts as one ring (flat) and in its hierarchical form (hier).
+    /// What is all-reduced: our ring over TCP, over Unix sockets, over shared memory with the headers on Unix sockets
+    /// (the same-host default), gloo's all_reduce; with --hosts, our ring over simulated hosts as one ring (flat) and in
+    /// its hierarchical form (hier).
     /// </summary>
-    enum Method { Tcp, Unix, Gloo, Flat, Hier }
+    enum Method { Tcp, Unix, Shm, Gloo, Flat, Hier }
 
     sealed record BenchSettings
     {
         public const string Usage = """
             allreduce-bench [--workers 2,3] [--sizes-mb 0.5,5.8,20] [--repeats 20] [--warmups 50] [--probe-mb 64]
-                            [--segment-kb 256] [--precision fp32,fp16] [--methods tcp,unix,gloo] [--python /usr/bin/python3]
+                            [--segment-kb 256] [--precision fp32,fp16] [--methods tcp,unix,shm,gloo] [--python /usr/bin/python3]
                             [--hosts K] [--predict yes] [--json FILE]
               --workers     ring sizes to measure, one OS process per rank
               --sizes-mb    buffer sizes in MB (10^6 bytes); 5.8 is all 1,451,594 CondenseNet-86 gradients
@@ -49,13 +50,13 @@ namespace CondenseCluster.Bench.AllReduce
               --probe-mb    bytes each rank pushes to its right neighbour to measure each transport's raw bandwidth
               --segment-kb  DataPlaneOptions.SegmentBytes in KiB (default: the data plane's own default)
               --precision   what our ring's values cross as, each measured in turn (default fp32; gloo sends fp32)
-              --methods     tcp: our ring over TCP; unix: our ring as it runs between ranks on one host (Unix
-                            sockets); gloo: PyTorch's gloo all_reduce (Debian's python3-torch, bench/pytorch/allreduce_rank.py);
+              --methods     tcp: our ring over TCP; unix: our ring over Unix sockets; shm: our ring as it runs
+                            between ranks on one host (payloads through /dev/shm, headers on Unix sockets); gloo: PyTorch's gloo all_reduce (Debian's python3-torch, bench/pytorch/allreduce_rank.py);
                             flat, hier: see --hosts
               --python      the Python with torch for gloo (default /usr/bin/python3; gloo is left out without torch)
               --hosts       also flat and hier: the ranks split into K simulated hosts (127.0.0.51, .52, ...; N a
                             multiple of K), summed in one ring and hierarchically (within each host, then across)
-              --predict yes also print what the alpha-beta fits of tcp and unix predict for 8-1,024 nodes at 25 and 100 Gbit/s
+              --predict yes also print what the alpha-beta fits of tcp and shm predict for 8-1,024 nodes at 25 and 100 Gbit/s
               --json        also write the results as JSON to FILE
             """;
 
@@ -74,7 +75,7 @@ namespace CondenseCluster.Bench.AllReduce
         public double ProbeMb { get; init; } = 64;
         public int? SegmentBytes { get; init; }
         public WirePrecision[] Precisions { get; init; } = [WirePrecision.Float32];
-        public Method[] Methods { get; init; } = [Method.Tcp, Method.Unix, Method.Gloo];
+        public Method[] Methods { get; init; } = [Method.Tcp, Method.Unix, Method.Shm, Method.Gloo];
         public string Python { get; init; } = "/usr/bin/python3";
         public int? Hosts { get; init; }
         public bool Predict { get; init; }
@@ -82,7 +83,7 @@ namespace CondenseCluster.Bench.AllReduce
         public string? Listen { get; init; }
 
         /// <summary>The methods a rank process runs a node for, in the order of its endpoints.</summary>
-        public Method[] RingMethods => [Method.Tcp, Method.Unix, .. Hosts is null ? Array.Empty<Method>() : [Method.Flat, Method.Hier]];
+        public Method[] RingMethods => [Method.Tcp, Method.Unix, Method.Shm, .. Hosts is null ? Array.Empty<Method>() : [Method.Flat, Method.Hier]];
 
         /// <summary>The simulated host of rank <paramref name="rank"/> of <paramref name="workers"/>.</summary>
         public string HostOf(int rank, int workers) => $"127.0.0.{51 + rank / (workers / Hosts!.Value)}";

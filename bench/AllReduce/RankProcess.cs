@@ -26,7 +26,8 @@ static class RankProcess
         var nodes = methods.ToDictionary(m => m, m => new DataPlaneNode(m switch
         {
             Method.Tcp => options with { Transport = RingTransportKind.Tcp },
-            Method.Unix => options,
+            Method.Unix => options with { Transport = RingTransportKind.Unix },
+            Method.Shm => options,
             _ => options with { ListenAddress = settings.Listen ?? throw new UsageException("the simulated-host methods need --listen") },
         }));
         try

@@ -24,7 +24,8 @@ static class Report
         var fits = AlphaBeta.Fit(run.Results).ToList();
         foreach (var fit in fits)
             Console.WriteLine($"alpha-beta fit of {fit.Method}: α = {fit.AlphaUs:0.0} µs per hop, β = {fit.BetaGBps:0.000} GB/s ({fit.From})");
-        if (settings.Predict && fits.Find(f => f.Method == "tcp") is { } tcp && fits.Find(f => f.Method == "unix") is { } unix) Prediction.Print(tcp, unix);
+        if (settings.Predict && fits.Find(f => f.Method == "tcp") is { } tcp && (fits.Find(f => f.Method == "shm") ?? fits.Find(f => f.Method == "unix")) is { } sameHost)
+            Prediction.Print(tcp, sameHost);
     }
 
     public static async Task WriteJsonAsync(BenchRun run, BenchSettings settings, string path)

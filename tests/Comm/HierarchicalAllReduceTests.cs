@@ -37,7 +37,7 @@ public class HierarchicalAllReduceTests(ITestOutputHelper output)
                 Assert.True(across < length / 1.4, $"{across} floats across hosts");
             }
         }
-        Assert.All(ring.Nodes, n => Assert.Equal(OperatingSystem.IsLinux() ? "unix+tcp" : "tcp+tcp", n.Transport));
+        Assert.All(ring.Nodes, n => Assert.Equal(OperatingSystem.IsLinux() ? "shm+tcp" : "tcp+tcp", n.Transport));
 
         var random = new Random(6);
         var halves = RingPlanTests.Buffers(6, 10_007, (_, _) => (float)random.NextDouble() * 2 - 1);

@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 
 namespace CondenseCluster.Tests.Comm;
 
-/// <summary>The all-reduce over real sockets on loopback: Unix sockets between ranks of this host, or TCP.</summary>
+/// <summary>The all-reduce over real sockets on loopback: shared memory (headers on Unix sockets) or Unix sockets between ranks of this host, or TCP.</summary>
 public class RingAllReduceTests(ITestOutputHelper output)
 {
     [Theory]
@@ -12,8 +12,10 @@ public class RingAllReduceTests(ITestOutputHelper output)
     [InlineData(2, 1 << 20, RingTransportKind.Auto)]
     [InlineData(3, 1 << 20, RingTransportKind.Auto)]
     [InlineData(5, 1 << 20, RingTransportKind.Auto)]
-    [InlineData(3, 4096, RingTransportKind.Auto)] // 100,003 floats: ~10 segments per chunk
+    [InlineData(3, 4096, RingTransportKind.Auto)] // 100,003 floats: ~10 segments per chunk, and a shared ring of 8 that each chunk wraps
+    [InlineData(3, 4096, RingTransportKind.Unix)]
     [InlineData(3, 4096, RingTransportKind.Tcp)]
+    [InlineData(3, 12, RingTransportKind.Auto)]   // segments of three floats in a shared ring of 96 bytes: the sender waits for room at every frame
     [InlineData(4, 4, RingTransportKind.Tcp)]     // a segment of one float: every value its own frame
     public async Task SumsExactlyAndBitIdenticallyForAnyLengthOverRepeatedAllReduces(int size, int segmentBytes, RingTransportKind transport)
     {
@@ -41,7 +43,8 @@ public class RingAllReduceTests(ITestOutputHelper output)
             Assert.Equal((2L * randomLength - Chunk(rank + 1) - Chunk(rank + 2)) * sizeof(float), ring.Nodes[rank].BytesSent - before[rank]);
         RingPlanTests.AssertBitIdentical(randoms);
         Assert.Equal(expected, randoms[^1][(int)(randomLength / 8)], 4);
-        string expectedTransport = transport == RingTransportKind.Tcp || !OperatingSystem.IsLinux() ? "tcp" : "unix";
+        string expectedTransport = transport == RingTransportKind.Tcp || !OperatingSystem.IsLinux() ? "tcp"
+            : transport == RingTransportKind.Unix || !Directory.Exists("/dev/shm") ? "unix" : "shm";
         Assert.All(ring.Nodes, n => Assert.Equal(size == 1 ? null : expectedTransport, n.Transport));
     }
 

@@ -23,15 +23,17 @@ public class RingSocketFailureTests(ITestOutputHelper output)
 
     /// <summary>
     /// Rank 0 of a ring of two, all-reducing ones, whose left neighbour is the returned socket; rank 1's node exists but
-    /// is never configured, so rank 0's own connection waits there and only its receiving half moves.
+    /// is never configured, so rank 0's own connection waits there and only its receiving half moves. The neighbour
+    /// says its payloads follow their headers on the socket, or sends <paramref name="route"/> instead.
     /// </summary>
-    static async Task<(TestRing Nodes, Socket Left, float[] Buffer, Task AllReduce, Stopwatch Running)> FakeLeftNeighbourAsync()
+    static async Task<(TestRing Nodes, Socket Left, float[] Buffer, Task AllReduce, Stopwatch Running)> FakeLeftNeighbourAsync(byte[]? route = null)
     {
         var nodes = await TestRing.StartAsync(2, Options, configure: false);
         string[] endpoints = [nodes.Nodes[0].Endpoint, nodes.Nodes[1].Endpoint];
         nodes.Nodes[0].ConfigureRing(0, endpoints, generation: 1);
         var (left, welcome) = Connect(nodes.Nodes[0], new RingHello(RingConnectionKind.Ring, 1, RingDigest.Of(endpoints), 2, 1));
         Assert.Equal(RingVerdict.Accepted, welcome.Verdict);
+        left.Send(route ?? RingPayloadRoute.Encode(null));
         var buffer = Enumerable.Repeat(1f, Length).ToArray();
         var running = Stopwatch.StartNew();
         return (nodes, left, buffer, nodes.Nodes[0].AllReduceAsync(buffer, 1), running);
@@ -79,6 +81,43 @@ public class RingSocketFailureTests(ITestOutputHelper output)
         var failure = await FailsWithin(allReduce, TimeSpan.FromSeconds(1), watch);
         Assert.Equal(AllReduceFailure.Malformed, failure.Reason);
         Assert.All(buffer, v => Assert.Equal(1f, v));
+    }
+
+    [Fact]
+    public async Task APayloadRouteThatIsNoRouteIsMalformedAndNothingIsSummed()
+    {
+        var (nodes, left, buffer, allReduce, _) = await FakeLeftNeighbourAsync(route: [.. "CCPR"u8, 7, 0, 0]);
+        await using var _ = nodes;
+        using var __ = left;
+        var failure = await FailsWithin(allReduce, TimeSpan.FromSeconds(1), Stopwatch.StartNew());
+        Assert.Equal(AllReduceFailure.Malformed, failure.Reason);
+        Assert.Contains("payload route 7", failure.Message);
+        Assert.All(buffer, v => Assert.Equal(1f, v));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ASharedMemoryRouteToAFileThatIsNoRingsIsMalformedAndTheFileIsLeftAlone(bool inShm)
+    {
+        // Outside /dev/shm, or there under a name that is no ring's: neither is mapped nor removed.
+        string path = inShm && Directory.Exists("/dev/shm") ? $"/dev/shm/not-a-ring-{Environment.ProcessId}-{Guid.NewGuid():N}" : Path.GetTempFileName();
+        File.WriteAllBytes(path, new byte[8192]);
+        try
+        {
+            var (nodes, left, buffer, allReduce, _) = await FakeLeftNeighbourAsync(route: RingPayloadRoute.Encode(path));
+            await using var _ = nodes;
+            using var __ = left;
+            var failure = await FailsWithin(allReduce, TimeSpan.FromSeconds(1), Stopwatch.StartNew());
+            Assert.Equal(AllReduceFailure.Malformed, failure.Reason);
+            Assert.Contains("is not a ring's shared-memory file", failure.Message);
+            Assert.All(buffer, v => Assert.Equal(1f, v));
+            Assert.Equal(8192, new FileInfo(path).Length);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Fact]

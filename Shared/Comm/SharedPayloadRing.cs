@@ -1,0 +1,203 @@
+using System.Diagnostics;
+using System.IO.MemoryMappedFiles;
+using System.Runtime.CompilerServices;
+using System.Text.RegularExpressions;
+
+namespace CondenseCluster.Shared.Comm;
+
+/// <summary>
+/// The payloads of one ring connection between two ranks on one host, through a file in /dev/shm that both map
+/// (DESIGN.md §2): the sender copies a frame's payload into this ring of bytes and then sends only the frame's header
+/// over the Unix socket; the receiver, once it has the header, sums or copies the payload from where it lies. That
+/// saves the kernel's two copies of every byte (measured: BENCHMARKS.md). The socket still carries every header, so
+/// framing, validation and failures stay the socket's: a dead sender closes it, a stopped one stops its headers.
+/// </summary>
+/// <remarks>
+/// Layout: the first page holds the bytes the receiver has consumed (i64 at 0), whether the sender waits for room
+/// (i32 at 64), and the magic and capacity (at 128); payloads follow from byte 4096. A payload never wraps: one that
+/// would cross the end starts at the beginning instead, by the same rule on both sides (<see cref="Place"/>).
+/// </remarks>
+public sealed unsafe partial class SharedPayloadRing : IDisposable
+{
+    const string Folder = "/dev/shm", Prefix = "condense-ring-";
+    const int ConsumedAt = 0, WaitingAt = 64, MagicAt = 128, CapacityAt = 136, DataAt = 4096;
+    const long Magic = 0x31474E4952434343; // "CCCRING1"
+
+    /// <summary>The byte a receiver sends back on the socket when it made room for a sender that waits for it.</summary>
+    public const byte RoomMade = 0x52;
+
+    readonly MemoryMappedFile file;
+    readonly MemoryMappedViewAccessor view;
+    readonly byte* start;
+    readonly long capacity;
+    readonly object room = new();
+    long position; // bytes written (sender) or consumed (receiver) so far, skipped tails included
+    bool disposed;
+
+    SharedPayloadRing(string path, MemoryMappedFile file, long capacity)
+    {
+        (Path, this.file, this.capacity) = (path, file, capacity);
+        view = file.CreateViewAccessor(0, DataAt + capacity);
+        byte* pointer = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+        start = pointer + view.PointerOffset;
+    }
+
+    public string Path { get; }
+
+    /// <summary>Room for eight segments (two when they are large), so that a sender rarely waits for its receiver.</summary>
+    public static long CapacityFor(int segmentBytes) => Math.Max(2L * segmentBytes, Math.Min(8L * segmentBytes, 4 << 20));
+
+    /// <summary>A new ring for a sender, or null where /dev/shm cannot hold one: the payloads then follow their headers on the socket.</summary>
+    public static SharedPayloadRing? TryCreate(int segmentBytes)
+    {
+        if (!Directory.Exists(Folder)) return null;
+        long capacity = CapacityFor(segmentBytes);
+        string path = System.IO.Path.Combine(Folder, $"{Prefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
+        try
+        {
+            // Allocated now: a full tmpfs fails here, not with SIGBUS when a page is first written.
+            var stream = new FileStream(path, new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite | FileShare.Delete, PreallocationSize = DataAt + capacity,
+            });
+            stream.SetLength(DataAt + capacity);
+            var file = MemoryMappedFile.CreateFromFile(stream, null, DataAt + capacity, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
+            var ring = new SharedPayloadRing(path, file, capacity);
+            *(long*)(ring.start + MagicAt) = Magic;
+            *(long*)(ring.start + CapacityAt) = capacity;
+            return ring;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(path);
+            return null;
+        }
+    }
+
+    /// <summary>The receiver's side of the ring its left neighbour named, which it removes from /dev/shm once mapped.</summary>
+    public static SharedPayloadRing Open(string path)
+    {
+        if (!RingFile().IsMatch(path)) throw new InvalidDataException($"'{path}' is not a ring's shared-memory file");
+        MemoryMappedFile? file = null;
+        SharedPayloadRing? ring = null;
+        try
+        {
+            long length = new FileInfo(path).Length;
+            if (length <= DataAt) throw new InvalidDataException($"the shared-memory file {path} holds {length} bytes, no payloads");
+            file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.ReadWrite);
+            ring = new SharedPayloadRing(path, file, length - DataAt);
+            if (*(long*)(ring.start + MagicAt) != Magic || *(long*)(ring.start + CapacityAt) != length - DataAt)
+                throw new InvalidDataException($"the shared-memory file {path} is not laid out as a ring's");
+            return ring;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            if (ring is not null) ring.Dispose();
+            else file?.Dispose();
+            if (e is InvalidDataException) throw;
+            throw new InvalidDataException($"the shared-memory file {path} cannot be mapped: {e.Message}", e);
+        }
+        finally
+        {
+            TryDelete(path); // both sides hold it mapped: nothing is left behind if either dies
+        }
+    }
+
+    [GeneratedRegex(@"^/dev/shm/condense-ring-\d+-[0-9a-f]{32}$")]
+    private static partial Regex RingFile();
+
+    ref long Consumed => ref Unsafe.AsRef<long>(start + ConsumedAt);
+    ref int Waiting => ref Unsafe.AsRef<int>(start + WaitingAt);
+
+    /// <summary>Where a payload of <paramref name="length"/> bytes written after <paramref name="at"/> bytes begins (in the stream of bytes).</summary>
+    long Place(long at, int length)
+    {
+        long offset = at % capacity;
+        return offset + length > capacity ? at + capacity - offset : at;
+    }
+
+    /// <summary>
+    /// The sender's copy of a payload into the ring, after waiting for room: the receiver makes room as it consumes, and
+    /// sends <see cref="RoomMade"/> back when it finds this side waiting (<see cref="RoomWasMade"/> wakes the wait).
+    /// </summary>
+    public void Write(ReadOnlySpan<byte> payload, CancellationToken ended)
+    {
+        long at = Place(position, payload.Length), end = at + payload.Length;
+        while (end - Volatile.Read(ref Consumed) > capacity)
+            lock (room)
+            {
+                Interlocked.Exchange(ref Waiting, 1); // a full fence: the receiver reads it after publishing what it consumed
+                if (end - Volatile.Read(ref Consumed) <= capacity) break;
+                ended.ThrowIfCancellationRequested();
+                Monitor.Wait(room, 100); // the bound only covers a wake-up lost with a closing connection
+            }
+        ended.ThrowIfCancellationRequested();
+        payload.CopyTo(new Span<byte>(start + DataAt + at % capacity, payload.Length));
+        position = end;
+    }
+
+    /// <summary>The receiver made room, or the connection ended: a waiting <see cref="Write"/> looks again.</summary>
+    public void RoomWasMade()
+    {
+        lock (room) Monitor.PulseAll(room);
+    }
+
+    /// <summary>The receiver's view of the next payload, which the header just read announced; valid until <see cref="Release"/>.</summary>
+    public ReadOnlySpan<byte> Next(int length)
+    {
+        if (length > capacity) throw new InvalidDataException($"a payload of {length} bytes does not fit the shared ring of {capacity}");
+        long at = Place(position, length);
+        return new ReadOnlySpan<byte>(start + DataAt + at % capacity, length);
+    }
+
+    /// <summary>The payload of <see cref="Next"/> is consumed; true when the sender waits for room and must be told.</summary>
+    public bool Release(int length)
+    {
+        position = Place(position, length) + length;
+        Volatile.Write(ref Consumed, position);
+        return Interlocked.Exchange(ref Waiting, 0) == 1;
+    }
+
+    /// <summary>Removes the files of processes that died before their receivers mapped them.</summary>
+    public static void RemoveOrphans()
+    {
+        if (!Directory.Exists(Folder)) return;
+        foreach (string path in Directory.EnumerateFiles(Folder, Prefix + "*"))
+        {
+            var match = OwnerOf().Match(System.IO.Path.GetFileName(path));
+            if (match.Success && int.TryParse(match.Groups[1].Value, out int pid) && !Running(pid)) TryDelete(path);
+        }
+    }
+
+    [GeneratedRegex(@"^condense-ring-(\d+)-")]
+    private static partial Regex OwnerOf();
+
+    static bool Running(int pid)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { return false; }
+    }
+
+    static void TryDelete(string path)
+    {
+        try { File.Delete(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    /// <summary>Unmaps; the owner calls it once no thread reads or writes the ring any more.</summary>
+    public void Dispose()
+    {
+        if (disposed) return;
+        disposed = true;
+        RoomWasMade();
+        view.SafeMemoryMappedViewHandle.ReleasePointer();
+        view.Dispose();
+        file.Dispose();
+        TryDelete(Path); // the sender's, when its receiver never opened it
+    }
+}
