@@ -84,14 +84,17 @@ public class RingSocketFailureTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task APayloadRouteThatIsNoRouteIsMalformedAndNothingIsSummed()
+    public Task APayloadRouteThatIsNoRouteIsMalformedAndNothingIsSummed() => RouteIsMalformed([.. "CCPR"u8, 7, 0, 0], "payload route 7");
+
+    /// <summary>The left neighbour says <paramref name="route"/> after the welcome: the all-reduce fails at once as Malformed, nothing summed.</summary>
+    async Task RouteIsMalformed(byte[] route, string why)
     {
-        var (nodes, left, buffer, allReduce, _) = await FakeLeftNeighbourAsync(route: [.. "CCPR"u8, 7, 0, 0]);
+        var (nodes, left, buffer, allReduce, _) = await FakeLeftNeighbourAsync(route);
         await using var _ = nodes;
         using var __ = left;
         var failure = await FailsWithin(allReduce, TimeSpan.FromSeconds(1), Stopwatch.StartNew());
         Assert.Equal(AllReduceFailure.Malformed, failure.Reason);
-        Assert.Contains("payload route 7", failure.Message);
+        Assert.Contains(why, failure.Message);
         Assert.All(buffer, v => Assert.Equal(1f, v));
     }
 
@@ -105,13 +108,7 @@ public class RingSocketFailureTests(ITestOutputHelper output)
         File.WriteAllBytes(path, new byte[8192]);
         try
         {
-            var (nodes, left, buffer, allReduce, _) = await FakeLeftNeighbourAsync(route: RingPayloadRoute.Encode(path));
-            await using var _ = nodes;
-            using var __ = left;
-            var failure = await FailsWithin(allReduce, TimeSpan.FromSeconds(1), Stopwatch.StartNew());
-            Assert.Equal(AllReduceFailure.Malformed, failure.Reason);
-            Assert.Contains("is not a ring's shared-memory file", failure.Message);
-            Assert.All(buffer, v => Assert.Equal(1f, v));
+            await RouteIsMalformed(RingPayloadRoute.Encode(path), "is not a ring's shared-memory file");
             Assert.Equal(8192, new FileInfo(path).Length);
         }
         finally
