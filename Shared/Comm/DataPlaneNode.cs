@@ -42,7 +42,7 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
         this.options.Validate();
         listener = new RingListener(IPAddress.Parse(this.options.ListenAddress), this.options.RingPort, this.options.SegmentBytes, this.options.HandshakeTimeout);
         connector = new RingConnector(this.options);
-        if (connector.SharedMemory) SharedPayloadRing.RemoveOrphans();
+        if (connector.SharedMemory) SharedPayloadRing.RemoveOrphans(this.options.SharedMemoryFolder);
     }
 
     /// <summary>The gRPC endpoint bound, e.g. http://127.0.0.1:41234; set by <see cref="StartAsync"/>. Listening on 0.0.0.0, peers need the host's own name or address with this port.</summary>

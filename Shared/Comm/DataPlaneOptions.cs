@@ -30,6 +30,12 @@ public sealed record DataPlaneOptions
     public RingTransportKind Transport { get; init; } = RingTransportKind.Auto;
 
     /// <summary>
+    /// The tmpfs where ranks on one host put their ring payloads (<see cref="RingTransportKind.Auto"/>): 2 MiB per ring
+    /// connection. Another memory-backed folder where /dev/shm is small, e.g. a Kubernetes memory emptyDir.
+    /// </summary>
+    public string SharedMemoryFolder { get; init; } = SharedPayloadRing.DefaultFolder;
+
+    /// <summary>
     /// An all-reduce fails with <see cref="AllReduceFailure.Timeout"/> when no frame moved either way for this long.
     /// It also bounds how far apart workers may reach the same all-reduce, i.e. how much longer one worker's compute
     /// may take than another's (a straggler, a loaded machine: measured over 10 s on 2 shared cores), so it is
@@ -56,6 +62,7 @@ public sealed record DataPlaneOptions
         if (!IPAddress.TryParse(ListenAddress, out _)) throw new ArgumentException($"listen address '{ListenAddress}' is not an IP address");
         if (Port is < 0 or > 65535) throw new ArgumentException($"port {Port} is out of range");
         if (RingPort is < 0 or > 65535) throw new ArgumentException($"ring port {RingPort} is out of range");
+        if (!Path.IsPathFullyQualified(SharedMemoryFolder)) throw new ArgumentException($"shared-memory folder '{SharedMemoryFolder}' must be an absolute path");
         if (ProgressTimeout <= TimeSpan.Zero) throw new ArgumentException($"progress timeout {ProgressTimeout} must be positive");
         if (HandshakeTimeout <= TimeSpan.Zero) throw new ArgumentException($"handshake timeout {HandshakeTimeout} must be positive");
         if (SegmentBytes < sizeof(float) || SegmentBytes % sizeof(float) != 0 || SegmentBytes > MaxSegmentBytes)

@@ -21,6 +21,8 @@ sealed class RingConnector(DataPlaneOptions options)
 
     public int SegmentBytes => options.SegmentBytes;
 
+    public string SharedMemoryFolder => options.SharedMemoryFolder;
+
     /// <summary>A ring connection for <paramref name="hello"/>, once the neighbour has accepted it (it may first wait to be configured for that generation).</summary>
     /// <param name="host">the host this rank is advertised at</param>
     public (Socket Socket, string Transport) ConnectRing(RingNeighbour right, RingHello hello, string host, CancellationToken cancellationToken)

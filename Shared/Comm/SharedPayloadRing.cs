@@ -6,7 +6,7 @@ using System.Text.RegularExpressions;
 namespace CondenseCluster.Shared.Comm;
 
 /// <summary>
-/// The payloads of one ring connection between two ranks on one host, through a file in /dev/shm that both map
+/// The payloads of one ring connection between two ranks on one host, through a file in /dev/shm (or another tmpfs) that both map
 /// (DESIGN.md §2): the sender copies a frame's payload into this ring of bytes and then sends only the frame's header
 /// over the Unix socket; the receiver, once it has the header, sums or copies the payload from where it lies. That
 /// saves the kernel's two copies of every byte (measured: BENCHMARKS.md). The socket still carries every header, so
@@ -19,7 +19,9 @@ namespace CondenseCluster.Shared.Comm;
 /// </remarks>
 public sealed unsafe partial class SharedPayloadRing : IDisposable
 {
-    const string Folder = "/dev/shm", Prefix = "condense-ring-";
+    /// <summary>Where the files go unless <see cref="DataPlaneOptions.SharedMemoryFolder"/> says otherwise.</summary>
+    public const string DefaultFolder = "/dev/shm";
+    const string Prefix = "condense-ring-";
     const int ConsumedAt = 0, WaitingAt = 64, MagicAt = 128, CapacityAt = 136, DataAt = 4096;
     const long Magic = 0x31474E4952434343; // "CCCRING1"
 
@@ -48,12 +50,12 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
     /// <summary>Room for eight segments (two when they are large), so that a sender rarely waits for its receiver.</summary>
     public static long CapacityFor(int segmentBytes) => Math.Max(2L * segmentBytes, Math.Min(8L * segmentBytes, 4 << 20));
 
-    /// <summary>A new ring for a sender, or null where /dev/shm cannot hold one: the payloads then follow their headers on the socket.</summary>
-    public static SharedPayloadRing? TryCreate(int segmentBytes)
+    /// <summary>A new ring for a sender in <paramref name="folder"/> (a tmpfs), or null where it cannot hold one: the payloads then follow their headers on the socket.</summary>
+    public static SharedPayloadRing? TryCreate(string folder, int segmentBytes)
     {
-        if (!Directory.Exists(Folder)) return null;
+        if (!Directory.Exists(folder)) return null;
         long capacity = CapacityFor(segmentBytes);
-        string path = System.IO.Path.Combine(Folder, $"{Prefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
+        string path = System.IO.Path.Combine(folder, $"{Prefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
         try
         {
             // Allocated now: a full tmpfs fails here, not with SIGBUS when a page is first written.
@@ -75,10 +77,11 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
         }
     }
 
-    /// <summary>The receiver's side of the ring its left neighbour named, which it removes from /dev/shm once mapped.</summary>
-    public static SharedPayloadRing Open(string path)
+    /// <summary>The receiver's side of the ring its left neighbour named, a ring's file in <paramref name="folder"/>, which it removes once mapped.</summary>
+    public static SharedPayloadRing Open(string path, string folder)
     {
-        if (!RingFile().IsMatch(path)) throw new InvalidDataException($"'{path}' is not a ring's shared-memory file");
+        if (System.IO.Path.GetDirectoryName(path) != System.IO.Path.TrimEndingDirectorySeparator(folder) || !RingFile().IsMatch(System.IO.Path.GetFileName(path)))
+            throw new InvalidDataException($"'{path}' is not a ring's shared-memory file in {folder}");
         MemoryMappedFile? file = null;
         SharedPayloadRing? ring = null;
         try
@@ -104,7 +107,7 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
         }
     }
 
-    [GeneratedRegex(@"^/dev/shm/condense-ring-\d+-[0-9a-f]{32}$")]
+    [GeneratedRegex(@"^condense-ring-\d+-[0-9a-f]{32}$")]
     private static partial Regex RingFile();
 
     ref long Consumed => ref Unsafe.AsRef<long>(start + ConsumedAt);
@@ -160,10 +163,10 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
     }
 
     /// <summary>Removes the files of processes that died before their receivers mapped them.</summary>
-    public static void RemoveOrphans()
+    public static void RemoveOrphans(string folder)
     {
-        if (!Directory.Exists(Folder)) return;
-        foreach (string path in Directory.EnumerateFiles(Folder, Prefix + "*"))
+        if (!Directory.Exists(folder)) return;
+        foreach (string path in Directory.EnumerateFiles(folder, Prefix + "*"))
         {
             var match = OwnerOf().Match(System.IO.Path.GetFileName(path));
             if (match.Success && int.TryParse(match.Groups[1].Value, out int pid) && !Running(pid)) TryDelete(path);

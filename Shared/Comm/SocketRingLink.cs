@@ -29,12 +29,14 @@ sealed class SocketRingLink : IRingLink
     // ended and none runs (a thread still copying must never find its memory gone).
     SharedPayloadRing? outgoing, incoming;
     bool routeRead; // the left neighbour's payload route, read before its first frame
+    readonly string sharedMemoryFolder;
 
     /// <param name="accepting">the connection from the left neighbour, as this rank's listener accepts it (<see cref="RingListener.Expect"/>)</param>
     /// <param name="neighbourLost">called once, on the watching thread, when the right neighbour's connection ends before this generation did</param>
     public SocketRingLink(long generation, RingPlace place, Task<Socket> accepting, RingConnector connector, Action<AllReduceException> neighbourLost)
     {
         this.neighbourLost = neighbourLost;
+        sharedMemoryFolder = connector.SharedMemoryFolder;
         int size = place.Size;
         (Generation, Left, Right, this.accepting) =
             (generation, new RingNeighbour((place.Rank + size - 1) % size, place.Left), new RingNeighbour((place.Rank + 1) % size, place.Right), accepting);
@@ -63,7 +65,7 @@ sealed class SocketRingLink : IRingLink
             socket = connected;
             try
             {
-                if (transport == "unix" && connector.SharedMemory) shared = SharedPayloadRing.TryCreate(connector.SegmentBytes);
+                if (transport == "unix" && connector.SharedMemory) shared = SharedPayloadRing.TryCreate(connector.SharedMemoryFolder, connector.SegmentBytes);
                 RingSockets.SendAll(socket, RingPayloadRoute.Encode(shared?.Path));
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
@@ -209,7 +211,7 @@ sealed class SocketRingLink : IRingLink
             {
                 Span<byte> path = stackalloc byte[length];
                 ReceiveWhole(path, "its payload route", cancellationToken);
-                var shared = SharedPayloadRing.Open(Encoding.UTF8.GetString(path));
+                var shared = SharedPayloadRing.Open(Encoding.UTF8.GetString(path), sharedMemoryFolder);
                 lock (gate) incoming = shared; // an all-reduce runs: the generation's end releases it afterwards
             }
         }

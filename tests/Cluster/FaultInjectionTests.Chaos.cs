@@ -167,7 +167,7 @@ public partial class FaultInjectionTests
     {
         int refusedBefore = cluster.Count<CheckpointWriteFailed>();
         string folder = CheckpointStore.OfRun(Path.Combine(Folder, "run")).Folder;
-        using var disk = full ? RefusedCheckpointDisk.Full(folder) : RefusedCheckpointDisk.ReadOnly(folder);
+        using var disk = full ? RefusingFolder.Full(folder) : RefusingFolder.ReadOnly(folder);
         return cluster.WaitForEventsOrEnd<CheckpointWriteFailed>(refusedBefore + 1);
     }
 

@@ -1,4 +1,5 @@
 using CondenseCluster.Shared.Comm;
+using CondenseCluster.Tests.Cluster;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -46,6 +47,25 @@ public class RingAllReduceTests(ITestOutputHelper output)
         string expectedTransport = transport == RingTransportKind.Tcp || !OperatingSystem.IsLinux() ? "tcp"
             : transport == RingTransportKind.Unix || !Directory.Exists("/dev/shm") ? "unix" : "shm";
         Assert.All(ring.Nodes, n => Assert.Equal(size == 1 ? null : expectedTransport, n.Transport));
+    }
+
+    [Fact]
+    public async Task AFullSharedMemoryFolderLeavesThePayloadsOnTheUnixSocketsAndTheSumsExact()
+    {
+        // A real full tmpfs (mounted, so root is needed): creating the ring's file fails when the connection opens, not with SIGBUS later.
+        string folder = Path.Combine(Path.GetTempPath(), $"full-shm-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        using (RefusingFolder.Full(folder))
+        {
+            await using var ring = await TestRing.StartAsync(3, new DataPlaneOptions { SegmentBytes = 4096, SharedMemoryFolder = folder });
+            int[] members = [0, 1, 2];
+            var buffers = RingPlanTests.Buffers(3, 100_003, (r, i) => (i % 101) * (r + 1));
+            await ring.AllReduceAsync(members, buffers, 1);
+            Assert.Equal(Enumerable.Range(0, 3).Sum(r => 50 * (r + 1)), buffers[0][50]);
+            RingPlanTests.AssertBitIdentical(buffers);
+            Assert.All(ring.Nodes, n => Assert.Equal("unix", n.Transport));
+            Assert.Equal(["filler"], Directory.EnumerateFileSystemEntries(folder).Select(Path.GetFileName));
+        }
+        Directory.Delete(folder);
     }
 
     [Theory]
