@@ -21,7 +21,7 @@ public static class Datasets
             "cifar100" => CifarBinary.OpenCifar100(Required(dataset, dataDir, "train.bin and test.bin")),
             "imagenet" => ImageFolderDataset.Open(Required(dataset, dataDir, "train/<class>/*.JPEG and val/<class>/*.JPEG"),
                 size: imageSize, resizeSize: ImageFolderDataset.ResizeFor(imageSize)),
-            _ => throw new ArgumentException($"unknown dataset '{dataset}'; choose one of {string.Join(", ", Names)}", nameof(dataset)),
+            _ => throw Unknown(dataset),
         };
         log(splits.Train.Description);
         log(splits.Test.Description);
@@ -36,6 +36,10 @@ public static class Datasets
                 $"the data has {data.Channels}x{data.Size}x{data.Size} images in {data.NumClasses} classes, the model expects " +
                 $"{model.InChannels}x{model.InputSize}x{model.InputSize} and {model.NumClasses}; build the model for this dataset (--dataset, --image-size)");
     }
+
+    /// <summary>The error for a dataset name the command line does not know.</summary>
+    public static ArgumentException Unknown(string dataset) =>
+        new($"unknown dataset '{dataset}'; choose one of {string.Join(", ", Names)}", nameof(dataset));
 
     static string Required(string dataset, string? dataDir, string expected) =>
         dataDir ?? throw new ArgumentException($"{dataset} needs --data DIR, a folder holding {expected}", nameof(dataDir));

@@ -18,7 +18,7 @@ public sealed class Normalization
         "cifar10" => Cifar10,
         "cifar100" => Cifar100,
         "imagenet" => ImageNet,
-        _ => throw new ArgumentException($"unknown dataset '{dataset}'; choose one of {string.Join(", ", Datasets.Names)}", nameof(dataset)),
+        _ => throw Datasets.Unknown(dataset),
     };
 
     readonly float[] table;

@@ -57,9 +57,8 @@ public static class TrainingCompletion
         }
         void Export(string prefix, CondenseNet trainedForm, CondenseNet convertedForm)
         {
-            Save($"{prefix}-converted.ccm", p => ModelFile.Save(convertedForm, p));
-            Save($"{prefix}-converted.pt", p => PyTorchStateDict.Export(convertedForm, p));
-            Save($"{prefix}-converted.onnx", p => OnnxExport.Save(convertedForm, p, new OnnxExportOptions(Dataset: options.Dataset)));
+            foreach (string extension in new[] { ".ccm", ".pt", ".onnx" })
+                Save($"{prefix}-converted{extension}", p => ConvertedModelFile.Save(convertedForm, p, new OnnxExportOptions(Dataset: options.Dataset)));
             Save($"{prefix}-trained.pt", p => PyTorchStateDict.Export(trainedForm, p));
         }
         Export("model", trained, converted);
