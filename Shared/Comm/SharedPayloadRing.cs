@@ -13,8 +13,9 @@ namespace CondenseCluster.Shared.Comm;
 /// framing, validation and failures stay the socket's: a dead sender closes it, a stopped one stops its headers.
 /// </summary>
 /// <remarks>
-/// Layout: the first page holds the bytes the receiver has consumed (i64 at 0), whether the sender waits for room
-/// (i32 at 64), and the magic and capacity (at 128); payloads follow from byte 4096. A payload never wraps: one that
+/// Layout: the first page holds the bytes the receiver has consumed (i64 at 0), how far the receiver must have consumed
+/// before it wakes a sender that waits for room (i64 at 64, 0 when none waits), and the magic and capacity (at 128);
+/// payloads follow from byte 4096. A payload never wraps: one that
 /// would cross the end starts at the beginning instead, by the same rule on both sides (<see cref="Place"/>).
 /// </remarks>
 public sealed unsafe partial class SharedPayloadRing : IDisposable
@@ -22,7 +23,7 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
     /// <summary>Where the files go unless <see cref="DataPlaneOptions.SharedMemoryFolder"/> says otherwise.</summary>
     public const string DefaultFolder = "/dev/shm";
     const string Prefix = "condense-ring-";
-    const int ConsumedAt = 0, WaitingAt = 64, MagicAt = 128, CapacityAt = 136, DataAt = 4096;
+    const int ConsumedAt = 0, WakeAtAt = 64, MagicAt = 128, CapacityAt = 136, DataAt = 4096;
     const long Magic = 0x31474E4952434343; // "CCCRING1"
 
     /// <summary>The byte a receiver sends back on the socket when it made room for a sender that waits for it.</summary>
@@ -111,7 +112,7 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
     private static partial Regex RingFile();
 
     ref long Consumed => ref Unsafe.AsRef<long>(start + ConsumedAt);
-    ref int Waiting => ref Unsafe.AsRef<int>(start + WaitingAt);
+    ref long WakeAt => ref Unsafe.AsRef<long>(start + WakeAtAt);
 
     /// <summary>Where a payload of <paramref name="length"/> bytes written after <paramref name="at"/> bytes begins (in the stream of bytes).</summary>
     long Place(long at, int length)
@@ -122,19 +123,27 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
 
     /// <summary>
     /// The sender's copy of a payload into the ring, after waiting for room: the receiver makes room as it consumes, and
-    /// sends <see cref="RoomMade"/> back when it finds this side waiting (<see cref="RoomWasMade"/> wakes the wait).
+    /// sends <see cref="RoomMade"/> back once it has consumed as far as this side asked (<see cref="RoomWasMade"/> wakes
+    /// the wait). A sender waits for half the ring, not for one payload: the receiver is the slower side (it sums), and
+    /// a wake-up per payload cost both processes a socket write and two thread switches per segment (BENCHMARKS.md).
     /// </summary>
     public void Write(ReadOnlySpan<byte> payload, CancellationToken ended)
     {
         long at = Place(position, payload.Length), end = at + payload.Length;
-        while (end - Volatile.Read(ref Consumed) > capacity)
-            lock (room)
-            {
-                Interlocked.Exchange(ref Waiting, 1); // a full fence: the receiver reads it after publishing what it consumed
-                if (end - Volatile.Read(ref Consumed) <= capacity) break;
-                ended.ThrowIfCancellationRequested();
-                Monitor.Wait(room, 100); // the bound only covers a wake-up lost with a closing connection
-            }
+        if (end - Volatile.Read(ref Consumed) > capacity)
+        {
+            // Half the ring free, but never beyond what was written: the receiver cannot consume more.
+            long wakeAt = Math.Max(end - capacity, Math.Min(position, end - capacity / 2));
+            while (Volatile.Read(ref Consumed) < wakeAt)
+                lock (room)
+                {
+                    Interlocked.Exchange(ref WakeAt, wakeAt); // a full fence: the receiver reads it after publishing what it consumed
+                    if (Volatile.Read(ref Consumed) >= wakeAt) break;
+                    ended.ThrowIfCancellationRequested();
+                    Monitor.Wait(room, 100); // the bound only covers a wake-up lost with a closing connection
+                }
+            Interlocked.CompareExchange(ref WakeAt, 0, wakeAt); // not asked for any more, if the receiver did not take it
+        }
         ended.ThrowIfCancellationRequested();
         payload.CopyTo(new Span<byte>(start + DataAt + at % capacity, payload.Length));
         position = end;
@@ -154,12 +163,14 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
         return new ReadOnlySpan<byte>(start + DataAt + at % capacity, length);
     }
 
-    /// <summary>The payload of <see cref="Next"/> is consumed; true when the sender waits for room and must be told.</summary>
+    /// <summary>The payload of <see cref="Next"/> is consumed; true when the sender waits for the room this made and must be told.</summary>
     public bool Release(int length)
     {
         position = Place(position, length) + length;
         Volatile.Write(ref Consumed, position);
-        return Interlocked.Exchange(ref Waiting, 0) == 1;
+        Interlocked.MemoryBarrier(); // the sender's wish is read after what was consumed is published
+        long wakeAt = Volatile.Read(ref WakeAt);
+        return wakeAt != 0 && position >= wakeAt && Interlocked.CompareExchange(ref WakeAt, 0, wakeAt) == wakeAt;
     }
 
     /// <summary>Removes the files of processes that died before their receivers mapped them.</summary>

@@ -42,6 +42,29 @@ public class SharedPayloadRingTests
     }
 
     [Fact]
+    public async Task AWaitingSenderIsWokenOnceHalfTheRingIsFreeNotForEveryPayloadConsumed()
+    {
+        using var sender = Create(segmentBytes: 12); // 96 bytes of room: eight payloads of 12
+        using var receiver = SharedPayloadRing.Open(sender.Path, SharedPayloadRing.DefaultFolder);
+        for (int i = 0; i < 8; i++) sender.Write(new byte[12], CancellationToken.None);
+        // A thread of its own, as a ring's sending half has: a pool thread may not start within the wait below.
+        var writing = Task.Factory.StartNew(() => sender.Write(new byte[12], CancellationToken.None), TaskCreationOptions.LongRunning);
+        Thread.Sleep(200);
+        Assert.False(writing.IsCompleted); // the ring is full
+        bool[] told = [.. Enumerable.Range(0, 5).Select(_ =>
+        {
+            receiver.Next(12);
+            return receiver.Release(12);
+        })];
+        // One payload's room would let it write; it asked for half the ring (48 bytes) beyond its own 12.
+        Assert.Equal([false, false, false, false, true], told);
+        sender.RoomWasMade();
+        await writing.WaitAsync(TimeSpan.FromSeconds(5));
+        receiver.Next(12);
+        Assert.False(receiver.Release(12)); // nobody waits any more
+    }
+
+    [Fact]
     public void AWaitingSenderStopsWhenTheConnectionEnds()
     {
         using var sender = Create(segmentBytes: 12);
