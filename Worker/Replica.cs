@@ -110,6 +110,7 @@ sealed class Replica : IAsyncDisposable
         dataPlane.ConfigureRing(job.Rank, job.Members, job.Layout, job.RingGeneration);
         if (job.Layout.Hierarchical) log($"ring generation {job.RingGeneration}: {job.Layout}");
         Interlocked.Exchange(ref generation, job.RingGeneration);
+        distributed?.Dispose();
         distributed = new DistributedStep(Engine, plan!, dataPlane, new GradientExchange(job.BucketFloats, job.SendMaskedGradients, job.GradientPrecision))
         {
             Computed = s => settings.Fault?.At(FaultPoint.Compute, s),
@@ -234,6 +235,7 @@ sealed class Replica : IAsyncDisposable
         commands.CompleteAdding();
         dataPlane.Abort(); // a command blocked in an all-reduce ends now
         thread.Join();
+        distributed?.Dispose();
         engine?.Dispose();
         peers.Dispose();
         await dataPlane.DisposeAsync();

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using CondenseCluster.Shared.Runtime;
 using Grpc.Net.Client;
@@ -33,7 +34,7 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
     IRingCollective? collective;
     (int Rank, int Size) place;
     string host = ""; // this rank's advertised host, in the current ring
-    long sentByRetired;
+    long sentByRetired, referencedByRetired;
     bool disposed;
 
     public DataPlaneNode(DataPlaneOptions? options = null)
@@ -42,7 +43,7 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
         this.options.Validate();
         listener = new RingListener(IPAddress.Parse(this.options.ListenAddress), this.options.RingPort, this.options.SegmentBytes, this.options.HandshakeTimeout);
         connector = new RingConnector(this.options);
-        if (connector.SharedMemory) SharedPayloadRing.RemoveOrphans(this.options.SharedMemoryFolder);
+        if (connector.SharedMemory) SharedMemoryFile.RemoveOrphans(this.options.SharedMemoryFolder);
     }
 
     /// <summary>The gRPC endpoint bound, e.g. http://127.0.0.1:41234; set by <see cref="StartAsync"/>. Listening on 0.0.0.0, peers need the host's own name or address with this port.</summary>
@@ -104,6 +105,7 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
             this.generation = generation;
             foreach (var link in links) link.Retire("the ring was reconfigured");
             sentByRetired += collective?.BytesSent ?? 0;
+            referencedByRetired += links.Sum(l => l.BytesReferenced);
             RingPlace[] rings = [.. new[] { layout.Ring, layout.Across }.OfType<RingPlace>().Where(r => r.Size > 1)];
             var accepting = listener.Expect(generation, [.. rings.Select(r => (r.Digest, r.Size, r.Rank))]);
             links = [.. rings.Select((r, i) => new SocketRingLink(generation, r, accepting[i], connector, lost => NeighbourLost?.Invoke(generation, lost)))];
@@ -147,6 +149,10 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
     public Task AllReduceAsync(Memory<float> buffer, long operationId, WirePrecision precision, CancellationToken cancellationToken = default) =>
         Configured().Collective.AllReduceAsync(buffer, operationId, precision, cancellationToken);
 
+    /// <summary>In shared memory where ranks on this host may use it (<see cref="RingTransportKind.Auto"/>) and it has room; on the heap otherwise.</summary>
+    public IMemoryOwner<float> CreateBuffer(int length) =>
+        (connector.SharedMemory ? SharedFloatBuffer.TryCreate(options.SharedMemoryFolder, length) : null) ?? (IMemoryOwner<float>)new FloatArray(length);
+
     (IRingCollective Collective, (int Rank, int Size) Place) Configured()
     {
         lock (gate)
@@ -160,6 +166,12 @@ public sealed class DataPlaneNode : IAsyncDisposable, IAllReduce
     public long BytesSent
     {
         get { lock (gate) return sentByRetired + (collective?.BytesSent ?? 0); }
+    }
+
+    /// <summary>Of <see cref="BytesSent"/>, those a neighbour on this host read straight from a buffer of <see cref="CreateBuffer"/>.</summary>
+    public long BytesReferenced
+    {
+        get { lock (gate) return referencedByRetired + links.Sum(l => l.BytesReferenced); }
     }
 
     /// <summary>Aborts the all-reduce in flight, if any, and ends the current ring generation.</summary>

@@ -33,7 +33,7 @@ public sealed record DataPlaneOptions
     /// The tmpfs where ranks on one host put their ring payloads (<see cref="RingTransportKind.Auto"/>): 2 MiB per ring
     /// connection. Another memory-backed folder where /dev/shm is small, e.g. a Kubernetes memory emptyDir.
     /// </summary>
-    public string SharedMemoryFolder { get; init; } = SharedPayloadRing.DefaultFolder;
+    public string SharedMemoryFolder { get; init; } = SharedMemoryFile.DefaultFolder;
 
     /// <summary>
     /// An all-reduce fails with <see cref="AllReduceFailure.Timeout"/> when no frame moved either way for this long.

@@ -20,6 +20,9 @@ interface IRingLink
     /// <summary>How frames travel, for logs and benchmarks: "tcp", "unix".</summary>
     string Transport { get; }
 
+    /// <summary>Payload bytes the right neighbour read from this rank's <see cref="SharedFloatBuffer"/>s, not copied to it.</summary>
+    long BytesReferenced { get; }
+
     /// <summary>Claims the generation for one all-reduce; the token is cancelled by <see cref="Abort"/>. Throws <see cref="AllReduceException"/> once the generation has ended.</summary>
     CancellationToken BeginOperation();
 
@@ -37,6 +40,12 @@ interface IRingLink
 
     /// <summary>Sends one frame and its payload to the right neighbour.</summary>
     void Send(in RingFrame frame, ReadOnlySpan<byte> payload, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Returns once the right neighbour has read every payload this rank sent from its own buffer
+    /// (<see cref="SharedFloatBuffer"/>): until then the all-reduce must not end, as its caller may change the buffer.
+    /// </summary>
+    void AwaitPayloadsRead(CancellationToken cancellationToken);
 
     /// <summary>The next frame's header from the left neighbour; its payload must be read next.</summary>
     RingFrame ReceiveFrame(CancellationToken cancellationToken);

@@ -8,8 +8,8 @@ namespace CondenseCluster.Shared.Comm;
 /// little-endian. The generation and the ranks are fixed per connection by its handshake (<see cref="RingHello"/>).
 /// </summary>
 /// <remarks>
-/// Layout, 32 bytes: magic "CCRF" · phase u8 · precision u8 · half exponent i8 · 0 u8 · step i32 · chunk i32 ·
-/// operation i64 · offset i32 · count i32.
+/// Layout, 32 bytes: magic "CCRF" · phase u8 · precision u8 · half exponent i8 · payload place u8 (0: it follows, 1:
+/// in the sender's shared buffer, <see cref="InSendersBuffer"/>) · step i32 · chunk i32 · operation i64 · offset i32 · count i32.
 /// </remarks>
 public readonly record struct RingFrame(long Operation, RingPhase Phase, int Step, int Chunk, int Offset, int Count,
     WirePrecision Precision = WirePrecision.Float32, int HalfExponent = 0)
@@ -24,6 +24,9 @@ public readonly record struct RingFrame(long Operation, RingPhase Phase, int Ste
 
     public int PayloadBytes => Count * ValueBytes(Precision);
 
+    /// <summary>The payload stays in the sender's <see cref="SharedFloatBuffer"/>; the connection's shared ring carries where.</summary>
+    public bool InSendersBuffer { get; init; }
+
     /// <summary>Whether this is the frame a rank expects next: the same all-reduce, slice and precision.</summary>
     public bool Carries(long operation, RingSlice slice, WirePrecision precision) =>
         Operation == operation && Phase == slice.Phase && Step == slice.Step && Chunk == slice.Chunk && Offset == slice.Offset
@@ -35,7 +38,7 @@ public readonly record struct RingFrame(long Operation, RingPhase Phase, int Ste
         header[4] = (byte)Phase;
         header[5] = (byte)Precision;
         header[6] = (byte)(sbyte)HalfExponent;
-        header[7] = 0;
+        header[7] = InSendersBuffer ? (byte)1 : (byte)0;
         BinaryPrimitives.WriteInt32LittleEndian(header[8..], Step);
         BinaryPrimitives.WriteInt32LittleEndian(header[12..], Chunk);
         BinaryPrimitives.WriteInt64LittleEndian(header[16..], Operation);
@@ -55,10 +58,11 @@ public readonly record struct RingFrame(long Operation, RingPhase Phase, int Ste
         int exponent = (sbyte)header[6];
         if (exponent != 0 && (precision != WirePrecision.Float16 || exponent is < FloatPayload.MinHalfExponent or > FloatPayload.MaxHalfExponent))
             throw new InvalidDataException($"a ring frame of {precision} values scales them by 2^{exponent}");
-        if (header[7] != 0) throw new InvalidDataException($"a ring frame's reserved byte is {header[7]}");
+        if (header[7] > 1) throw new InvalidDataException($"a ring frame's payload place is {header[7]}");
         var frame = new RingFrame(BinaryPrimitives.ReadInt64LittleEndian(header[16..]), (RingPhase)header[4],
             BinaryPrimitives.ReadInt32LittleEndian(header[8..]), BinaryPrimitives.ReadInt32LittleEndian(header[12..]),
-            BinaryPrimitives.ReadInt32LittleEndian(header[24..]), BinaryPrimitives.ReadInt32LittleEndian(header[28..]), precision, exponent);
+            BinaryPrimitives.ReadInt32LittleEndian(header[24..]), BinaryPrimitives.ReadInt32LittleEndian(header[28..]), precision, exponent)
+        { InSendersBuffer = header[7] == 1 };
         if (frame.Step < 0 || frame.Chunk < 0 || frame.Offset < 0 || frame.Count < 0 || (long)frame.Offset + frame.Count > Array.MaxLength)
             throw new InvalidDataException($"a ring frame has step {frame.Step}, chunk {frame.Chunk}, offset {frame.Offset}, count {frame.Count}");
         return frame;

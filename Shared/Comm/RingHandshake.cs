@@ -22,7 +22,7 @@ public enum RingConnectionKind : byte
 public readonly record struct RingHello(RingConnectionKind Kind, long Generation, ulong Digest, int Size, int SenderRank)
 {
     public const int Bytes = 32;
-    public const byte Version = 2;
+    public const byte Version = 3;
     static ReadOnlySpan<byte> Magic => "CCRING"u8;
 
     public static RingHello Probe => new(RingConnectionKind.Probe, 0, 0, 0, 0);

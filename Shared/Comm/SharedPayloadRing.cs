@@ -1,7 +1,5 @@
-using System.Diagnostics;
 using System.IO.MemoryMappedFiles;
 using System.Runtime.CompilerServices;
-using System.Text.RegularExpressions;
 
 namespace CondenseCluster.Shared.Comm;
 
@@ -18,11 +16,8 @@ namespace CondenseCluster.Shared.Comm;
 /// payloads follow from byte 4096. A payload never wraps: one that
 /// would cross the end starts at the beginning instead, by the same rule on both sides (<see cref="Place"/>).
 /// </remarks>
-public sealed unsafe partial class SharedPayloadRing : IDisposable
+public sealed unsafe class SharedPayloadRing : IDisposable
 {
-    /// <summary>Where the files go unless <see cref="DataPlaneOptions.SharedMemoryFolder"/> says otherwise.</summary>
-    public const string DefaultFolder = "/dev/shm";
-    const string Prefix = "condense-ring-";
     const int ConsumedAt = 0, WakeAtAt = 64, MagicAt = 128, CapacityAt = 136, DataAt = 4096;
     const long Magic = 0x31474E4952434343; // "CCCRING1"
 
@@ -56,40 +51,22 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
     {
         if (!Directory.Exists(folder)) return null;
         long capacity = CapacityFor(segmentBytes);
-        string path = System.IO.Path.Combine(folder, $"{Prefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
-        try
-        {
-            // Allocated now: a full tmpfs fails here, not with SIGBUS when a page is first written.
-            var stream = new FileStream(path, new FileStreamOptions
-            {
-                Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite | FileShare.Delete, PreallocationSize = DataAt + capacity,
-            });
-            stream.SetLength(DataAt + capacity);
-            var file = MemoryMappedFile.CreateFromFile(stream, null, DataAt + capacity, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
-            var ring = new SharedPayloadRing(path, file, capacity);
-            *(long*)(ring.start + MagicAt) = Magic;
-            *(long*)(ring.start + CapacityAt) = capacity;
-            return ring;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            TryDelete(path);
-            return null;
-        }
+        string path = SharedMemoryFile.PathFor(folder, SharedMemoryFile.RingName());
+        if (SharedMemoryFile.TryCreate(path, DataAt + capacity) is not { } file) return null;
+        var ring = new SharedPayloadRing(path, file, capacity);
+        *(long*)(ring.start + MagicAt) = Magic;
+        *(long*)(ring.start + CapacityAt) = capacity;
+        return ring;
     }
 
     /// <summary>The receiver's side of the ring its left neighbour named, a ring's file in <paramref name="folder"/>, which it removes once mapped.</summary>
     public static SharedPayloadRing Open(string path, string folder)
     {
-        if (System.IO.Path.GetDirectoryName(path) != System.IO.Path.TrimEndingDirectorySeparator(folder) || !RingFile().IsMatch(System.IO.Path.GetFileName(path)))
-            throw new InvalidDataException($"'{path}' is not a ring's shared-memory file in {folder}");
-        MemoryMappedFile? file = null;
+        var (file, length) = SharedMemoryFile.Open(path, folder, buffer: false, MemoryMappedFileAccess.ReadWrite);
         SharedPayloadRing? ring = null;
         try
         {
-            long length = new FileInfo(path).Length;
             if (length <= DataAt) throw new InvalidDataException($"the shared-memory file {path} holds {length} bytes, no payloads");
-            file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.ReadWrite);
             ring = new SharedPayloadRing(path, file, length - DataAt);
             if (*(long*)(ring.start + MagicAt) != Magic || *(long*)(ring.start + CapacityAt) != length - DataAt)
                 throw new InvalidDataException($"the shared-memory file {path} is not laid out as a ring's");
@@ -98,18 +75,15 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {
             if (ring is not null) ring.Dispose();
-            else file?.Dispose();
+            else file.Dispose();
             if (e is InvalidDataException) throw;
             throw new InvalidDataException($"the shared-memory file {path} cannot be mapped: {e.Message}", e);
         }
         finally
         {
-            TryDelete(path); // both sides hold it mapped: nothing is left behind if either dies
+            SharedMemoryFile.TryDelete(path); // both sides hold it mapped: nothing is left behind if either dies
         }
     }
-
-    [GeneratedRegex(@"^condense-ring-\d+-[0-9a-f]{32}$")]
-    private static partial Regex RingFile();
 
     ref long Consumed => ref Unsafe.AsRef<long>(start + ConsumedAt);
     ref long WakeAt => ref Unsafe.AsRef<long>(start + WakeAtAt);
@@ -130,23 +104,31 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
     public void Write(ReadOnlySpan<byte> payload, CancellationToken ended)
     {
         long at = Place(position, payload.Length), end = at + payload.Length;
-        if (end - Volatile.Read(ref Consumed) > capacity)
-        {
-            // Half the ring free, but never beyond what was written: the receiver cannot consume more.
-            long wakeAt = Math.Max(end - capacity, Math.Min(position, end - capacity / 2));
-            while (Volatile.Read(ref Consumed) < wakeAt)
-                lock (room)
-                {
-                    Interlocked.Exchange(ref WakeAt, wakeAt); // a full fence: the receiver reads it after publishing what it consumed
-                    if (Volatile.Read(ref Consumed) >= wakeAt) break;
-                    ended.ThrowIfCancellationRequested();
-                    Monitor.Wait(room, 100); // the bound only covers a wake-up lost with a closing connection
-                }
-            Interlocked.CompareExchange(ref WakeAt, 0, wakeAt); // not asked for any more, if the receiver did not take it
-        }
+        // Half the ring free, but never beyond what was written: the receiver cannot consume more.
+        if (end - Volatile.Read(ref Consumed) > capacity) AwaitConsumed(Math.Max(end - capacity, Math.Min(position, end - capacity / 2)), ended);
         ended.ThrowIfCancellationRequested();
         payload.CopyTo(new Span<byte>(start + DataAt + at % capacity, payload.Length));
         position = end;
+    }
+
+    /// <summary>Returns once the receiver has consumed all that was written: payloads that refer to the sender's buffer were read.</summary>
+    public void Drain(CancellationToken ended)
+    {
+        if (Volatile.Read(ref Consumed) < position) AwaitConsumed(position, ended);
+        ended.ThrowIfCancellationRequested();
+    }
+
+    void AwaitConsumed(long wakeAt, CancellationToken ended)
+    {
+        while (Volatile.Read(ref Consumed) < wakeAt)
+            lock (room)
+            {
+                Interlocked.Exchange(ref WakeAt, wakeAt); // a full fence: the receiver reads it after publishing what it consumed
+                if (Volatile.Read(ref Consumed) >= wakeAt) break;
+                ended.ThrowIfCancellationRequested();
+                Monitor.Wait(room, 100); // the bound only covers a wake-up lost with a closing connection
+            }
+        Interlocked.CompareExchange(ref WakeAt, 0, wakeAt); // not asked for any more, if the receiver did not take it
     }
 
     /// <summary>The receiver made room, or the connection ended: a waiting <see cref="Write"/> looks again.</summary>
@@ -173,36 +155,6 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
         return wakeAt != 0 && position >= wakeAt && Interlocked.CompareExchange(ref WakeAt, 0, wakeAt) == wakeAt;
     }
 
-    /// <summary>Removes the files of processes that died before their receivers mapped them.</summary>
-    public static void RemoveOrphans(string folder)
-    {
-        if (!Directory.Exists(folder)) return;
-        foreach (string path in Directory.EnumerateFiles(folder, Prefix + "*"))
-        {
-            var match = OwnerOf().Match(System.IO.Path.GetFileName(path));
-            if (match.Success && int.TryParse(match.Groups[1].Value, out int pid) && !Running(pid)) TryDelete(path);
-        }
-    }
-
-    [GeneratedRegex(@"^condense-ring-(\d+)-")]
-    private static partial Regex OwnerOf();
-
-    static bool Running(int pid)
-    {
-        try
-        {
-            using var process = Process.GetProcessById(pid);
-            return !process.HasExited;
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { return false; }
-    }
-
-    static void TryDelete(string path)
-    {
-        try { File.Delete(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-    }
-
     /// <summary>Unmaps; the owner calls it once no thread reads or writes the ring any more.</summary>
     public void Dispose()
     {
@@ -212,6 +164,6 @@ public sealed unsafe partial class SharedPayloadRing : IDisposable
         view.SafeMemoryMappedViewHandle.ReleasePointer();
         view.Dispose();
         file.Dispose();
-        TryDelete(Path); // the sender's, when its receiver never opened it
+        SharedMemoryFile.TryDelete(Path); // the sender's, when its receiver never opened it
     }
 }

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -9,13 +10,15 @@ namespace CondenseCluster.Shared.Comm;
 /// is configured, and one from the left neighbour, which this rank's <see cref="RingListener"/> accepts. Each frame is
 /// its fixed header, then the raw payload, written from and read into the caller's buffers; between ranks on one host
 /// the payloads go through a shared-memory file instead (<see cref="SharedPayloadRing"/>) and the socket carries the
-/// headers. When the generation ends both connections close: a neighbour blocked on either one fails at once, so a
+/// headers, and a payload that lies in the sender's <see cref="SharedFloatBuffer"/> is read from there by the receiver. When the generation ends both connections close: a neighbour blocked on either one fails at once, so a
 /// failure travels round the ring.
 /// </summary>
 sealed class SocketRingLink : IRingLink
 {
     /// <summary>Payloads up to this size go out in one write with their header.</summary>
     const int SmallPayloadBytes = 4096;
+    /// <summary>Where a payload lies in the sender's buffer, in the shared ring in its place: the buffer's id (i32, then 4 zero bytes) and the byte offset (i64).</summary>
+    const int ReferenceBytes = 16;
 
     readonly object gate = new();
     readonly CancellationTokenSource aborted = new(), ended = new();
@@ -30,6 +33,11 @@ sealed class SocketRingLink : IRingLink
     SharedPayloadRing? outgoing, incoming;
     bool routeRead; // the left neighbour's payload route, read before its first frame
     readonly string sharedMemoryFolder;
+    long bytesReferenced;
+    bool referencesUnread; // sent payloads that the right neighbour reads from this rank's buffer, since the last wait for them
+    RingFrame lastFrame; // received
+    int leftPid; // whose buffers the left neighbour's references name
+    readonly Dictionary<int, SharedFloatBuffer> leftBuffers = []; // mapped by the receiving half, released with the shared rings
 
     /// <param name="accepting">the connection from the left neighbour, as this rank's listener accepts it (<see cref="RingListener.Expect"/>)</param>
     /// <param name="neighbourLost">called once, on the watching thread, when the right neighbour's connection ends before this generation did</param>
@@ -114,6 +122,8 @@ sealed class SocketRingLink : IRingLink
 
     public string Transport => connecting.IsCompletedSuccessfully ? connecting.Result.Transport : "connecting";
 
+    public long BytesReferenced => Interlocked.Read(ref bytesReferenced);
+
     public CancellationToken BeginOperation()
     {
         lock (gate)
@@ -165,7 +175,18 @@ sealed class SocketRingLink : IRingLink
         frame.Write(bytes);
         try
         {
-            if (outgoing is not null)
+            if (outgoing is not null && SharedFloatBuffer.TryLocate(payload, out int id, out long offset))
+            {
+                Span<byte> reference = stackalloc byte[ReferenceBytes];
+                BinaryPrimitives.WriteInt32LittleEndian(reference, id);
+                BinaryPrimitives.WriteInt64LittleEndian(reference[8..], offset);
+                outgoing.Write(reference, ended.Token);
+                (frame with { InSendersBuffer = true }).Write(bytes);
+                RingSockets.SendAll(socket, bytes[..RingFrame.HeaderBytes]);
+                referencesUnread = true;
+                Interlocked.Add(ref bytesReferenced, payload.Length);
+            }
+            else if (outgoing is not null)
             {
                 outgoing.Write(payload, ended.Token);
                 RingSockets.SendAll(socket, bytes[..RingFrame.HeaderBytes]);
@@ -187,6 +208,17 @@ sealed class SocketRingLink : IRingLink
         }
     }
 
+    public void AwaitPayloadsRead(CancellationToken cancellationToken)
+    {
+        if (!referencesUnread || outgoing is null) return;
+        try { outgoing.Drain(ended.Token); }
+        catch (OperationCanceledException e)
+        {
+            throw broken ?? new AllReduceException(AllReduceFailure.StreamBroken, $"waiting for {Right} to read this rank's buffer: {e.Message}", e);
+        }
+        referencesUnread = false;
+    }
+
     public RingFrame ReceiveFrame(CancellationToken cancellationToken)
     {
         if (!routeRead) ReadRoute(cancellationToken);
@@ -195,7 +227,7 @@ sealed class SocketRingLink : IRingLink
         if (received == 0) throw new AllReduceException(AllReduceFailure.StreamBroken, $"{Left} closed its connection");
         if (received < header.Length)
             throw new AllReduceException(AllReduceFailure.StreamBroken, $"the connection from {Left} ended inside a frame header ({received} of {header.Length} bytes)");
-        try { return RingFrame.Read(header); }
+        try { return lastFrame = RingFrame.Read(header); }
         catch (InvalidDataException e) { throw new AllReduceException(AllReduceFailure.Malformed, $"from {Left}: {e.Message}", e); }
     }
 
@@ -212,6 +244,7 @@ sealed class SocketRingLink : IRingLink
                 Span<byte> path = stackalloc byte[length];
                 ReceiveWhole(path, "its payload route", cancellationToken);
                 var shared = SharedPayloadRing.Open(Encoding.UTF8.GetString(path), sharedMemoryFolder);
+                leftPid = SharedMemoryFile.OwnerPid(shared.Path);
                 lock (gate) incoming = shared; // an all-reduce runs: the generation's end releases it afterwards
             }
         }
@@ -221,6 +254,12 @@ sealed class SocketRingLink : IRingLink
 
     public void ReceivePayload(Span<byte> into, CancellationToken cancellationToken)
     {
+        if (lastFrame.InSendersBuffer)
+        {
+            InLeftsBuffer(into.Length).CopyTo(into);
+            Release(incoming!, ReferenceBytes, cancellationToken);
+            return;
+        }
         if (incoming is null)
         {
             ReceiveWhole(into, "a frame's payload", cancellationToken);
@@ -232,6 +271,12 @@ sealed class SocketRingLink : IRingLink
 
     public void ReceiveAdding(Span<float> target, Span<float> scratch, CancellationToken cancellationToken)
     {
+        if (lastFrame.InSendersBuffer)
+        {
+            FloatPayload.AddTo(MemoryMarshal.Cast<byte, float>(InLeftsBuffer(target.Length * sizeof(float))), target);
+            Release(incoming!, ReferenceBytes, cancellationToken);
+            return;
+        }
         if (incoming is null)
         {
             var values = scratch[..target.Length];
@@ -241,6 +286,22 @@ sealed class SocketRingLink : IRingLink
         }
         FloatPayload.AddTo(MemoryMarshal.Cast<byte, float>(SharedPayload(incoming, target.Length * sizeof(float))), target);
         Release(incoming, target.Length * sizeof(float), cancellationToken);
+    }
+
+    /// <summary>The payload of the frame last received where it lies in the left neighbour's buffer, as the shared ring says; valid until released.</summary>
+    ReadOnlySpan<byte> InLeftsBuffer(int length)
+    {
+        try
+        {
+            if (incoming is null || lastFrame.Precision != WirePrecision.Float32)
+                throw new InvalidDataException($"a frame of {lastFrame.Precision} values in the sender's buffer{(incoming is null ? " on a connection without shared memory" : "")}");
+            var reference = incoming.Next(ReferenceBytes);
+            int id = BinaryPrimitives.ReadInt32LittleEndian(reference);
+            if (!leftBuffers.TryGetValue(id, out var buffer))
+                leftBuffers[id] = buffer = SharedFloatBuffer.OpenNeighbours(sharedMemoryFolder, leftPid, id);
+            return buffer.Read(BinaryPrimitives.ReadInt64LittleEndian(reference[8..]), length);
+        }
+        catch (InvalidDataException e) { throw new AllReduceException(AllReduceFailure.Malformed, $"from {Left}: {e.Message}", e); }
     }
 
     /// <summary>The next payload where it lies in the shared ring.</summary>
@@ -306,5 +367,7 @@ sealed class SocketRingLink : IRingLink
         outgoing?.Dispose();
         incoming?.Dispose();
         (outgoing, incoming) = (null, null);
+        foreach (var buffer in leftBuffers.Values) buffer.Dispose();
+        leftBuffers.Clear();
     }
 }

@@ -21,7 +21,7 @@ public readonly record struct StepOutcome(MicroBatchResult Total, double Compute
 /// importance and the BatchNorm statistics. Every rank of a ring makes the same all-reduces in the same order, so
 /// their operation ids line up; make a new one for every new ring.
 /// </summary>
-public sealed class DistributedStep
+public sealed class DistributedStep : IDisposable
 {
     readonly TrainingEngine engine;
     readonly MicroBatchPlan plan;
@@ -73,10 +73,23 @@ public sealed class DistributedStep
     }
 
     /// <summary>The masks changed: the next step plans its buckets anew.</summary>
-    public void MasksChanged() => sync = null;
+    public void MasksChanged() => ReplanExchange();
 
     /// <summary>The whole state was replaced (its masks and BatchNorm statistics too).</summary>
-    public void StateLoaded() => (sync, batchNormAveragedAt) = (null, -1);
+    public void StateLoaded()
+    {
+        ReplanExchange();
+        batchNormAveragedAt = -1;
+    }
+
+    void ReplanExchange()
+    {
+        sync?.Dispose();
+        sync = null;
+    }
+
+    /// <summary>Frees the exchange's buffer (a file in /dev/shm where the ring shares it) once no bucket crosses the ring.</summary>
+    public void Dispose() => ReplanExchange();
 
     /// <summary>
     /// Starts step <paramref name="step"/>'s gradient exchange. The bucket plan is made again when the masks changed: a
@@ -93,7 +106,7 @@ public sealed class DistributedStep
                     var reducing = ring.AllReduceAsync(values, ++operation, exchange.Precision);
                     if (bucketsSent++ == 1) Exchanging?.Invoke(exchangeStep);
                     return reducing;
-                });
+                }, ring.CreateBuffer);
         }
         (exchangeStep, bucketsSent) = (step, 0);
         sync.BeginStep();

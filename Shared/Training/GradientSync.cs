@@ -1,3 +1,5 @@
+using System.Buffers;
+using CondenseCluster.Shared.Comm;
 using CondenseCluster.Shared.Model;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -12,7 +14,7 @@ namespace CondenseCluster.Shared.Training;
 /// divided by M. Packing reads the gradient buffer in one pass per bucket, unpacking writes it in one: in place on
 /// the CPU, through one device-to-host and one host-to-device copy per bucket elsewhere.
 /// </summary>
-public sealed class GradientSync
+public sealed class GradientSync : IDisposable
 {
     /// <summary>The packed buffer's first value: how many replicas vote to stop after this step. It travels with the bucket sent last.</summary>
     const int StopVotes = 0;
@@ -23,7 +25,7 @@ public sealed class GradientSync
     readonly bool inPlace;     // the buffer is contiguous float32 on the CPU: packed from and unpacked into its memory
     readonly GradientBucket[] buckets;
     readonly float scale;
-    readonly float[] packed;
+    readonly IMemoryOwner<float> packedBuffer;
     readonly Func<Memory<float>, Task> allReduce;
     int started;
     Task sending = Task.CompletedTask;
@@ -31,15 +33,19 @@ public sealed class GradientSync
     /// <param name="flat">the gradient buffer (<see cref="GradientBuffer.Flat"/>), on any device</param>
     /// <param name="scale">what the sums are multiplied by on the way back: 1/M</param>
     /// <param name="allReduce">sums one packed bucket in place across the ring</param>
-    public GradientSync(Tensor flat, GradientBucket[] buckets, float scale, Func<Memory<float>, Task> allReduce)
+    /// <param name="createBuffer">makes the packed buffer of the given length (<see cref="IAllReduce.CreateBuffer"/>: where the ring reads it best); on the heap by default</param>
+    public GradientSync(Tensor flat, GradientBucket[] buckets, float scale, Func<Memory<float>, Task> allReduce, Func<int, IMemoryOwner<float>>? createBuffer = null)
     {
         (this.flat, this.buckets, this.scale, this.allReduce) = (flat, buckets, scale, allReduce);
         inPlace = TensorSpans.FitsCpuKernel(flat);
-        packed = new float[Values + buckets.Sum(b => b.CompactLength)];
+        int length = checked((int)(Values + buckets.Sum(b => b.CompactLength)));
+        packedBuffer = createBuffer?.Invoke(length) ?? new FloatArray(length);
     }
 
+    Memory<float> Packed => packedBuffer.Memory;
+
     /// <summary>Values that cross the ring per step, the stop votes included.</summary>
-    public long PackedLength => packed.Length;
+    public long PackedLength => Packed.Length;
 
     /// <summary>Starts a step; the previous one must have finished.</summary>
     public void BeginStep() => (started, sending) = (0, Task.CompletedTask);
@@ -57,10 +63,10 @@ public sealed class GradientSync
     /// </summary>
     public bool Finish(bool stopAfterThisStep)
     {
-        packed[StopVotes] = stopAfterThisStep ? 1 : 0;
+        Packed.Span[StopVotes] = stopAfterThisStep ? 1 : 0;
         while (started < buckets.Length) Start(buckets[started], withVotes: ++started == buckets.Length);
         sending.GetAwaiter().GetResult();
-        var compact = packed.AsSpan(Values);
+        var compact = Packed.Span[Values..];
         if (inPlace)
         {
             var gradients = TensorSpans.Floats(flat);
@@ -76,12 +82,12 @@ public sealed class GradientSync
                 using var range = flat.narrow(0, bucket.FlatStart, host.Length);
                 range.copy_(staged);
             }
-        return packed[StopVotes] > 0;
+        return Packed.Span[StopVotes] > 0;
     }
 
     void Start(GradientBucket bucket, bool withVotes)
     {
-        var compact = packed.AsSpan(Values);
+        var compact = Packed.Span[Values..];
         if (inPlace) GradientBuckets.Pack(TensorSpans.Floats(flat), 0, bucket, compact);
         else
         {
@@ -90,9 +96,12 @@ public sealed class GradientSync
             GradientBuckets.Pack(TensorSpans.Floats(host), bucket.FlatStart, bucket, compact);
         }
         // The bucket sent last starts the buffer (CompactStart 0), so with the votes before it, it is one range.
-        var values = withVotes ? packed.AsMemory(0, Values + (int)bucket.CompactLength) : packed.AsMemory(Values + (int)bucket.CompactStart, (int)bucket.CompactLength);
+        var values = withVotes ? Packed[..(Values + (int)bucket.CompactLength)] : Packed.Slice(Values + (int)bucket.CompactStart, (int)bucket.CompactLength);
         if (values.Length > 0) sending = After(sending, values);
     }
+
+    /// <summary>Frees the packed buffer once no bucket is crossing the ring any more (a step cut short may leave some running until the ring fails them).</summary>
+    public void Dispose() => sending.ContinueWith(_ => packedBuffer.Dispose(), TaskScheduler.Default);
 
     async Task After(Task previous, Memory<float> values)
     {

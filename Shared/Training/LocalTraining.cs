@@ -29,7 +29,7 @@ public static class LocalTraining
 
         using var engine = new TrainingEngine(options, run.Device);
         // The workers' step code on a ring of one: nothing to exchange.
-        var steps = new DistributedStep(engine, plan, SingleRank.Instance, new GradientExchange(1, SendMaskedGradients: true, WirePrecision.Float32));
+        using var steps = new DistributedStep(engine, plan, SingleRank.Instance, new GradientExchange(1, SendMaskedGradients: true, WirePrecision.Float32));
         long first = 0;
         if (resume is not null)
         {

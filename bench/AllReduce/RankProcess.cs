@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
 using CondenseCluster.Shared.Comm;
@@ -30,13 +31,13 @@ static class RankProcess
             Method.Shm => options,
             _ => options with { ListenAddress = settings.Listen ?? throw new UsageException("the simulated-host methods need --listen") },
         }));
+        IMemoryOwner<float> buffer = new FloatArray(0);
         try
         {
             var endpoints = new List<string>();
             foreach (var method in methods) endpoints.Add(await nodes[method].StartAsync());
             Reply($"endpoints {string.Join(' ', endpoints)}");
             int rank = 0, size = 0;
-            float[] buffer = [];
             while (await Console.In.ReadLineAsync() is { } line)
             {
                 string[] words = line.Split(' ');
@@ -60,18 +61,20 @@ static class RankProcess
                         Reply($"probed {rate.ToString("R", CultureInfo.InvariantCulture)}");
                         break;
                     case "buffer":
-                        buffer = new float[Int(words[1])];
-                        Fill(buffer, rank);
+                        buffer.Dispose();
+                        // As a worker's gradients: in shared memory where ranks on this host may share it.
+                        buffer = nodes[Method.Shm].CreateBuffer(Int(words[1]));
+                        Fill(buffer.Memory.Span, rank);
                         Reply("ready");
                         break;
                     case "go":
                         var node = nodes[Enum.Parse<Method>(words[2], ignoreCase: true)];
                         long start = Stopwatch.GetTimestamp();
-                        await node.AllReduceAsync(buffer, long.Parse(words[1], CultureInfo.InvariantCulture), BenchSettings.Precision(words[3]));
+                        await node.AllReduceAsync(buffer.Memory, long.Parse(words[1], CultureInfo.InvariantCulture), BenchSettings.Precision(words[3]));
                         long end = Stopwatch.GetTimestamp();
                         // Checked and refilled off the clock: a fast wrong answer must not pass for a result.
-                        Verify(buffer, size);
-                        Fill(buffer, rank);
+                        Verify(buffer.Memory.Span, size);
+                        Fill(buffer.Memory.Span, rank);
                         Reply($"done {start} {end} {node.Transport}");
                         break;
                     case "quit":
@@ -84,6 +87,7 @@ static class RankProcess
         }
         finally
         {
+            buffer.Dispose();
             foreach (var node in nodes.Values) await node.DisposeAsync();
         }
     }
@@ -95,12 +99,12 @@ static class RankProcess
     // Small integers: every partial sum is exact in float32 and in a scaled half, so the expected total is known to the bit.
     static float Pattern(int index) => index % 251 - 125;
 
-    static void Fill(float[] buffer, int rank)
+    static void Fill(Span<float> buffer, int rank)
     {
         for (int i = 0; i < buffer.Length; i++) buffer[i] = (rank + 1) * Pattern(i);
     }
 
-    static void Verify(float[] buffer, int size)
+    static void Verify(ReadOnlySpan<float> buffer, int size)
     {
         int factor = size * (size + 1) / 2;
         for (int i = 0; i < buffer.Length; i++)

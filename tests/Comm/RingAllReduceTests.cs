@@ -49,6 +49,75 @@ public class RingAllReduceTests(ITestOutputHelper output)
         Assert.All(ring.Nodes, n => Assert.Equal(size == 1 ? null : expectedTransport, n.Transport));
     }
 
+    [Theory]
+    [InlineData(2, 4096, WirePrecision.Float32)]
+    [InlineData(3, 4096, WirePrecision.Float32)]
+    [InlineData(5, 1 << 20, WirePrecision.Float32)]
+    [InlineData(3, 12, WirePrecision.Float32)]   // a shared ring of 96 bytes: even references wait for room
+    [InlineData(3, 4096, WirePrecision.Float16)] // halves are made in a segment buffer: they go through the shared ring
+    public async Task BuffersInSharedMemoryAreReadWhereTheyLieAndSumExactly(int size, int segmentBytes, WirePrecision precision)
+    {
+        await using var ring = await TestRing.StartAsync(size, new DataPlaneOptions { SegmentBytes = segmentBytes });
+        long operation = 0, referencedBefore = ring.Nodes.Sum(n => n.BytesReferenced), sentBefore = ring.Nodes.Sum(n => n.BytesSent);
+        foreach (int length in RingPlanTests.Lengths.Where(l => segmentBytes > 12 || l <= 1000))
+        {
+            var buffers = ring.Nodes.Select(n => n.CreateBuffer(length)).ToArray();
+            try
+            {
+                Assert.All(buffers, b => Assert.Equal(length > 0, b is SharedFloatBuffer)); // nothing to share in no values
+                for (int rank = 0; rank < size; rank++)
+                    for (int i = 0; i < length; i++) buffers[rank].Memory.Span[i] = (i % 101) * (rank + 1) - 3 * rank; // exact as halves too
+                long id = ++operation;
+                await Task.WhenAll(ring.Nodes.Select((n, rank) => n.AllReduceAsync(buffers[rank].Memory, id, precision)));
+                var results = buffers.Select(b => b.Memory.ToArray()).ToArray();
+                for (int i = 0; i < length; i++)
+                    Assert.Equal(Enumerable.Range(0, size).Sum(r => (i % 101) * (r + 1) - 3 * r), results[0][i]);
+                RingPlanTests.AssertBitIdentical(results);
+            }
+            finally
+            {
+                foreach (var buffer in buffers) buffer.Dispose();
+            }
+            Assert.All(buffers.OfType<SharedFloatBuffer>(), b => Assert.False(File.Exists(b.Path))); // a disposed buffer leaves nothing in /dev/shm
+        }
+        long referenced = ring.Nodes.Sum(n => n.BytesReferenced) - referencedBefore, sent = ring.Nodes.Sum(n => n.BytesSent) - sentBefore;
+        output.WriteLine($"{referenced} of {sent} payload bytes read from the sender's buffer");
+        // Float32 values are all read where the sender summed them; halves never are.
+        Assert.Equal(precision == WirePrecision.Float32 ? sent : 0, referenced);
+        Assert.True(sent > 0);
+    }
+
+    [Fact]
+    public async Task ARankThatOverwritesItsBufferAsSoonAsItsAllReduceEndsNeverSpoilsItsNeighboursSums()
+    {
+        // A rank's all-reduce ends only once its right neighbour has read the segments it passed by reference; were it
+        // to end sooner, the neighbour would read the NaNs written below.
+        const int size = 3, length = 100_003;
+        await using var ring = await TestRing.StartAsync(size, new DataPlaneOptions { SegmentBytes = 4096 });
+        var buffers = ring.Nodes.Select(n => n.CreateBuffer(length)).ToArray();
+        try
+        {
+            for (long operation = 1; operation <= 20; operation++)
+            {
+                for (int rank = 0; rank < size; rank++) buffers[rank].Memory.Span.Fill(rank + operation);
+                var results = await Task.WhenAll(ring.Nodes.Select(async (node, rank) =>
+                {
+                    await node.AllReduceAsync(buffers[rank].Memory, operation);
+                    var result = buffers[rank].Memory.ToArray();
+                    buffers[rank].Memory.Span.Fill(float.NaN);
+                    return result;
+                }));
+                float expected = Enumerable.Range(0, size).Sum(r => r + operation);
+                Assert.All(results, result => Assert.All(result, v => Assert.Equal(expected, v)));
+            }
+            Assert.All(ring.Nodes, n => Assert.True(n.BytesReferenced > 0));
+        }
+        finally
+        {
+            foreach (var buffer in buffers) buffer.Dispose();
+        }
+    }
+
     [Fact]
     public async Task AFullSharedMemoryFolderLeavesThePayloadsOnTheUnixSocketsAndTheSumsExact()
     {
@@ -63,6 +132,7 @@ public class RingAllReduceTests(ITestOutputHelper output)
             Assert.Equal(Enumerable.Range(0, 3).Sum(r => 50 * (r + 1)), buffers[0][50]);
             RingPlanTests.AssertBitIdentical(buffers);
             Assert.All(ring.Nodes, n => Assert.Equal("unix", n.Transport));
+            using (var heap = ring.Nodes[0].CreateBuffer(1000)) Assert.IsType<FloatArray>(heap); // no room for a shared buffer either
             Assert.Equal(["filler"], Directory.EnumerateFileSystemEntries(folder).Select(Path.GetFileName));
         }
         Directory.Delete(folder);

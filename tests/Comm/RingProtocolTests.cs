@@ -14,6 +14,9 @@ public class RingProtocolTests
         frame.Write(bytes);
         Assert.Equal(frame, RingFrame.Read(bytes));
         Assert.Equal(2 * 65_536, frame.PayloadBytes);
+        var referring = frame with { Precision = WirePrecision.Float32, HalfExponent = 0, InSendersBuffer = true };
+        referring.Write(bytes);
+        Assert.Equal(referring, RingFrame.Read(bytes));
         Assert.True(frame.Carries(long.MaxValue - 3, new RingSlice(RingPhase.AllGather, 14, 15, 123_456_789, 65_536), WirePrecision.Float16));
         Assert.False(frame.Carries(long.MaxValue - 3, new RingSlice(RingPhase.AllGather, 14, 15, 123_456_789, 65_536), WirePrecision.Float32));
         Assert.False(frame.Carries(long.MaxValue - 3, new RingSlice(RingPhase.AllGather, 14, 15, 123_456_789, 65_535), WirePrecision.Float16));
@@ -25,7 +28,7 @@ public class RingProtocolTests
         { "phase", 4, 2 },
         { "precision", 5, 7 },
         { "exponent of float32 values", 6, 3 },
-        { "reserved byte", 7, 1 },
+        { "payload place", 7, 2 },
         { "negative step", 11, 0x80 },
         { "negative count", 31, 0xFF },
     };

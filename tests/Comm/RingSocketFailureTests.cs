@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -115,6 +116,36 @@ public class RingSocketFailureTests(ITestOutputHelper output)
         {
             File.Delete(path);
         }
+    }
+
+    public static TheoryData<string, bool, bool, long> ReferencesToNowhere => new()
+    {
+        { "on a connection without shared memory", false, true, 0 },
+        { "cannot be mapped", true, false, 0 },    // no buffer of that id
+        { "are not in the 4000-byte shared buffer", true, true, 4 }, // 1,000 floats from byte 4 of 1,000
+    };
+
+    [Theory]
+    [MemberData(nameof(ReferencesToNowhere))]
+    public async Task AFrameSaidToLieInTheSendersBufferWhereNoneIsIsMalformedAndNothingIsSummed(string why, bool sharedRing, bool bufferExists, long offset)
+    {
+        using var shared = sharedRing ? SharedPayloadRing.TryCreate(SharedMemoryFile.DefaultFolder, Options.SegmentBytes) : null;
+        using var buffer = bufferExists ? SharedFloatBuffer.TryCreate(SharedMemoryFile.DefaultFolder, 1000) : null;
+        var (nodes, left, values, allReduce, _) = await FakeLeftNeighbourAsync(RingPayloadRoute.Encode(shared?.Path));
+        await using var _ = nodes;
+        using var __ = left;
+        var reference = new byte[16]; // as a sender writes it into the shared ring: the buffer's id, then the byte offset
+        BinaryPrimitives.WriteInt32LittleEndian(reference, buffer?.Id ?? int.MaxValue);
+        BinaryPrimitives.WriteInt64LittleEndian(reference.AsSpan(8), offset);
+        shared?.Write(reference, CancellationToken.None);
+        var header = FirstHeader();
+        header[7] = 1; // the payload lies in the sender's buffer
+        var watch = Stopwatch.StartNew();
+        left.Send(header);
+        var failure = await FailsWithin(allReduce, TimeSpan.FromSeconds(1), watch);
+        Assert.Equal(AllReduceFailure.Malformed, failure.Reason);
+        Assert.Contains(why, failure.Message);
+        Assert.All(values, v => Assert.Equal(1f, v));
     }
 
     [Fact]

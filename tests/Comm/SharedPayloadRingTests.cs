@@ -8,13 +8,13 @@ namespace CondenseCluster.Tests.Comm;
 public class SharedPayloadRingTests
 {
     static SharedPayloadRing Create(int segmentBytes) =>
-        SharedPayloadRing.TryCreate(SharedPayloadRing.DefaultFolder, segmentBytes) ?? throw new InvalidOperationException("/dev/shm cannot hold a ring here");
+        SharedPayloadRing.TryCreate(SharedMemoryFile.DefaultFolder, segmentBytes) ?? throw new InvalidOperationException("/dev/shm cannot hold a ring here");
 
     [Fact]
     public async Task PayloadsOfEverySizeArriveInOrderAcrossTheEndAndTheSenderWaitsForRoom()
     {
         using var sender = Create(segmentBytes: 12); // 96 bytes of room
-        using var receiver = SharedPayloadRing.Open(sender.Path, SharedPayloadRing.DefaultFolder);
+        using var receiver = SharedPayloadRing.Open(sender.Path, SharedMemoryFile.DefaultFolder);
         Assert.False(File.Exists(sender.Path)); // both have it mapped: nothing is left in /dev/shm
         int[] lengths = [.. Enumerable.Range(0, 400).Select(i => new[] { 12, 8, 4, 1, 24, 7, 0 }[i % 7])];
         byte[] Payload(int index) => [.. Enumerable.Range(0, lengths[index]).Select(b => (byte)(index * 31 + b))];
@@ -45,7 +45,7 @@ public class SharedPayloadRingTests
     public async Task AWaitingSenderIsWokenOnceHalfTheRingIsFreeNotForEveryPayloadConsumed()
     {
         using var sender = Create(segmentBytes: 12); // 96 bytes of room: eight payloads of 12
-        using var receiver = SharedPayloadRing.Open(sender.Path, SharedPayloadRing.DefaultFolder);
+        using var receiver = SharedPayloadRing.Open(sender.Path, SharedMemoryFile.DefaultFolder);
         for (int i = 0; i < 8; i++) sender.Write(new byte[12], CancellationToken.None);
         // A thread of its own, as a ring's sending half has: a pool thread may not start within the wait below.
         var writing = Task.Factory.StartNew(() => sender.Write(new byte[12], CancellationToken.None), TaskCreationOptions.LongRunning);
@@ -68,7 +68,7 @@ public class SharedPayloadRingTests
     public void AWaitingSenderStopsWhenTheConnectionEnds()
     {
         using var sender = Create(segmentBytes: 12);
-        using var receiver = SharedPayloadRing.Open(sender.Path, SharedPayloadRing.DefaultFolder);
+        using var receiver = SharedPayloadRing.Open(sender.Path, SharedMemoryFile.DefaultFolder);
         sender.Write(new byte[96], CancellationToken.None); // the ring is full, and nobody reads
         using var ended = new CancellationTokenSource();
         var watch = Stopwatch.StartNew();
@@ -85,7 +85,7 @@ public class SharedPayloadRingTests
     public void APayloadLargerThanTheRingIsMalformed()
     {
         using var sender = Create(segmentBytes: 12);
-        using var receiver = SharedPayloadRing.Open(sender.Path, SharedPayloadRing.DefaultFolder);
+        using var receiver = SharedPayloadRing.Open(sender.Path, SharedMemoryFile.DefaultFolder);
         Assert.Throws<InvalidDataException>(() => receiver.Next(97).Length);
     }
 
@@ -94,7 +94,7 @@ public class SharedPayloadRingTests
     {
         string path = $"/dev/shm/condense-ring-{Environment.ProcessId}-{Guid.NewGuid():N}";
         File.WriteAllBytes(path, new byte[4096 + 96]);
-        var refused = Assert.Throws<InvalidDataException>(() => SharedPayloadRing.Open(path, SharedPayloadRing.DefaultFolder));
+        var refused = Assert.Throws<InvalidDataException>(() => SharedPayloadRing.Open(path, SharedMemoryFile.DefaultFolder));
         Assert.Contains("not laid out as a ring's", refused.Message);
         Assert.False(File.Exists(path));
     }
@@ -107,7 +107,7 @@ public class SharedPayloadRingTests
         string orphan = $"/dev/shm/condense-ring-{exited.Id}-{Guid.NewGuid():N}";
         File.WriteAllBytes(orphan, new byte[16]);
         using var live = Create(segmentBytes: 12);
-        SharedPayloadRing.RemoveOrphans(SharedPayloadRing.DefaultFolder);
+        SharedMemoryFile.RemoveOrphans(SharedMemoryFile.DefaultFolder);
         Assert.False(File.Exists(orphan));
         Assert.True(File.Exists(live.Path));
     }
