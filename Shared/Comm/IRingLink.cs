@@ -44,8 +44,9 @@ interface IRingLink
     /// <summary>
     /// Returns once the right neighbour has read every payload this rank sent from its own buffer
     /// (<see cref="SharedFloatBuffer"/>): until then the all-reduce must not end, as its caller may change the buffer.
+    /// Throws <see cref="AllReduceException"/> when the generation ends first.
     /// </summary>
-    void AwaitPayloadsRead(CancellationToken cancellationToken);
+    void AwaitPayloadsRead();
 
     /// <summary>The next frame's header from the left neighbour; its payload must be read next.</summary>
     RingFrame ReceiveFrame(CancellationToken cancellationToken);

@@ -105,7 +105,7 @@ sealed class RingAllReduce(int rank, int size, IRingLink? link, DataPlaneOptions
                 }
                 else Send(RingFrame.Of(operation, slice, precision), MemoryMarshal.AsBytes(values));
             }
-            link.AwaitPayloadsRead(stop.Token);
+            link.AwaitPayloadsRead(); // a failed run ends the generation, which ends this wait
         });
 
         void Send(in RingFrame frame, ReadOnlySpan<byte> payload)

@@ -10,8 +10,9 @@ namespace CondenseCluster.Shared.Comm;
 /// is configured, and one from the left neighbour, which this rank's <see cref="RingListener"/> accepts. Each frame is
 /// its fixed header, then the raw payload, written from and read into the caller's buffers; between ranks on one host
 /// the payloads go through a shared-memory file instead (<see cref="SharedPayloadRing"/>) and the socket carries the
-/// headers, and a payload that lies in the sender's <see cref="SharedFloatBuffer"/> is read from there by the receiver. When the generation ends both connections close: a neighbour blocked on either one fails at once, so a
-/// failure travels round the ring.
+/// headers, and a payload that lies in the sender's <see cref="SharedFloatBuffer"/> stays there: the receiver reads it
+/// where it lies. When the generation ends both connections close: a neighbour blocked on either one fails at once, so
+/// a failure travels round the ring.
 /// </summary>
 sealed class SocketRingLink : IRingLink
 {
@@ -208,7 +209,7 @@ sealed class SocketRingLink : IRingLink
         }
     }
 
-    public void AwaitPayloadsRead(CancellationToken cancellationToken)
+    public void AwaitPayloadsRead()
     {
         if (!referencesUnread || outgoing is null) return;
         try { outgoing.Drain(ended.Token); }
