@@ -30,8 +30,9 @@ public sealed record DataPlaneOptions
     public RingTransportKind Transport { get; init; } = RingTransportKind.Auto;
 
     /// <summary>
-    /// The tmpfs where ranks on one host put their ring payloads (<see cref="RingTransportKind.Auto"/>): 2 MiB per ring
-    /// connection. Another memory-backed folder where /dev/shm is small, e.g. a Kubernetes memory emptyDir.
+    /// The tmpfs where ranks on one host put their ring payloads (<see cref="RingTransportKind.Auto"/>): 4 MiB per ring
+    /// connection, and the buffers of <see cref="DataPlaneNode.CreateBuffer"/> (a worker's packed gradients). Another
+    /// memory-backed folder where /dev/shm is small, e.g. a Kubernetes memory emptyDir.
     /// </summary>
     public string SharedMemoryFolder { get; init; } = SharedMemoryFile.DefaultFolder;
 
@@ -45,9 +46,10 @@ public sealed record DataPlaneOptions
 
     /// <summary>
     /// Payload bytes per frame: a chunk travels as segments of this size, so that sending, receiving and summing
-    /// overlap (a rank forwards a segment as soon as it has summed it). Measured with bench/AllReduce (BENCHMARKS.md).
+    /// overlap (a rank forwards a segment as soon as it has summed it). 1 MiB: with segments read in place, fewer and
+    /// larger segments spare thread wake-ups; measured with bench/AllReduce (BENCHMARKS.md).
     /// </summary>
-    public int SegmentBytes { get; init; } = 256 * 1024;
+    public int SegmentBytes { get; init; } = 1024 * 1024;
 
     /// <summary>How long a connection may take to say who it is, and a neighbour's data endpoint to answer ring set-up.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
