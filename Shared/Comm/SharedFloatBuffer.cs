@@ -20,8 +20,7 @@ public sealed unsafe class SharedFloatBuffer : MemoryManager<float>
     static SharedFloatBuffer[] live = []; // copied on change: senders look up without a lock
     static int lastId;
 
-    readonly MemoryMappedFile file;
-    readonly MemoryMappedViewAccessor view;
+    readonly SharedMapping mapping;
     readonly byte* start;
     readonly bool owned;
     bool disposed;
@@ -33,11 +32,9 @@ public sealed unsafe class SharedFloatBuffer : MemoryManager<float>
 
     SharedFloatBuffer(string path, int id, MemoryMappedFile file, long bytes, bool owned)
     {
-        (Path, Id, this.file, Bytes, this.owned) = (path, id, file, bytes, owned);
-        view = file.CreateViewAccessor(0, bytes, owned ? MemoryMappedFileAccess.ReadWrite : MemoryMappedFileAccess.Read);
-        byte* pointer = null;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-        start = pointer + view.PointerOffset;
+        (Path, Id, Bytes, this.owned) = (path, id, bytes, owned);
+        mapping = new SharedMapping(file, bytes, owned ? MemoryMappedFileAccess.ReadWrite : MemoryMappedFileAccess.Read);
+        start = mapping.Start;
     }
 
     public string Path { get; }
@@ -114,8 +111,6 @@ public sealed unsafe class SharedFloatBuffer : MemoryManager<float>
             lock (registry) live = [.. live.Where(b => b != this)];
             SharedMemoryFile.TryDelete(Path); // a neighbour that mapped it keeps its pages until it unmaps
         }
-        view.SafeMemoryMappedViewHandle.ReleasePointer();
-        view.Dispose();
-        file.Dispose();
+        mapping.Dispose();
     }
 }

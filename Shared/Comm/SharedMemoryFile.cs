@@ -102,3 +102,29 @@ public static partial class SharedMemoryFile
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 }
+
+/// <summary>A shared-memory file mapped into this process, at a pointer that stays valid until <see cref="Dispose"/>.</summary>
+public sealed unsafe class SharedMapping : IDisposable
+{
+    readonly MemoryMappedFile file;
+    readonly MemoryMappedViewAccessor view;
+
+    /// <summary>Maps the first <paramref name="bytes"/> of <paramref name="file"/>, which it then owns.</summary>
+    public SharedMapping(MemoryMappedFile file, long bytes, MemoryMappedFileAccess access)
+    {
+        this.file = file;
+        view = file.CreateViewAccessor(0, bytes, access);
+        byte* pointer = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+        Start = pointer + view.PointerOffset;
+    }
+
+    public byte* Start { get; }
+
+    public void Dispose()
+    {
+        view.SafeMemoryMappedViewHandle.ReleasePointer();
+        view.Dispose();
+        file.Dispose();
+    }
+}

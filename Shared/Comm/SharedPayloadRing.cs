@@ -24,8 +24,7 @@ public sealed unsafe class SharedPayloadRing : IDisposable
     /// <summary>The byte a receiver sends back on the socket when it made room for a sender that waits for it.</summary>
     public const byte RoomMade = 0x52;
 
-    readonly MemoryMappedFile file;
-    readonly MemoryMappedViewAccessor view;
+    readonly SharedMapping mapping;
     readonly byte* start;
     readonly long capacity;
     readonly object room = new();
@@ -34,11 +33,9 @@ public sealed unsafe class SharedPayloadRing : IDisposable
 
     SharedPayloadRing(string path, MemoryMappedFile file, long capacity)
     {
-        (Path, this.file, this.capacity) = (path, file, capacity);
-        view = file.CreateViewAccessor(0, DataAt + capacity);
-        byte* pointer = null;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-        start = pointer + view.PointerOffset;
+        (Path, this.capacity) = (path, capacity);
+        mapping = new SharedMapping(file, DataAt + capacity, MemoryMappedFileAccess.ReadWrite);
+        start = mapping.Start;
     }
 
     public string Path { get; }
@@ -161,9 +158,7 @@ public sealed unsafe class SharedPayloadRing : IDisposable
         if (disposed) return;
         disposed = true;
         RoomWasMade();
-        view.SafeMemoryMappedViewHandle.ReleasePointer();
-        view.Dispose();
-        file.Dispose();
+        mapping.Dispose();
         SharedMemoryFile.TryDelete(Path); // the sender's, when its receiver never opened it
     }
 }
